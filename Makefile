@@ -1,0 +1,26 @@
+# Thin wrappers over `python -m harness ...`; no hyperparameter lives here.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --quiet --disable-pip-version-check
+DEVICE ?= cpu
+
+.PHONY: help venv test bench-criterion
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+# The stamp re-runs the install only when the dependency files change.
+$(VENV)/.installed: pyproject.toml requirements/cpu.txt requirements/mm-registry.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -r requirements/cpu.txt -e '.[dev]'
+	$(PIP) install --no-deps -r requirements/mm-registry.txt
+	touch $@
+
+venv: $(VENV)/.installed  ## create the CPU virtualenv (.venv) and install everything
+
+test: venv  ## run the test suite
+	$(PY) -m pytest -q
+
+bench-criterion: venv  ## time both criteria at S3DIS shapes (DEVICE=cpu|cuda)
+	$(PY) -m harness bench criterion --device $(DEVICE)

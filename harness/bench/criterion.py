@@ -1,0 +1,189 @@
+"""``python -m harness bench criterion``: forward+backward time of both criteria at S3DIS shapes."""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+import resource
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..errors import HarnessError
+from ..io import atomic_write_text, result_line
+from .inputs import pred_leaves, random_gts, random_pred
+
+HELP = 'time forward+backward of the Influencer and Hungarian criteria at S3DIS shapes'
+log = logging.getLogger(__name__)
+
+# Upstream's S3DIS inst_criterion and the mission's Influencer block.
+HUNGARIAN = dict(
+    matcher=dict(type='HungarianMatcher', costs=[
+        dict(type='QueryClassificationCost', weight=0.5),
+        dict(type='MaskBCECost', weight=1.0),
+        dict(type='MaskDiceCost', weight=1.0)]),
+    loss_weight=[0.5, 1.0, 1.0, 0.5], num_classes=13, non_object_weight=0.05,
+    fix_dice_loss_weight=True, iter_matcher=True, fix_mean_loss=True)
+INFLUENCER = dict(
+    loss_weight=[0.5, 1.0, 1.0], num_classes=13, non_object_weight=0.05, attr_weight=1.0,
+    rep_weight=1.0, bg_weight=1.0, rep_margin=1.0, temperature=1.0, iter_matcher=True)
+# Goals from the issue, checked at the largest shape (S=50k voxels, K=60 instances).
+GOAL = {'cpu': 0.5, 'cuda': 0.25}
+FIELDS = ['device', 'criterion', 'n_points', 'n_gts', 'batch', 'n_queries', 'n_layers',
+          'median_ms', 'min_ms', 'max_ms', 'repeats', 'peak_mem_mib', 'threads', 'torch',
+          'ratio_vs_hungarian']
+
+
+@dataclass
+class Case:
+    """One timed configuration. Defaults are upstream's S3DIS training shapes."""
+
+    criterion: str
+    n_points: int
+    n_gts: int
+    device: str
+    batch: int = 2          # upstream's S3DIS batch size
+    n_queries: int = 400    # upstream's num_instance_queries
+    n_layers: int = 4       # iter_pred: final + 3 aux predictions
+    warmup: int = 1
+    repeats: int = 7
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the criterion benchmark."""
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu', help='where to run')
+    parser.add_argument('--points', type=int, nargs='+', default=[20000, 50000],
+                        help='voxels per scene (S3DIS rooms: tens of thousands)')
+    parser.add_argument('--gts', type=int, nargs='+', default=[20, 60], help='GT instances per scene')
+    parser.add_argument('--repeats', type=int, default=7, help='timed runs per case (median reported)')
+    parser.add_argument('--warmup', type=int, default=1, help='untimed runs before timing')
+    parser.add_argument('--out', type=Path, default=Path('results/bench'), help='folder for the CSV')
+    parser.add_argument('--force', action='store_true', help='replace an existing CSV')
+
+
+def run(args: argparse.Namespace) -> int:
+    """Time every case, each in a fresh process (clean peak-memory reading)."""
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        raise HarnessError('--device cuda but torch.cuda.is_available() is False: install a CUDA '
+                           'build of torch (README, "Installing on a GPU machine") or use --device cpu')
+    out = args.out / f'criterion-{args.device}.csv'
+    if out.exists() and not args.force:
+        raise HarnessError(f'{out} exists; pass --force to replace it or choose another --out')
+    cases = [Case(crit, s, k, args.device, warmup=args.warmup, repeats=args.repeats)
+             for s in args.points for k in args.gts for crit in ('hungarian', 'influencer')]
+    rows = []
+    for case in tqdm(cases, desc='bench criterion', unit='case'):
+        with ProcessPoolExecutor(1, mp_context=get_context('spawn')) as pool:
+            rows.append(pool.submit(measure, case).result())
+    add_ratios(rows)
+    atomic_write_text(out, to_csv(rows), overwrite=args.force)
+    print(format_table(rows))
+    return report(rows, args.device, out)
+
+
+def measure(case: Case) -> dict:
+    """Build inputs, warm up, then time ``repeats`` forward+backward passes.
+
+    Returns:
+        a CSV row (dict over FIELDS except the ratio).
+    """
+    from influencerformer import HungarianCriterion, InfluencerCriterion
+    crit = (HungarianCriterion(**HUNGARIAN) if case.criterion == 'hungarian'
+            else InfluencerCriterion(**INFLUENCER))
+    sizes = [case.n_points] * case.batch
+    pred = random_pred(sizes, case.n_queries, n_aux=case.n_layers - 1, device=case.device)
+    # S3DIS: every class is an instance class, so few points are background.
+    gts = random_gts(sizes, [case.n_gts] * case.batch, bg_frac=0.05, device=case.device)
+    tensors = pred_leaves(pred)
+
+    def step() -> None:
+        crit(pred, gts)['inst_loss'].backward()
+        for t in tensors:
+            t.grad = None
+        if case.device == 'cuda':
+            torch.cuda.synchronize()
+
+    peak = peak_memory_of(step, case.device)
+    for _ in range(case.warmup):
+        step()
+    times = []
+    for _ in range(case.repeats):
+        start = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - start) * 1e3)
+    return {**{k: v for k, v in asdict(case).items() if k in FIELDS},
+            'median_ms': round(statistics.median(times), 2), 'min_ms': round(min(times), 2),
+            'max_ms': round(max(times), 2), 'peak_mem_mib': round(peak / 2**20, 1),
+            'threads': torch.get_num_threads(), 'torch': torch.__version__}
+
+
+def peak_memory_of(step, device: str) -> float:
+    """Bytes above the inputs at the peak of one call of ``step`` (the first one).
+
+    CUDA: max_memory_allocated growth. CPU: growth of the process's peak RSS
+    over the RSS before the call (the inputs are built in place, so the call
+    sets the high-water mark).
+    """
+    if device == 'cuda':
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        return torch.cuda.max_memory_allocated() - before
+    before = _current_rss()
+    step()
+    return max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
+
+
+def _current_rss() -> float:
+    """Resident set size in bytes (Linux /proc)."""
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """Influencer / Hungarian median time on the influencer rows, in place."""
+    hungarian = {(r['n_points'], r['n_gts']): r['median_ms'] for r in rows if r['criterion'] == 'hungarian'}
+    for r in rows:
+        base = hungarian.get((r['n_points'], r['n_gts']))
+        r['ratio_vs_hungarian'] = round(r['median_ms'] / base, 3) if base else ''
+
+
+def to_csv(rows: list[dict]) -> str:
+    """CSV text with the FIELDS columns."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator='\n')
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def format_table(rows: list[dict]) -> str:
+    """Fixed-width table for the terminal."""
+    head = f"{'criterion':<11}{'S':>7}{'K':>4}{'median ms':>11}{'min ms':>9}{'peak MiB':>10}{'ratio':>7}"
+    lines = [head, '-' * len(head)]
+    for r in rows:
+        lines.append(f"{r['criterion']:<11}{r['n_points']:>7}{r['n_gts']:>4}{r['median_ms']:>11.1f}"
+                     f"{r['min_ms']:>9.1f}{r['peak_mem_mib']:>10.1f}{str(r['ratio_vs_hungarian']):>7}")
+    return '\n'.join(lines)
+
+
+def report(rows: list[dict], device: str, out: Path) -> int:
+    """Print the goal check at the largest shape and the RESULT line."""
+    largest = max((r for r in rows if r['criterion'] == 'influencer'),
+                  key=lambda r: (r['n_points'], r['n_gts']))
+    ratio = largest['ratio_vs_hungarian']
+    meets = ratio != '' and ratio <= GOAL[device]
+    print(f"Influencer/Hungarian time at S={largest['n_points']}, K={largest['n_gts']}: {ratio} "
+          f"(goal <= {GOAL[device]} on {device}: {'met' if meets else 'NOT met'})")
+    print(result_line('bench criterion', 'ok', device=device, csv=str(out), ratio=ratio,
+                      at={'n_points': largest['n_points'], 'n_gts': largest['n_gts']},
+                      goal=GOAL[device], meets_goal=meets))
+    return 0

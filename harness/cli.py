@@ -1,0 +1,50 @@
+"""``python -m harness <verb>``: parses arguments and calls one module per verb."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from .errors import HarnessError
+from .io import result_line
+
+# verb -> module exposing HELP, add_arguments(parser) and run(args) -> int
+VERBS = {
+    'bench': 'harness.bench',
+}
+
+EPILOG = """examples:
+  python -m harness bench criterion                 # CPU timing, writes results/bench/criterion-cpu.csv
+  python -m harness bench criterion --device cuda --force
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, one sub-parser per verb."""
+    parser = argparse.ArgumentParser(
+        prog='python -m harness', epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description='InfluencerFormer benchmark harness: Influencer Loss vs Hungarian on S3DIS.')
+    parser.add_argument('-v', '--verbose', action='store_true', help='debug logging')
+    verbs = parser.add_subparsers(dest='verb', required=True, metavar='VERB')
+    for verb, module_name in VERBS.items():
+        module = importlib.import_module(module_name)
+        sub = verbs.add_parser(verb, help=module.HELP, description=module.HELP,
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code (2 for user-fixable errors)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format='%(levelname)s %(name)s: %(message)s')
+    try:
+        return int(args.run(args))
+    except HarnessError as err:
+        print(f'error: {err}', file=sys.stderr)
+        print(result_line(args.verb, 'error', error=str(err)))
+        return 2

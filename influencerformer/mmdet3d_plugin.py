@@ -1,0 +1,16 @@
+"""Registers the criteria in mmdet3d's MODELS registry.
+
+Named in a config's ``custom_imports = dict(imports=[..., 'influencerformer.mmdet3d_plugin'])``
+so that ``model.criterion.inst_criterion = dict(type='InfluencerCriterion', ...)``
+builds without touching upstream code. Upstream's own criterion is called
+``InstanceCriterion``; ours are registered under their own names, never over it.
+"""
+from mmdet3d.registry import MODELS
+
+from .criterion import InfluencerCriterion
+from .hungarian import HungarianCriterion
+
+REGISTERED = ('InfluencerCriterion', 'HungarianCriterion')
+
+MODELS.register_module(name='InfluencerCriterion', module=InfluencerCriterion)
+MODELS.register_module(name='HungarianCriterion', module=HungarianCriterion)

@@ -1,0 +1,36 @@
+"""python -m harness bench criterion: runs end to end on tiny shapes."""
+import csv
+
+import torch
+
+from harness.cli import main
+
+
+def bench(tmp_path, *extra):
+    return main(['bench', 'criterion', '--points', '400', '--gts', '3', '--repeats', '2',
+                 '--warmup', '0', '--out', str(tmp_path), *extra])
+
+
+def test_writes_csv_with_ratio_and_result_line(tmp_path, capsys):
+    assert bench(tmp_path) == 0
+    rows = list(csv.DictReader((tmp_path / 'criterion-cpu.csv').open()))
+    assert [r['criterion'] for r in rows] == ['hungarian', 'influencer']
+    assert all(float(r['median_ms']) > 0 for r in rows)
+    ratio = float(rows[1]['median_ms']) / float(rows[0]['median_ms'])
+    assert abs(float(rows[1]['ratio_vs_hungarian']) - ratio) < 1e-2
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith('RESULT {"verb": "bench criterion", "status": "ok"')
+
+
+def test_never_overwrites_without_force(tmp_path, capsys):
+    (tmp_path / 'criterion-cpu.csv').write_text('mine\n')
+    assert bench(tmp_path) == 2
+    assert 'criterion-cpu.csv exists; pass --force' in capsys.readouterr().err
+    assert (tmp_path / 'criterion-cpu.csv').read_text() == 'mine\n'
+
+
+def test_cuda_without_cuda_is_a_clear_error(tmp_path, capsys):
+    if torch.cuda.is_available():
+        return
+    assert bench(tmp_path, '--device', 'cuda') == 2
+    assert 'torch.cuda.is_available() is False' in capsys.readouterr().err
