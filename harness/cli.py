@@ -20,6 +20,22 @@ EPILOG = """examples:
 """
 
 
+def add_module_parsers(subparsers, modules: dict[str, str], run_attr: str) -> None:
+    """One sub-parser per module; each exposes HELP, add_arguments(parser), run(args).
+
+    Args:
+        subparsers: the object ``add_subparsers`` returned.
+        modules: sub-command name -> dotted module name.
+        run_attr: the args attribute that receives the module's ``run``.
+    """
+    for name, module_name in modules.items():
+        module = importlib.import_module(module_name)
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP,
+                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(**{run_attr: module.run})
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, one sub-parser per verb."""
     parser = argparse.ArgumentParser(
@@ -28,12 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         description='InfluencerFormer benchmark harness: Influencer Loss vs Hungarian on S3DIS.')
     parser.add_argument('-v', '--verbose', action='store_true', help='debug logging')
     verbs = parser.add_subparsers(dest='verb', required=True, metavar='VERB')
-    for verb, module_name in VERBS.items():
-        module = importlib.import_module(module_name)
-        sub = verbs.add_parser(verb, help=module.HELP, description=module.HELP,
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
+    add_module_parsers(verbs, VERBS, 'run')
     return parser
 
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from ..cli import add_module_parsers
 
 HELP = 'speed benchmarks (criterion); each prints a table, a ratio and writes a CSV'
 
@@ -15,12 +16,7 @@ TARGETS = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One sub-parser per benchmark target."""
     targets = parser.add_subparsers(dest='target', required=True, metavar='TARGET')
-    for name, module_name in TARGETS.items():
-        module = importlib.import_module(module_name)
-        sub = targets.add_parser(name, help=module.HELP, description=module.HELP,
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        module.add_arguments(sub)
-        sub.set_defaults(run_target=module.run)
+    add_module_parsers(targets, TARGETS, 'run_target')
 
 
 def run(args: argparse.Namespace) -> int:
