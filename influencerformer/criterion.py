@@ -101,7 +101,7 @@ class InfluencerCriterion:
         mean = {k: torch.stack(v).mean() for k, v in parts.items() if k != 'score'}
         # Upstream: sum of per-scene score MSEs over the batch size.
         mean['score'] = (torch.stack(parts['score']).sum() / batch
-                         if parts['score'] else mean['cls'] * 0.0)
+                         if parts['score'] else mean['cls'].detach() * 0.0)
         w = self.loss_weight
         total = w[0] * mean['cls'] + w[1] * mean.pop('inf')
         if len(w) == 3:
@@ -116,18 +116,21 @@ class InfluencerCriterion:
         influencer = self.mask_loss(mask, sp_masks)
         with torch.no_grad():
             assigned, iou = self._assign(at_least_fp32(mask), sp_masks)
-        target = torch.full_like(assigned, self.num_classes)
         hit = assigned >= 0
-        target[hit] = labels.to(target.device)[assigned[hit]]
+        target = (torch.where(hit, labels.to(assigned.device)[assigned.clamp_min(0)], self.num_classes)
+                  if len(labels) else torch.full_like(assigned, self.num_classes))
         out = {
             'cls': F.cross_entropy(cls_pred, target, cls_pred.new_tensor(self.class_weight)),
             'inf': influencer['loss'], 'attr': influencer['attractive'],
             'rep': influencer['repulsive'], 'bg': influencer['background'],
         }
-        keep = hit & (iou > 0.5)
-        if score is not None and len(self.loss_weight) == 3 and bool(keep.any()):
-            score = at_least_fp32(score)
-            out['score'] = F.mse_loss(score[keep, 0], iou[keep].to(score.dtype))
+        if score is not None and len(self.loss_weight) == 3:
+            # MSE over assigned queries with IoU > 0.5, as a masked mean: a scene
+            # with none contributes 0, exactly as upstream skips it in its sum
+            # over scenes, and nothing waits for the GPU to decide a branch.
+            score = at_least_fp32(score)[:, 0]
+            keep = (hit & (iou > 0.5)).to(score.dtype)
+            out['score'] = ((score - iou.to(score.dtype)) ** 2 * keep).sum() / keep.sum().clamp_min(1)
         return out
 
     @staticmethod

@@ -140,9 +140,9 @@ class MaskInfluencerLoss(nn.Module):
             sp_masks: bool (K, S) GT instance masks (K may be 0).
 
         Returns:
-            dict with float32 (float64 for float64 input) scalars: ``loss`` (differentiable) and the
-            unweighted, detached parts ``attractive``, ``repulsive``,
-            ``background``.
+            dict of float32 scalars (float64 for float64 input): ``loss``
+            (differentiable) and the unweighted, detached parts
+            ``attractive``, ``repulsive``, ``background``.
 
         Raises:
             ValueError: masks and sp_masks disagree on the number of points.
