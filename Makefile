@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --quiet --disable-pip-version-check
 DEVICE ?= cpu
 
-.PHONY: help venv test bench-criterion
+.PHONY: help venv test bench-criterion bench-eval
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -24,3 +24,6 @@ test: venv  ## run the test suite
 
 bench-criterion: venv  ## time both criteria at S3DIS shapes (DEVICE=cpu|cuda)
 	$(PY) -m harness bench criterion --device $(DEVICE)
+
+bench-eval: venv  ## time the instance-AP evaluator (UPSTREAM=path to also time OneFormer3D's)
+	$(PY) -m harness bench eval $(if $(UPSTREAM),--upstream-root $(UPSTREAM))

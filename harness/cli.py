@@ -12,11 +12,14 @@ from .io import result_line
 # verb -> module exposing HELP, add_arguments(parser) and run(args) -> int
 VERBS = {
     'bench': 'harness.bench',
+    'evaluate': 'harness.evaluate_cmd',
 }
 
 EPILOG = """examples:
   python -m harness bench criterion                 # CPU timing, writes results/bench/criterion-cpu.csv
   python -m harness bench criterion --device cuda --force
+  python -m harness bench eval                      # evaluator throughput, 68 rooms x 200 preds x 100k points
+  python -m harness evaluate work_dirs/run/preds --data data/s3dis --area 5 --out metrics.json
 """
 
 

@@ -10,12 +10,14 @@ from typing import Any
 from .errors import HarnessError
 
 
-def atomic_write_text(path: Path, text: str, overwrite: bool = False) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder + rename.
+def atomic_write(path: Path, data: str | bytes, overwrite: bool = False) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder + rename.
+
+    A reader (or an interrupted run) never sees a partial file.
 
     Args:
         path: destination; parent folders are created.
-        text: content.
+        data: text (written as UTF-8) or bytes.
         overwrite: replace an existing file; otherwise an existing file is an error.
 
     Raises:
@@ -27,8 +29,8 @@ def atomic_write_text(path: Path, text: str, overwrite: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

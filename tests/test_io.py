@@ -2,22 +2,22 @@
 import pytest
 
 from harness.errors import HarnessError
-from harness.io import atomic_write_text, result_line
+from harness.io import atomic_write, result_line
 
 
 def test_atomic_write_creates_parents_and_refuses_overwrite(tmp_path):
-    path = atomic_write_text(tmp_path / 'a' / 'b.txt', 'one')
+    path = atomic_write(tmp_path / 'a' / 'b.txt', 'one')
     assert path.read_text() == 'one'
     with pytest.raises(HarnessError, match='b.txt exists; pass --force'):
-        atomic_write_text(path, 'two')
-    atomic_write_text(path, 'two', overwrite=True)
+        atomic_write(path, 'two')
+    atomic_write(path, 'two', overwrite=True)
     assert path.read_text() == 'two'
     assert sorted(p.name for p in path.parent.iterdir()) == ['b.txt']  # no temp left
 
 
 def test_failed_write_leaves_no_temp_file(tmp_path):
     with pytest.raises(TypeError):
-        atomic_write_text(tmp_path / 'x.txt', 123)  # not text: write fails mid-way
+        atomic_write(tmp_path / 'x.txt', 123)  # neither text nor bytes: the write fails
     assert list(tmp_path.iterdir()) == []
 
 

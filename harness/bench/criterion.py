@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import HarnessError
-from ..io import atomic_write_text, result_line
+from ..io import atomic_write, result_line
 from .inputs import pred_leaves, random_gts, random_pred
 
 HELP = 'time forward+backward of the Influencer and Hungarian criteria at S3DIS shapes'
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         with ProcessPoolExecutor(1, mp_context=get_context('spawn')) as pool:
             rows.append(pool.submit(measure, case).result())
     add_ratios(rows)
-    atomic_write_text(out, to_csv(rows), overwrite=args.force)
+    atomic_write(out, to_csv(rows), overwrite=args.force)
     print(format_table(rows))
     return report(rows, args.device, out)
 

@@ -1,4 +1,4 @@
-"""python -m harness bench criterion: runs end to end on tiny shapes."""
+"""python -m harness bench criterion | eval: run end to end on tiny shapes."""
 import csv
 
 import torch
@@ -34,3 +34,12 @@ def test_cuda_without_cuda_is_a_clear_error(tmp_path, capsys):
         return
     assert bench(tmp_path, '--device', 'cuda') == 2
     assert 'torch.cuda.is_available() is False' in capsys.readouterr().err
+
+
+def test_bench_eval_writes_csv(tmp_path, capsys):
+    args = ['bench', 'eval', '--rooms', '2', '--preds', '10', '--points', '5000', '--out', str(tmp_path)]
+    assert main(args) == 0
+    rows = list(csv.DictReader((tmp_path / 'eval-s3dis-like.csv').open()))
+    assert [r['evaluator'] for r in rows] == ['harness'] and float(rows[0]['points_per_s']) > 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith('RESULT {"verb": "bench eval"')
+    assert main(args) == 2  # never overwrites without --force

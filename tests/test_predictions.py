@@ -1,0 +1,30 @@
+"""Prediction dump format: bit-packed masks round-trip exactly."""
+import numpy as np
+import pytest
+
+from harness.errors import HarnessError
+from harness.predictions import load_predictions, prediction_files, save_predictions
+
+
+@pytest.mark.parametrize('n_points', [1, 8, 1001])
+def test_round_trip(tmp_path, n_points):
+    rng = np.random.default_rng(n_points)
+    masks = rng.random((5, n_points)) < 0.3
+    path = save_predictions(tmp_path / 'Area_5_x.npz', masks, np.arange(5), rng.random(5))
+    back = load_predictions(path)
+    assert np.array_equal(back['pred_masks'], masks)
+    assert back['pred_labels'].tolist() == list(range(5))
+    assert prediction_files(tmp_path) == {'Area_5_x': path}
+
+
+def test_wrong_format_is_a_clear_error(tmp_path):
+    path = tmp_path / 'a.npz'
+    np.savez(path, format=np.array('something-else'), n_points=np.int64(3),
+             masks=np.zeros((1, 1), np.uint8), labels=np.zeros(1), scores=np.zeros(1))
+    with pytest.raises(HarnessError, match='a.npz: format something-else'):
+        load_predictions(path)
+
+
+def test_shape_mismatch_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match='expected'):
+        save_predictions(tmp_path / 'a.npz', np.zeros((2, 5), bool), [1], [0.5])
