@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --quiet --disable-pip-version-check
 DEVICE ?= cpu
 
-.PHONY: help venv test bench-criterion bench-eval
+.PHONY: help venv test compare bench-criterion bench-eval
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -21,6 +21,9 @@ venv: $(VENV)/.installed  ## create the CPU virtualenv (.venv) and install every
 
 test: venv  ## run the test suite
 	$(PY) -m pytest -q
+
+compare: venv  ## tables + plots from results/runs into results/ (EXPERIMENT=name if several)
+	$(PY) -m harness compare --runs results/runs --out results $(if $(EXPERIMENT),--experiment $(EXPERIMENT))
 
 bench-criterion: venv  ## time both criteria at S3DIS shapes (DEVICE=cpu|cuda)
 	$(PY) -m harness bench criterion --device $(DEVICE)

@@ -12,6 +12,7 @@ from .io import result_line
 # verb -> module exposing HELP, add_arguments(parser) and run(args) -> int
 VERBS = {
     'bench': 'harness.bench',
+    'compare': 'harness.compare',
     'evaluate': 'harness.evaluate_cmd',
 }
 
@@ -20,6 +21,7 @@ EPILOG = """examples:
   python -m harness bench criterion --device cuda --force
   python -m harness bench eval                      # evaluator throughput, 68 rooms x 200 preds x 100k points
   python -m harness evaluate work_dirs/run/preds --data data/s3dis --area 5 --out metrics.json
+  python -m harness compare --runs results/runs --experiment s3dis-area5 --out results/
 """
 
 

@@ -1,0 +1,80 @@
+"""What a run record says about the machine and the software (no heavy imports)."""
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+# Distributions whose versions every record carries (None when absent).
+PACKAGES = ('torch', 'numpy', 'spconv', 'spconv-cu118', 'cumm', 'mmengine', 'mmcv', 'mmcv-lite',
+            'mmdet', 'mmdet3d', 'influencerformer')
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of PACKAGES, read from metadata (nothing imported)."""
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_state(path: Path) -> dict[str, str | bool | None]:
+    """SHA and dirty flag of the git checkout holding ``path`` (None outside git)."""
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(['git', '-C', str(path), *args], capture_output=True, text=True,
+                                  check=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+    sha = git('rev-parse', 'HEAD')
+    status = git('status', '--porcelain') if sha else None
+    return {'sha': sha, 'dirty': bool(status) if status is not None else None}
+
+
+def hardware() -> dict:
+    """CPU model and count, RAM, and GPUs (through torch only if it is imported anyway)."""
+    cpu = platform.processor() or None
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                cpu = line.split(':', 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram_gib = None
+    try:
+        kib = int(Path('/proc/meminfo').read_text().split('\n')[0].split()[1])
+        ram_gib = round(kib / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    gpus: list[str] = []
+    cuda = cudnn = None
+    try:
+        import torch
+        cuda, cudnn = torch.version.cuda, torch.backends.cudnn.version()
+        if torch.cuda.is_available():
+            gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        pass
+    return {'cpu': cpu, 'cpu_count': os.cpu_count(), 'ram_gib': ram_gib, 'gpus': gpus,
+            'gpu_count': len(gpus), 'cuda': cuda, 'cudnn': cudnn}
+
+
+def capture() -> dict:
+    """Everything a run record needs to say where and with what it ran."""
+    return {
+        'host': socket.gethostname(),
+        'python': platform.python_version(),
+        'platform': platform.platform(),
+        'versions': package_versions(),
+        'hardware': hardware(),
+        'harness_git': git_state(Path(__file__).resolve().parent),
+        # Set by our Docker images (docker/); absent outside a container.
+        'image': {'tag': os.environ.get('HARNESS_IMAGE'), 'digest': os.environ.get('HARNESS_IMAGE_DIGEST')},
+    }
