@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --quiet --disable-pip-version-check
 DEVICE ?= cpu
 
-.PHONY: help venv test compare bench-criterion bench-eval
+.PHONY: help venv test compare bench-criterion bench-eval bench-data
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,3 +30,6 @@ bench-criterion: venv  ## time both criteria at S3DIS shapes (DEVICE=cpu|cuda)
 
 bench-eval: venv  ## time the instance-AP evaluator (UPSTREAM=path to also time OneFormer3D's)
 	$(PY) -m harness bench eval $(if $(UPSTREAM),--upstream-root $(UPSTREAM))
+
+bench-data: venv  ## time prepare-data on generated raw rooms (MMDET3D=path to also time mmdet3d's converters)
+	$(PY) -m harness bench data $(if $(MMDET3D),--mmdet3d-root $(MMDET3D))

@@ -2,3 +2,5 @@
 import logging
 
 logger = logging.getLogger('harness')
+
+__version__ = '0.1.0'  # keep equal to pyproject.toml

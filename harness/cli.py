@@ -11,12 +11,19 @@ from .io import result_line
 
 # verb -> module exposing HELP, add_arguments(parser) and run(args) -> int
 VERBS = {
-    'bench': 'harness.bench',
-    'compare': 'harness.compare',
+    'synth': 'harness.data.synth',
+    'prepare-data': 'harness.data.prepare',
+    'verify-data': 'harness.data.verify',
+    'subset': 'harness.data.subset',
     'evaluate': 'harness.evaluate_cmd',
+    'compare': 'harness.compare',
+    'bench': 'harness.bench',
 }
 
 EPILOG = """examples:
+  python -m harness synth --out data/synth-raw --raw --rooms-per-area 2 --seed 0
+  python -m harness prepare-data --raw data/synth-raw --out data/synth
+  python -m harness verify-data data/synth
   python -m harness bench criterion                 # CPU timing, writes results/bench/criterion-cpu.csv
   python -m harness bench criterion --device cuda --force
   python -m harness bench eval                      # evaluator throughput, 68 rooms x 200 preds x 100k points

@@ -8,6 +8,7 @@ one by one under a private package name.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import types
 from pathlib import Path
@@ -59,3 +60,46 @@ def _stub_scannet_utils() -> None:
         sys.modules[part] = module
     sys.modules[SCANNET_UTILS].__path__ = [str(base)]
     sys.modules[SCANNET_UTILS].util_3d = importlib.import_module(f'{SCANNET_UTILS}.util_3d')
+
+
+# Imports of update_infos_to_v2.py that its S3DIS path never uses; stubbed when
+# they cannot be imported (they need nuScenes and compiled mmcv ops).
+_UNUSED_BY_S3DIS = {'nuscenes': [], 'nuscenes.nuscenes': ['NuScenes'],
+                    'mmdet3d.datasets': [], 'mmdet3d.datasets.convert_utils':
+                    ['convert_annos', 'get_kitti_style_2d_boxes', 'get_nuscenes_2d_boxes'],
+                    'mmdet3d.datasets.utils': ['convert_quaternion_to_matrix'],
+                    'mmdet3d.structures': ['points_cam2img']}
+
+
+def _load_file(name: str, path: Path) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def mmdet3d_s3dis_converters(root: Path) -> dict[str, types.ModuleType]:
+    """mmdetection3d's S3DIS converters from a checkout (commit 22aaa47), for cross-checks.
+
+    Returns:
+        ``indoor3d_util`` (export), ``s3dis_data_utils`` (S3DISData) and
+        ``update_infos_to_v2`` (update_s3dis_infos).
+    """
+    root = Path(root)
+    paths = {'indoor3d_util': root / 'data' / 's3dis' / 'indoor3d_util.py',
+             's3dis_data_utils': root / 'tools' / 'dataset_converters' / 's3dis_data_utils.py',
+             'update_infos_to_v2': root / 'tools' / 'dataset_converters' / 'update_infos_to_v2.py'}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise HarnessError(f'{root}: not a mmdetection3d checkout (missing {missing[0]})')
+    for name, attrs in _UNUSED_BY_S3DIS.items():
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - unusable here: stub it
+            stub = types.ModuleType(name)
+            stub.__path__ = []
+            for attr in attrs:
+                setattr(stub, attr, None)
+            sys.modules[name] = stub
+    return {name: _load_file(f'_mmdet3d_{name}', path) for name, path in paths.items()}

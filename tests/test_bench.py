@@ -43,3 +43,12 @@ def test_bench_eval_writes_csv(tmp_path, capsys):
     assert [r['evaluator'] for r in rows] == ['harness'] and float(rows[0]['points_per_s']) > 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith('RESULT {"verb": "bench eval"')
     assert main(args) == 2  # never overwrites without --force
+
+
+def test_bench_data_writes_csv(tmp_path, capsys):
+    args = ['bench', 'data', '--rooms-per-area', '1', '--points-per-room', '2000', '--workers', '1',
+            '--out', str(tmp_path)]
+    assert main(args) == 0
+    rows = list(csv.DictReader((tmp_path / 'data.csv').open()))
+    assert rows[0]['tool'] == 'harness' and int(rows[0]['rooms']) == 6 and float(rows[0]['points_per_s']) > 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith('RESULT {"verb": "bench data"')

@@ -20,3 +20,12 @@ def upstream_module(name: str) -> types.ModuleType:
         pytest.skip('set ONEFORMER3D_ROOT to a OneFormer3D checkout to cross-check against upstream')
     pytest.importorskip('mmdet3d.registry')
     return upstream_code.upstream_module(root, name)
+
+
+def mmdet3d_converters() -> str:
+    """$MMDET3D_ROOT (a mmdetection3d checkout at 22aaa47), or skip the test."""
+    root = os.environ.get('MMDET3D_ROOT')
+    if not root:
+        pytest.skip('set MMDET3D_ROOT to a mmdetection3d checkout to cross-check prepare-data')
+    pytest.importorskip('mmengine')
+    return root

@@ -5,12 +5,13 @@ import argparse
 
 from ..cli import add_module_parsers
 
-HELP = 'speed benchmarks (criterion, eval); each prints a table, a ratio and writes a CSV'
+HELP = 'speed benchmarks (criterion, eval, data); each prints a table, a ratio and writes a CSV'
 
 # target -> module exposing HELP, add_arguments(parser) and run(args) -> int
 TARGETS = {
     'criterion': 'harness.bench.criterion',
     'eval': 'harness.bench.eval',
+    'data': 'harness.bench.data',
 }
 
 

@@ -1,0 +1,122 @@
+"""Writer of the prepared S3DIS layout: the one code path for prepare-data, synth and subset.
+
+Byte layout and info-pkl structure as mmdet3d (commit 22aaa47) writes them,
+documented in specs/s3dis-format.md: headerless little-endian .bin files and
+``s3dis_infos_Area_N.pkl`` (v2 format, pickle protocol 2).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_write
+from ..records import now
+
+# Semantic ids of the five furniture classes mmdet3d boxes (table..board) -> box label 0..4.
+FURNITURE = {7: 0, 8: 1, 9: 2, 10: 3, 11: 4}
+INFO_CATEGORIES = {'table': 0, 'chair': 1, 'sofa': 2, 'bookcase': 3, 'board': 4}
+SUBDIRS = ('points', 'instance_mask', 'semantic_mask')
+JOURNAL = '.prepare'   # per-room records of completed rooms (resume after interruption)
+MANIFEST = 'MANIFEST.json'
+FORMAT_VERSION = 1
+
+
+def room_arrays(points: np.ndarray, semantic: np.ndarray, instance: np.ndarray) -> dict[str, bytes]:
+    """The three files of a room as bytes: float32 [N,6], int64 [N], int64 [N] (little-endian)."""
+    return {'points': np.ascontiguousarray(points, dtype='<f4').tobytes(),
+            'instance_mask': np.ascontiguousarray(instance, dtype='<i8').tobytes(),
+            'semantic_mask': np.ascontiguousarray(semantic, dtype='<i8').tobytes()}
+
+
+def write_room(out: Path, name: str, points: np.ndarray, semantic: np.ndarray,
+               instance: np.ndarray, area: int, warnings: list[str] = ()) -> dict:
+    """Write one room's three files atomically, then its journal entry (marks it complete).
+
+    Returns:
+        the room's manifest entry: area, n_points, n_instances, sha256 per file, warnings.
+    """
+    files = room_arrays(points, semantic, instance)
+    entry = {'area': area, 'n_points': int(len(points)),
+             'n_instances': int(len(np.unique(instance[instance > 0]))), 'sha256': {},
+             'warnings': list(warnings)}
+    for sub, data in files.items():
+        atomic_write(Path(out) / sub / f'{name}.bin', data, overwrite=True)
+        entry['sha256'][sub] = hashlib.sha256(data).hexdigest()
+    # Written last: a room without its journal entry is incomplete and gets redone.
+    atomic_write(Path(out) / JOURNAL / f'{name}.json', json.dumps(entry) + '\n', overwrite=True)
+    return entry
+
+
+def journal_entry(out: Path, name: str) -> dict | None:
+    """The room's completion record if its files still have the recorded sizes."""
+    path = Path(out) / JOURNAL / f'{name}.json'
+    if not path.exists():
+        return None
+    entry = json.loads(path.read_text())
+    sizes = {'points': 24 * entry['n_points'], 'instance_mask': 8 * entry['n_points'],
+             'semantic_mask': 8 * entry['n_points']}
+    for sub, size in sizes.items():
+        f = Path(out) / sub / f'{name}.bin'
+        if not f.exists() or f.stat().st_size != size:
+            return None
+    return entry
+
+
+def furniture_boxes(points: np.ndarray, semantic: np.ndarray, instance: np.ndarray) -> list[dict]:
+    """Info-pkl ``instances``: axis-aligned boxes of furniture instances, in instance-id order.
+
+    As mmdet3d's S3DISData.get_bboxes + update_infos_to_v2: float32 min/max of
+    xyz, centre (min+max)/2 and size max-min in float32, ``bbox_3d`` as a list of
+    Python floats, ``bbox_label_3d`` a numpy int64.
+    """
+    boxes = []
+    xyz = np.asarray(points[:, :3], dtype=np.float32)
+    for i in range(1, int(instance.max(initial=0)) + 1):
+        ids = instance == i
+        if not ids.any():
+            continue
+        label = int(semantic[ids][0])
+        if label in FURNITURE:
+            pts = xyz[ids]
+            low, high = pts.min(axis=0), pts.max(axis=0)
+            box = np.concatenate(((low + high) / 2, high - low))
+            boxes.append({'bbox_3d': box.tolist(), 'bbox_label_3d': np.int64(FURNITURE[label])})
+    return boxes
+
+
+def info_entry(sample_idx: int, name: str, boxes: list[dict]) -> dict:
+    """One ``data_list`` item of the v2 info pkl (key order as mmdet3d leaves it)."""
+    return {'sample_idx': sample_idx,
+            'lidar_points': {'num_pts_feats': 6, 'lidar_path': f'{name}.bin'},
+            'instances': boxes,
+            'pts_semantic_mask_path': f'{name}.bin',
+            'pts_instance_mask_path': f'{name}.bin'}
+
+
+def write_infos(out: Path, area: int, entries: list[dict]) -> Path:
+    """``s3dis_infos_Area_<area>.pkl`` (pickle protocol 2, as mmengine.dump writes it)."""
+    data = {'metainfo': {'categories': dict(INFO_CATEGORIES), 'dataset': 's3dis', 'info_version': '1.1'},
+            'data_list': entries}
+    return atomic_write(Path(out) / f's3dis_infos_Area_{area}.pkl', pickle.dumps(data, protocol=2),
+                        overwrite=True)
+
+
+def write_manifest(out: Path, rooms: dict[str, dict], source: str, warnings: list[str], tool: str) -> Path:
+    """MANIFEST.json: per room counts and hashes, info-pkl hashes, source, tool, warnings."""
+    from .. import __version__ as harness_version  # noqa: PLC0415 - avoid an import cycle
+    infos = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in sorted(Path(out).glob('s3dis_infos_Area_*.pkl'))}
+    manifest = {'format': FORMAT_VERSION, 'tool': tool, 'tool_version': harness_version,
+                'created_at': now(), 'source': source, 'rooms': dict(sorted(rooms.items())),
+                'infos': infos, 'warnings': warnings}
+    return atomic_write(Path(out) / MANIFEST, json.dumps(manifest, indent=1) + '\n', overwrite=True)
+
+
+def load_manifest(out: Path) -> dict | None:
+    """MANIFEST.json or None."""
+    path = Path(out) / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else None

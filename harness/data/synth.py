@@ -1,0 +1,108 @@
+"""``python -m harness synth``: S3DIS-format synthetic rooms for all six areas, raw or prepared."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import HarnessError
+from ..io import atomic_write, result_line
+from .layout import furniture_boxes, info_entry, write_infos, write_manifest, write_room
+from .raw import CLASS_TO_LABEL, class_of
+from .scenes import synthetic_room
+
+HELP = 'write S3DIS-like synthetic rooms (all 6 areas) in the raw or the prepared layout'
+AREAS = (1, 2, 3, 4, 5, 6)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of synth."""
+    parser.add_argument('--out', type=Path, required=True, help='output folder (must not exist or be empty)')
+    parser.add_argument('--raw', action='store_true',
+                        help='write Area_N/<room>/Annotations/<class>_<k>.txt (exercises prepare-data)')
+    parser.add_argument('--rooms-per-area', type=int, default=2, help='rooms in each of the 6 areas')
+    parser.add_argument('--seed', type=int, default=0, help='same seed, same rooms')
+    parser.add_argument('--points-per-room', type=int, default=None,
+                        help='points per room (default: random 5k-50k, like small S3DIS rooms)')
+    parser.add_argument('--defects', action='store_true',
+                        help='with --raw: inject the known raw defects (tests of prepare-data)')
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate every room, then write it in the chosen layout."""
+    if args.out.exists() and any(args.out.iterdir()):
+        raise HarnessError(f'{args.out} exists and is not empty; choose a new --out (nothing is overwritten)')
+    if args.defects and not args.raw:
+        raise HarnessError('--defects needs --raw (defects live in the raw text files)')
+    total = 0
+    rooms = [(a, i) for a in AREAS for i in range(args.rooms_per_area)]
+    per_area: dict[int, list] = {a: [] for a in AREAS}
+    manifest = {}
+    for area, index in tqdm(rooms, desc='synth', unit='room'):
+        name, files = synthetic_room(args.seed, area, index, args.points_per_room)
+        total += sum(len(v) for v in files.values())
+        if args.raw:
+            write_raw_room(args.out / f'Area_{area}' / name, files)
+        else:
+            points, sem, inst = assemble(files)
+            full = f'Area_{area}_{name}'
+            manifest[full] = write_room(args.out, full, points, sem, inst, area)
+            per_area[area].append((full, furniture_boxes(points, sem, inst)))
+    injected = inject_defects(args.out) if args.defects else []
+    if not args.raw:
+        for area, items in per_area.items():
+            write_infos(args.out, area, [info_entry(i, n, b) for i, (n, b) in enumerate(items)])
+        write_manifest(args.out, manifest, f'synth --seed {args.seed}', [], 'python -m harness synth')
+    print(result_line('synth', 'ok', out=str(args.out), layout='raw' if args.raw else 'prepared',
+                      rooms=len(rooms), points=total, defects=injected))
+    return 0
+
+
+def assemble(files: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A room's arrays as prepare-data builds them (files in sorted order, xyz shifted in float64)."""
+    names = sorted(files)
+    xyzrgb = np.concatenate([files[n] for n in names])
+    sem = np.concatenate([np.full(len(files[n]), CLASS_TO_LABEL[class_of(n)], np.int64) for n in names])
+    inst = np.concatenate([np.full(len(files[n]), i + 1, np.int64) for i, n in enumerate(names)])
+    xyzrgb[:, :3] -= xyzrgb[:, :3].min(axis=0)
+    return xyzrgb.astype(np.float32), sem, inst
+
+
+def _text(points: np.ndarray) -> str:
+    """S3DIS text lines: xyz with 3 decimals, integer colours."""
+    return ''.join(f'{x:.3f} {y:.3f} {z:.3f} {int(r)} {int(g)} {int(b)}\n' for x, y, z, r, g, b in points)
+
+
+def write_raw_room(room_dir: Path, files: dict[str, np.ndarray]) -> None:
+    """Annotations/<class>_<k>.txt per instance plus the room-level <room>.txt, as in the archive."""
+    for name, pts in files.items():
+        atomic_write(room_dir / 'Annotations' / f'{name}.txt', _text(pts))
+    atomic_write(room_dir / f'{room_dir.name}.txt', _text(np.concatenate(list(files.values()))))
+
+
+def inject_defects(raw: Path) -> list[str]:
+    """The raw defects prepare-data must survive, in the first room of Area_5 and Area_1.
+
+    Returns:
+        one description per defect (what prepare-data should report).
+    """
+    a5 = sorted((raw / 'Area_5').iterdir())[0] / 'Annotations'
+    a1 = sorted((raw / 'Area_1').iterdir())[0] / 'Annotations'
+    ceiling = a5 / 'ceiling_1.txt'
+    lines = ceiling.read_text().splitlines(keepends=True)
+    # like Area_5/hallway_6: a control character in place of the last separator
+    head, _, tail = lines[2].rpartition(' ')
+    lines[2] = f'{head}\x10{tail}'
+    ceiling.write_text(''.join(lines))
+    wall = a1 / 'wall_1.txt'
+    lines = wall.read_text().splitlines(keepends=True)
+    lines[1] = '1.0 2.0 abc 4 5 6\n'        # non-numeric token: dropped
+    lines[3] = ' '.join(lines[3].split()[:5]) + '\n'  # five columns: dropped
+    wall.write_text(''.join(lines))
+    floor = (a1 / 'floor_1.txt').read_text().splitlines(keepends=True)
+    (a1 / 'stairs_1.txt').write_text(''.join(floor[:50]))   # unknown class -> clutter
+    (a1 / 'clutter_99.txt').write_text('')                  # empty file: skipped
+    return [f'{ceiling}:3 stray character', f'{wall}:2 non-numeric token', f'{wall}:4 five columns',
+            f'{a1}/stairs_1.txt unknown class', f'{a1}/clutter_99.txt empty']

@@ -1,0 +1,131 @@
+"""``python -m harness verify-data``: is a prepared S3DIS folder complete and consistent?"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import pickle
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import HarnessError
+from ..io import result_line
+from .layout import INFO_CATEGORIES, SUBDIRS, load_manifest
+from .reader import CLASS_NAMES, read_room
+
+HELP = 'check a prepared S3DIS folder: manifest hashes, dtypes, labels, info pkls vs files'
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of verify-data."""
+    parser.add_argument('root', type=Path, help='prepared dataset root, e.g. data/s3dis')
+
+
+def _fix(name: str) -> str:
+    area = re.match(r'Area_(\d+)_', name)
+    return f'rerun prepare-data for Area_{area.group(1)}' if area else 'rerun prepare-data'
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 22), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_hashes(root: Path, manifest: dict) -> list[str]:
+    """Every file the manifest lists exists with its recorded sha256."""
+    problems = []
+    for name, entry in tqdm(manifest['rooms'].items(), desc='verify hashes', unit='room'):
+        for sub in SUBDIRS:
+            path = root / sub / f'{name}.bin'
+            if not path.exists():
+                problems.append(f'{path}: missing; {_fix(name)}')
+            elif _sha256(path) != entry['sha256'][sub]:
+                problems.append(f'{path}: sha256 differs from MANIFEST.json; {_fix(name)}')
+    return problems
+
+
+def check_room(root: Path, name: str, stats: Counter) -> list[str]:
+    """dtype/length (via the reader), label range, one semantic label per instance."""
+    try:
+        room = read_room(root, name)
+    except HarnessError as err:
+        return [str(err)]
+    sem, inst = np.asarray(room.semantic), np.asarray(room.instance)
+    problems = []
+    if len(sem) and (sem.min() < 0 or sem.max() >= len(CLASS_NAMES)):
+        problems.append(f'{root}/semantic_mask/{name}.bin: labels {sem.min()}..{sem.max()} outside 0..12; {_fix(name)}')
+    pairs = np.unique(np.stack([inst, sem]), axis=1)
+    ids, counts = np.unique(pairs[0], return_counts=True)
+    if (counts > 1).any():
+        problems.append(f'{root}/instance_mask/{name}.bin: instances {ids[counts > 1][:5].tolist()} have several '
+                        f'semantic labels; {_fix(name)}')
+    area = name.split('_')[1]
+    stats[(area, 'rooms')] += 1
+    stats[(area, 'points')] += len(sem)
+    for i, s in pairs.T:
+        if i > 0 and 0 <= s < len(CLASS_NAMES):
+            stats[(area, CLASS_NAMES[s])] += 1
+    return problems
+
+
+def check_infos(root: Path, on_disk: set[str]) -> list[str]:
+    """Each info pkl entry has its three files, and each room on disk is in a pkl."""
+    problems, listed = [], set()
+    for pkl in sorted(root.glob('s3dis_infos_Area_*.pkl')):
+        try:
+            info = pickle.loads(pkl.read_bytes())
+            entries = info['data_list']
+            assert info['metainfo']['categories'] == INFO_CATEGORIES
+        except Exception as err:  # noqa: BLE001 - any failure means the same fix
+            problems.append(f'{pkl}: not a v2 S3DIS info file ({err!r}); rerun prepare-data')
+            continue
+        for entry in entries:
+            name = Path(entry['lidar_points']['lidar_path']).stem
+            listed.add(name)
+            for sub, key in (('points', None), ('semantic_mask', 'pts_semantic_mask_path'),
+                             ('instance_mask', 'pts_instance_mask_path')):
+                if key and Path(entry[key]).stem != name:
+                    problems.append(f'{pkl}: {name} points to {entry[key]} for {sub}; rerun prepare-data')
+                if name not in on_disk or not (root / sub / f'{name}.bin').exists():
+                    problems.append(f'{root / sub / (name + ".bin")}: listed in {pkl.name} but missing; {_fix(name)}')
+    for name in sorted(on_disk - listed):
+        problems.append(f'{root}/points/{name}.bin: in no s3dis_infos_Area_N.pkl; {_fix(name)}')
+    return problems
+
+
+def run(args: argparse.Namespace) -> int:
+    """All checks; exit 0 when clean, 1 with every problem listed."""
+    root = args.root
+    if not (root / 'points').is_dir():
+        raise HarnessError(f'{root}: no points/ folder; point at a prepared S3DIS root (prepare-data --out)')
+    manifest = load_manifest(root)
+    problems = [] if manifest else [f'{root}/MANIFEST.json: missing; rerun prepare-data (or synth/subset)']
+    if manifest:
+        problems += check_hashes(root, manifest)
+    on_disk = {p.stem for p in (root / 'points').glob('*.bin')}
+    stats: Counter = Counter()
+    for name in tqdm(sorted(on_disk), desc='verify rooms', unit='room'):
+        problems += check_room(root, name, stats)
+    problems += check_infos(root, on_disk)
+    print(summary_table(stats))
+    for p in problems:
+        print(f'PROBLEM {p}')
+    print(result_line('verify-data', 'ok' if not problems else 'problems', root=str(root),
+                      rooms=len(on_disk), problems=len(problems)))
+    return 0 if not problems else 1
+
+
+def summary_table(stats: Counter) -> str:
+    """Rooms, points and instances per class, per area."""
+    areas = sorted({a for a, _ in stats}, key=int)
+    head = f'{"":<10}' + ''.join(f'{"Area_" + a:>10}' for a in areas)
+    rows = [head, '-' * len(head)]
+    for key in ('rooms', 'points', *CLASS_NAMES):
+        rows.append(f'{key:<10}' + ''.join(f'{stats[(a, key)]:>10,}' for a in areas))
+    return '\n'.join(rows)
