@@ -17,6 +17,7 @@ VERBS = {
     'subset': 'harness.data.subset',
     'evaluate': 'harness.evaluate_cmd',
     'compare': 'harness.compare',
+    'study': 'harness.study',
     'bench': 'harness.bench',
 }
 
@@ -29,6 +30,7 @@ EPILOG = """examples:
   python -m harness bench eval                      # evaluator throughput, 68 rooms x 200 preds x 100k points
   python -m harness evaluate work_dirs/run/preds --data data/s3dis --area 5 --out metrics.json
   python -m harness compare --runs results/runs --experiment s3dis-area5 --out results/
+  python -m harness study toy                       # criteria on free parameters, results/toy/
 """
 
 

@@ -43,6 +43,8 @@ class InfluencerCriterion:
         non_object_weight: cross-entropy weight of the no-object class.
         attr_weight, rep_weight, bg_weight, rep_margin, temperature: passed to
             :class:`MaskInfluencerLoss`.
+        excl_weight, mask_norm: opt-in variants of :class:`MaskInfluencerLoss`;
+            the defaults (0.0, 'sigmoid') are the seed formulation.
         iter_matcher: accepted for config compatibility with upstream's
             InstanceCriterion; meaningless here (nothing is matched).
     """
@@ -51,7 +53,8 @@ class InfluencerCriterion:
                  non_object_weight: float, attr_weight: float = 1.0,
                  rep_weight: float = 1.0, bg_weight: float = 1.0,
                  rep_margin: float = 1.0, temperature: float = 1.0,
-                 iter_matcher: bool = True) -> None:
+                 iter_matcher: bool = True, excl_weight: float = 0.0,
+                 mask_norm: str = 'sigmoid') -> None:
         if len(loss_weight) not in (2, 3):
             raise ValueError(
                 'InfluencerCriterion.loss_weight must be [cls, influencer] or '
@@ -62,7 +65,8 @@ class InfluencerCriterion:
         self.iter_matcher = iter_matcher
         self.mask_loss = MaskInfluencerLoss(
             attr_weight=attr_weight, rep_weight=rep_weight, bg_weight=bg_weight,
-            rep_margin=rep_margin, temperature=temperature)
+            rep_margin=rep_margin, temperature=temperature, excl_weight=excl_weight,
+            mask_norm=mask_norm)
 
     def __call__(self, pred: dict, insts: Sequence[Any]) -> dict[str, Tensor]:
         """Loss over all prediction layers.
@@ -77,7 +81,7 @@ class InfluencerCriterion:
         Returns:
             ``inst_loss`` (differentiable total) and detached float scalars
             ``inst_cls``, ``inst_attr``, ``inst_rep``, ``inst_bg``,
-            ``inst_score`` (unweighted, summed over layers). Their keys avoid
+            ``inst_excl``, ``inst_score`` (unweighted, summed over layers). Their keys avoid
             the word "loss" because mmengine sums every such key.
         """
         totals: dict[str, Tensor] = {}
@@ -92,7 +96,7 @@ class InfluencerCriterion:
     def _layer(self, layer: dict, insts: Sequence[Any]) -> dict[str, Tensor]:
         """Weighted total and unweighted parts for one prediction layer."""
         scores = layer.get('scores') or [None] * len(insts)
-        parts = {k: [] for k in ('cls', 'attr', 'rep', 'bg', 'inf', 'score')}
+        parts = {k: [] for k in ('cls', 'attr', 'rep', 'bg', 'excl', 'inf', 'score')}
         for cls_pred, score, mask, inst in zip(layer['cls_preds'], scores, layer['masks'], insts):
             scene = self._scene(at_least_fp32(cls_pred), score, mask, inst)
             for key, value in scene.items():
@@ -123,6 +127,7 @@ class InfluencerCriterion:
             'cls': F.cross_entropy(cls_pred, target, cls_pred.new_tensor(self.class_weight)),
             'inf': influencer['loss'], 'attr': influencer['attractive'],
             'rep': influencer['repulsive'], 'bg': influencer['background'],
+            'excl': influencer['exclusive'],
         }
         if score is not None and len(self.loss_weight) == 3:
             # MSE over assigned queries with IoU > 0.5, as a masked mean: a scene

@@ -116,21 +116,36 @@ class MaskInfluencerLoss(nn.Module):
     attractive and repulsive terms (their points, none, cannot matter to the
     background term).
 
+    Opt-in variants (docs/influencer-loss.md measures them; the defaults keep
+    the seed formulation exact):
+
+    * ``excl_weight > 0`` adds ``excl_weight * exclusive`` with
+      :math:`exclusive = \mathrm{mean}_{s \in fg} (\sum_m \sigma(x_{ms}) - 1)^2`:
+      every foreground point should be claimed by exactly one query in total,
+      which removes the many-queries-claim-everything optimum;
+    * ``mask_norm='softmax'`` uses a per-point softmax over queries instead of
+      the sigmoid inside ``lg`` (the background term keeps the sigmoid).
+
     All arithmetic runs in at least float32, also under autocast (fp16/bf16
     inputs are upcast; float64 stays float64).
     """
 
     def __init__(self, attr_weight: float = 1.0, rep_weight: float = 1.0,
                  bg_weight: float = 1.0, rep_margin: float = 1.0,
-                 temperature: float = 1.0) -> None:
+                 temperature: float = 1.0, excl_weight: float = 0.0,
+                 mask_norm: str = 'sigmoid') -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f'temperature must be > 0, got {temperature}')
+        if mask_norm not in ('sigmoid', 'softmax'):
+            raise ValueError(f"mask_norm must be 'sigmoid' or 'softmax', got {mask_norm!r}")
         self.attr_weight = attr_weight
         self.rep_weight = rep_weight
         self.bg_weight = bg_weight
         self.rep_margin = rep_margin
         self.temperature = temperature
+        self.excl_weight = excl_weight
+        self.mask_norm = mask_norm
 
     def forward(self, masks: Tensor, sp_masks: Tensor) -> dict[str, Tensor]:
         """Compute the loss for one scene.
@@ -142,7 +157,8 @@ class MaskInfluencerLoss(nn.Module):
         Returns:
             dict of float32 scalars (float64 for float64 input): ``loss``
             (differentiable) and the unweighted, detached parts
-            ``attractive``, ``repulsive``, ``background``.
+            ``attractive``, ``repulsive``, ``background``, ``exclusive``
+            (0 unless ``excl_weight`` > 0).
 
         Raises:
             ValueError: masks and sp_masks disagree on the number of points.
@@ -156,20 +172,28 @@ class MaskInfluencerLoss(nn.Module):
         loss = (self.attr_weight * parts['attractive']
                 + self.rep_weight * parts['repulsive']
                 + self.bg_weight * parts['background'])
+        if self.excl_weight:
+            loss = loss + self.excl_weight * parts['exclusive']
         out = {'loss': loss}
         out.update({k: v.detach() for k, v in parts.items()})
         return out
 
     def _parts(self, masks: Tensor, sp_masks: Tensor) -> dict[str, Tensor]:
-        """Unweighted attractive / repulsive / background terms (float32 or float64)."""
+        """Unweighted attractive / repulsive / background / exclusive terms."""
         gt = sp_masks.to(masks.dtype)
         sizes = gt.sum(1)
         keep = sizes > 0
         gt, sizes = gt[keep], sizes[keep]
-        bg_idx = (~sp_masks.any(0)).nonzero()[:, 0]
-        gt_sums, bg_sums = mask_log_sums(masks, gt, bg_idx)
+        fg = sp_masks.any(0)
+        bg_idx = (~fg).nonzero()[:, 0]
+        if self.mask_norm == 'sigmoid':
+            gt_sums, bg_sums = mask_log_sums(masks, gt, bg_idx)
+        else:  # per-point softmax over queries inside lg; background keeps the sigmoid
+            gt_sums = gt @ torch.log_softmax(masks, dim=0).T
+            bg_sums = torch.sigmoid(masks[:, bg_idx]).sum(1)
         # Empty terms are 0 but stay connected to the graph, so backward works.
-        attractive = repulsive = gt_sums.sum() * 0.0
+        zero = gt_sums.sum() * 0.0 + bg_sums.sum() * 0.0
+        attractive = repulsive = exclusive = zero
         if gt.shape[0] > 0:
             lg = gt_sums / sizes[:, None]  # (K, M) log geometric means
             t = self.temperature
@@ -177,6 +201,8 @@ class MaskInfluencerLoss(nn.Module):
             if gt.shape[0] > 1:
                 repulsive = pairwise_hinge(lg.exp(), self.rep_margin)
         n_bg = bg_idx.numel()
-        background = bg_sums.sum() / (masks.shape[0] * n_bg) if n_bg else bg_sums.sum() * 0.0
+        background = bg_sums.sum() / (masks.shape[0] * n_bg) if n_bg else zero
+        if self.excl_weight and bool(fg.any()):
+            exclusive = ((torch.sigmoid(masks[:, fg]).sum(0) - 1) ** 2).mean()
         return {'attractive': attractive, 'repulsive': repulsive,
-                'background': background}
+                'background': background, 'exclusive': exclusive}

@@ -15,7 +15,7 @@ from helpers import Inst, make_insts, make_pred
 MISSION = dict(loss_weight=[0.5, 1.0, 1.0], num_classes=13, non_object_weight=0.05,
                attr_weight=1.0, rep_weight=1.0, bg_weight=1.0, rep_margin=1.0,
                temperature=1.0, iter_matcher=True)
-COMPONENTS = {'inst_cls', 'inst_attr', 'inst_rep', 'inst_bg', 'inst_score'}
+COMPONENTS = {'inst_cls', 'inst_attr', 'inst_rep', 'inst_bg', 'inst_excl', 'inst_score'}
 
 
 def run(pred, insts, **kw):
@@ -31,10 +31,11 @@ def test_keys_and_only_the_total_is_a_loss():
 
 
 def test_total_is_weighted_sum_of_components():
-    kw = dict(loss_weight=[0.3, 1.7, 0.9], attr_weight=0.6, rep_weight=1.4, bg_weight=2.0)
+    kw = dict(loss_weight=[0.3, 1.7, 0.9], attr_weight=0.6, rep_weight=1.4, bg_weight=2.0, excl_weight=0.7)
     out = run(make_pred([300, 200], 12), make_insts([300, 200], [4, 6]), **kw)
     w = kw['loss_weight']
-    influencer = 0.6 * out['inst_attr'] + 1.4 * out['inst_rep'] + 2.0 * out['inst_bg']
+    assert out['inst_excl'] > 0
+    influencer = 0.6 * out['inst_attr'] + 1.4 * out['inst_rep'] + 2.0 * out['inst_bg'] + 0.7 * out['inst_excl']
     expected = w[0] * out['inst_cls'] + w[1] * influencer + w[2] * out['inst_score']
     assert torch.allclose(out['inst_loss'].detach(), expected, atol=1e-5)
 

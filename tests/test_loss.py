@@ -194,3 +194,33 @@ def test_gradcheck_background_branch(n_gts):
     masks = torch.randn(3, 16, generator=gen, dtype=torch.float64).requires_grad_()
     loss = MaskInfluencerLoss(bg_weight=2.0, rep_margin=2.0, temperature=0.5)
     assert torch.autograd.gradcheck(lambda m: loss(m, sp)['loss'], (masks,))
+
+
+def test_default_is_the_seed_formulation_exactly():
+    gen = torch.Generator().manual_seed(10)
+    masks, sp = torch.randn(6, 200, generator=gen) * 3, partition_masks(200, 4, 0.2, gen)
+    explicit = MaskInfluencerLoss(excl_weight=0.0, mask_norm='sigmoid')(masks, sp)
+    default = MaskInfluencerLoss()(masks, sp)
+    assert all(torch.equal(default[k], explicit[k]) for k in default)
+    assert float(default['exclusive']) == 0.0
+
+
+def test_exclusivity_term_is_its_formula():
+    gen = torch.Generator().manual_seed(11)
+    masks, sp = torch.randn(6, 200, generator=gen, dtype=torch.float64), partition_masks(200, 4, 0.2, gen)
+    out = MaskInfluencerLoss(excl_weight=0.5)(masks, sp)
+    fg = sp.any(0)
+    want = ((torch.sigmoid(masks[:, fg]).sum(0) - 1) ** 2).mean()
+    assert torch.allclose(out['exclusive'], want)
+    assert torch.allclose(out['loss'], MaskInfluencerLoss()(masks, sp)['loss'] + 0.5 * want)
+
+
+def test_softmax_variant_uses_log_softmax_over_queries():
+    gen = torch.Generator().manual_seed(12)
+    masks, sp = torch.randn(5, 100, generator=gen, dtype=torch.float64), partition_masks(100, 3, 0.0, gen)
+    out = MaskInfluencerLoss(mask_norm='softmax')(masks, sp)
+    log_p = torch.log_softmax(masks, dim=0)
+    lg = torch.stack([log_p[:, sp[k]].mean(1) for k in range(3)])
+    assert torch.allclose(out['attractive'], (-torch.logsumexp(lg, 1)).mean())
+    with pytest.raises(ValueError, match='mask_norm'):
+        MaskInfluencerLoss(mask_norm='sparsemax')

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..criteria import build_criterion, load_criteria
 from ..errors import HarnessError
 from ..io import atomic_write, result_line
 from .inputs import pred_leaves, random_gts, random_pred
@@ -23,17 +24,6 @@ from .inputs import pred_leaves, random_gts, random_pred
 HELP = 'time forward+backward of the Influencer and Hungarian criteria at S3DIS shapes'
 log = logging.getLogger(__name__)
 
-# Upstream's S3DIS inst_criterion and the mission's Influencer block.
-HUNGARIAN = dict(
-    matcher=dict(type='HungarianMatcher', costs=[
-        dict(type='QueryClassificationCost', weight=0.5),
-        dict(type='MaskBCECost', weight=1.0),
-        dict(type='MaskDiceCost', weight=1.0)]),
-    loss_weight=[0.5, 1.0, 1.0, 0.5], num_classes=13, non_object_weight=0.05,
-    fix_dice_loss_weight=True, iter_matcher=True, fix_mean_loss=True)
-INFLUENCER = dict(
-    loss_weight=[0.5, 1.0, 1.0], num_classes=13, non_object_weight=0.05, attr_weight=1.0,
-    rep_weight=1.0, bg_weight=1.0, rep_margin=1.0, temperature=1.0, iter_matcher=True)
 # Goals from the issue, checked at the largest shape (S=50k voxels, K=60 instances).
 GOAL = {'cpu': 0.5, 'cuda': 0.25}
 FIELDS = ['device', 'criterion', 'n_points', 'n_gts', 'batch', 'n_queries', 'n_layers',
@@ -94,9 +84,7 @@ def measure(case: Case) -> dict:
     Returns:
         a CSV row (dict over FIELDS except the ratio).
     """
-    from influencerformer import HungarianCriterion, InfluencerCriterion
-    crit = (HungarianCriterion(**HUNGARIAN) if case.criterion == 'hungarian'
-            else InfluencerCriterion(**INFLUENCER))
+    crit = build_criterion(load_criteria()[case.criterion])  # baselines/criteria.yaml
     sizes = [case.n_points] * case.batch
     pred = random_pred(sizes, case.n_queries, n_aux=case.n_layers - 1, device=case.device)
     # S3DIS: every class is an instance class, so few points are background.

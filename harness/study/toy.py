@@ -1,0 +1,180 @@
+"""``python -m harness study toy``: criteria optimised directly on free parameters.
+
+A set-prediction problem with no network in between: M free query masks
+(logits over S points), class logits and objectness scores, one scene with K
+disjoint GT instances (and optionally background), Adam lr 0.05. Whatever a
+criterion drives free parameters to is what it asks of a network. This is
+where the seed Influencer formulation's degenerate optimum shows
+(docs/influencer-loss.md).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from ..criteria import build_criterion, load_criteria
+from ..errors import HarnessError
+from ..io import atomic_write, result_line
+from . import toy_plots
+
+HELP = 'toy study: recovery of GT instances per criterion over a grid of queries x instances'
+# Six criteria keep the default grid within 10 minutes on 2 cores; any other arm
+# of baselines/criteria.yaml can be added with --criteria.
+CRITERIA = ('hungarian', 'influencer', 'influencer-excl', 'influencer-softmax', 'influencer-softmax-t0.1',
+            'influencer-softmax-excl')
+POINTS_PER_INSTANCE = 30   # S = 30 K: 300 points for K = 10, like the issue's base toy (5 in 300)
+LR = 0.05                  # the issue's setting
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the toy study (defaults: the issue's grid)."""
+    parser.add_argument('--out', type=Path, default=Path('results/toy'), help='CSV and plots go here')
+    parser.add_argument('--queries', type=int, nargs='+', default=[8, 50, 400], help='M values')
+    parser.add_argument('--instances', type=int, nargs='+', default=[5, 20, 60], help='K values')
+    parser.add_argument('--seeds', type=int, default=5, help='seeds per grid cell')
+    # 600 steps keep the full grid within 10 minutes on 2 cores; the base toy
+    # (8 queries, 5 instances) has settled by then (see the curves).
+    parser.add_argument('--steps', type=int, default=600, help='Adam steps per run')
+    parser.add_argument('--eval-every', type=int, default=25, help='steps between recovery measurements')
+    parser.add_argument('--criteria', nargs='+', default=list(CRITERIA), help='arms of baselines/criteria.yaml')
+    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='parallel runs')
+    parser.add_argument('--quick', action='store_true', help='tiny grid for tests (8 queries, 5 instances, 1 seed)')
+    parser.add_argument('--force', action='store_true', help='replace existing results in --out')
+
+
+class _GT:
+    """The GT of the toy scene, as the criteria expect it."""
+
+    def __init__(self, sp_masks: torch.Tensor, labels: torch.Tensor) -> None:
+        self.sp_masks, self.labels_3d = sp_masks, labels
+
+    def __len__(self) -> int:
+        return len(self.labels_3d)
+
+
+def problem(n_instances: int, background: bool, seed: int) -> _GT:
+    """K disjoint instances of varied size over S = 30 K points (20% background if asked)."""
+    gen = torch.Generator().manual_seed(seed)
+    n_points = POINTS_PER_INSTANCE * n_instances
+    owner = torch.randint(0, n_instances, (n_points,), generator=gen)
+    owner[:n_instances] = torch.arange(n_instances)
+    if background:
+        bg = torch.rand(n_points, generator=gen) < 0.2
+        bg[:n_instances] = False
+        owner[bg] = -1
+    return _GT(owner[None] == torch.arange(n_instances)[:, None], torch.randint(0, 13, (n_instances,), generator=gen))
+
+
+def ious(masks: torch.Tensor, sp: torch.Tensor) -> torch.Tensor:
+    """(M, K) IoU of binarised query masks with GT masks."""
+    b = (masks >= 0).float()
+    inter = b @ sp.float().T
+    return inter / (b.sum(1)[:, None] + sp.sum(1)[None] - inter).clamp_min(1)
+
+
+def train(criterion: str, n_queries: int, n_instances: int, background: bool, seed: int,
+          steps: int, eval_every: int) -> dict:
+    """One run; returns its metrics row and its recovery curve."""
+    torch.set_num_threads(1)  # runs are parallel across processes
+    gt = problem(n_instances, background, seed)
+    crit = build_criterion(load_criteria()[criterion])
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    masks = (torch.randn(n_queries, gt.sp_masks.shape[1], generator=gen) * 0.1).requires_grad_()
+    cls = torch.zeros(n_queries, 14, requires_grad=True)
+    score = torch.zeros(n_queries, 1, requires_grad=True)
+    opt = torch.optim.Adam([masks, cls, score], lr=LR)
+    curve, start = [], time.perf_counter()
+    for step in range(1, steps + 1):
+        opt.zero_grad()
+        crit({'cls_preds': [cls], 'scores': [score], 'masks': [masks]}, [gt])['inst_loss'].backward()
+        opt.step()
+        if step % eval_every == 0 or step == steps:
+            best = ious(masks.detach(), gt.sp_masks).max(0).values
+            curve.append({'step': step, 'recovered_50': float((best >= 0.5).float().mean()),
+                          'recovered_90': float((best >= 0.9).float().mean())})
+    per_step = (time.perf_counter() - start) / steps
+    row = metrics(masks.detach(), cls.detach(), gt, curve, n_queries)
+    row.update(criterion=criterion, queries=n_queries, instances=n_instances, background=background,
+               seed=seed, steps=steps, ms_per_step=1e3 * per_step)
+    return {'row': row, 'curve': [{**c, **{k: row[k] for k in ('criterion', 'queries', 'instances',
+                                                              'background', 'seed')}} for c in curve]}
+
+
+def metrics(masks: torch.Tensor, cls: torch.Tensor, gt: _GT, curve: list[dict], n_queries: int) -> dict:
+    """Best IoU per GT, recovery, duplicate claims, coverage, class accuracy, steps to recovery."""
+    iou = ious(masks, gt.sp_masks)
+    best, best_q = iou.max(0)
+    claims = (iou > 0.5).sum(0)
+    reachable = min(1.0, n_queries / len(gt))   # fewer queries than GTs cap recovery
+    reached = [c['step'] for c in curve if c['recovered_90'] >= reachable - 1e-9]
+    right = cls[best_q].argmax(1) == gt.labels_3d
+    return {'best_iou_mean': float(best.mean()), 'best_iou_min': float(best.min()),
+            'recovered_50': float((best >= 0.5).float().mean()), 'recovered_90': float((best >= 0.9).float().mean()),
+            'recovered_90_right_class': float(((best >= 0.9) & right).float().mean()),
+            'duplicate_claims': int((claims - 1).clamp_min(0).sum()),
+            'query_coverage': float((masks >= 0).float().mean(1).mean()),
+            'steps_to_recovery': reached[0] if reached else np.nan,
+            'best_ious': ' '.join(f'{v:.3f}' for v in best.tolist())}
+
+
+def grid(args: argparse.Namespace) -> list[tuple]:
+    """(criterion, M, K, background, seed) for every run."""
+    if args.quick:
+        return [(c, 8, 5, True, 0) for c in args.criteria]
+    return list(itertools.product(args.criteria, args.queries, args.instances, (False, True), range(args.seeds)))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Every run of the grid in parallel; tidy CSVs and plots."""
+    unknown = set(args.criteria) - set(load_criteria())
+    if unknown:
+        raise HarnessError(f'--criteria {sorted(unknown)} not in baselines/criteria.yaml')
+    if (args.out / 'runs.csv').exists() and not args.force:
+        raise HarnessError(f'{args.out}/runs.csv exists; pass --force to replace it or choose another --out')
+    steps = 200 if args.quick else args.steps
+    jobs, rows, curves = grid(args), [], []
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max(1, args.workers)) as pool, tqdm(total=len(jobs), desc='study toy', unit='run') as bar:
+        for future in as_completed([pool.submit(train, *job, steps, args.eval_every) for job in jobs]):
+            out = future.result()
+            rows.append(out['row'])
+            curves += out['curve']
+            bar.update()
+    runs = pd.DataFrame(rows).sort_values(['criterion', 'queries', 'instances', 'background', 'seed'])
+    curve = pd.DataFrame(curves)
+    atomic_write(args.out / 'runs.csv', runs.to_csv(index=False), overwrite=args.force)
+    atomic_write(args.out / 'curves.csv', curve.to_csv(index=False), overwrite=args.force)
+    summary = summarise(runs)
+    atomic_write(args.out / 'summary.md', summary, overwrite=args.force)
+    figures = toy_plots.render_all(runs, curve, args.out / 'plots')
+    print(summary)
+    print(result_line('study toy', 'ok', out=str(args.out), runs=len(runs),
+                      minutes=round((time.perf_counter() - start) / 60, 2), figures=[str(f) for f in figures]))
+    return 0
+
+
+def summarise(runs: pd.DataFrame) -> str:
+    """Markdown: per criterion, mean over the grid; then the base toy (8 queries, 5 instances)."""
+    cols = ['recovered_90', 'recovered_90_right_class', 'recovered_50', 'best_iou_mean', 'best_iou_min',
+            'duplicate_claims', 'query_coverage', 'steps_to_recovery', 'ms_per_step']
+    lines = ['# Toy study: free parameters, one scene', '',
+             f'{runs["seed"].nunique()} seeds per cell, {int(runs["steps"].iloc[0])} Adam steps (lr {LR}); '
+             'recovered_90 = fraction of GTs whose best query has IoU >= 0.9.', '']
+    for title, part in (('All grid cells', runs),
+                        ('Base toy: 8 queries, 5 instances', runs[(runs.queries == 8) & (runs.instances == 5)])):
+        if part.empty:
+            continue
+        table = part.groupby('criterion')[cols].mean()
+        lines += [f'## {title}', '', '| criterion | ' + ' | '.join(cols) + ' |', '|---' * (len(cols) + 1) + '|']
+        lines += [f'| {name} | ' + ' | '.join(f'{v:.3g}' for v in row) + ' |' for name, row in table.iterrows()]
+        lines.append('')
+    return '\n'.join(lines) + '\n'

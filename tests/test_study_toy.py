@@ -1,0 +1,66 @@
+"""Toy study: runs end to end in quick mode; the chosen variant learns where the seed does not."""
+import pandas as pd
+import pytest
+import torch
+
+from harness.criteria import build_criterion, load_criteria
+from harness.study.toy import CRITERIA, ious, problem
+
+from data_helpers import harness
+
+
+def test_quick_study_writes_tables_and_plots(tmp_path):
+    code, out, err = harness('study', 'toy', '--quick', '--out', tmp_path, '--workers', 1)
+    assert code == 0, err
+    runs = pd.read_csv(tmp_path / 'runs.csv')
+    assert sorted(runs['criterion']) == sorted(CRITERIA)
+    assert runs['recovered_90'].between(0, 1).all() and (runs['ms_per_step'] > 0).all()
+    for name in ('recovery_vs_steps', 'iou_distribution', 'grid_heatmap'):
+        assert (tmp_path / 'plots' / f'{name}.png').stat().st_size > 5000
+    assert '## Base toy' in (tmp_path / 'summary.md').read_text()
+    assert harness('study', 'toy', '--quick', '--out', tmp_path)[0] == 2  # never overwrites
+
+
+def optimise(arm: str, seed: int, n_queries: int = 8, n_instances: int = 5, steps: int = 1500,
+             n_points: int = 300):
+    """Free queries on one scene with background (the issue's base toy by default)."""
+    gt = problem(n_instances, background=True, seed=seed)
+    pad = n_points - gt.sp_masks.shape[1]
+    gt.sp_masks = torch.cat([gt.sp_masks, torch.zeros(n_instances, max(pad, 0), dtype=torch.bool)], 1)
+    crit = build_criterion(load_criteria()[arm])
+    gen = torch.Generator().manual_seed(seed)
+    masks = (torch.randn(n_queries, gt.sp_masks.shape[1], generator=gen) * 0.1).requires_grad_()
+    cls, score = torch.zeros(n_queries, 14, requires_grad=True), torch.zeros(n_queries, 1, requires_grad=True)
+    opt = torch.optim.Adam([masks, cls, score], lr=0.05)
+    for _ in range(steps):
+        opt.zero_grad()
+        crit({'cls_preds': [cls], 'scores': [score], 'masks': [masks]}, [gt])['inst_loss'].backward()
+        opt.step()
+    best, best_q = ious(masks.detach(), gt.sp_masks).max(0)
+    return best, cls.detach()[best_q].argmax(1) == gt.labels_3d
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_third_arm_learns_with_many_queries(seed):
+    """The chosen variant where the real model lives: 400 queries, 20 instances, 600 steps.
+
+    Measured: seeds 0 and 2 recover every GT, seed 1 recovers 85% (90% after 1000
+    steps). The issue's stricter test (every GT, every seed) is NOT met by any
+    Influencer variant; see docs/influencer-loss.md. This guards the measured level.
+    """
+    best, right = optimise('influencer-softmax-excl', seed, n_queries=400, n_instances=20, steps=600,
+                           n_points=600)
+    assert float(((best >= 0.9) & right).float().mean()) >= 0.8, best
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_exclusivity_alone_recovers_the_base_toy(seed):
+    """The issue's candidate passes the 8-query toy (it collapses with many queries instead)."""
+    best, right = optimise('influencer-excl', seed)
+    assert (best >= 0.9).all() and right.all(), best
+
+
+def test_seed_formulation_reaches_the_degenerate_optimum():
+    """Documented finding (docs/influencer-loss.md): a regression guard, not a target."""
+    best, _ = optimise('influencer', 0)
+    assert best.max() < 0.6
