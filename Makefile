@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --quiet --disable-pip-version-check
 DEVICE ?= cpu
 
-.PHONY: help venv test compare bench-criterion bench-eval bench-data
+.PHONY: help venv test smoke compare bench-criterion bench-eval bench-data
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -21,6 +21,10 @@ venv: $(VENV)/.installed  ## create the CPU virtualenv (.venv) and install every
 
 test: venv  ## run the test suite
 	$(PY) -m pytest -q
+
+smoke: venv  ## the whole pipeline on synthetic rooms, CPU, minutes: results/smoke/
+	$(PY) -m harness run --spec baselines/smoke-native.yaml --runs results/smoke/runs
+	$(PY) -m harness compare --runs results/smoke/runs --experiment smoke-native --out results/smoke
 
 compare: venv  ## tables + plots from results/runs into results/ (EXPERIMENT=name if several)
 	$(PY) -m harness compare --runs results/runs --out results $(if $(EXPERIMENT),--experiment $(EXPERIMENT))

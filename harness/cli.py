@@ -15,6 +15,7 @@ VERBS = {
     'prepare-data': 'harness.data.prepare',
     'verify-data': 'harness.data.verify',
     'subset': 'harness.data.subset',
+    'run': 'harness.run_cmd',
     'evaluate': 'harness.evaluate_cmd',
     'compare': 'harness.compare',
     'study': 'harness.study',

@@ -33,10 +33,8 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate every room of the area; missing or unknown rooms are errors."""
     if args.out is not None and args.out.exists() and not args.force:
         raise HarnessError(f'{args.out} exists; pass --force to replace it or choose another --out')
-    rooms = check_rooms(list_rooms(args.data, args.area), prediction_files(args.predictions), args)
-    result = evaluate_instances(scenes(args.data, rooms), CLASS_NAMES)
-    record = metrics_record(result, n_rooms=len(rooms), area=args.area,
-                            predictions=str(args.predictions), data=str(args.data))
+    result, record = evaluate_folder(args.predictions, args.data, args.area)
+    rooms = range(record['n_rooms'])
     if args.out is not None:
         atomic_write(args.out, json.dumps(record, indent=1) + '\n', overwrite=args.force)
     print(format_table(result))
@@ -45,17 +43,30 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_rooms(gt_rooms: list[str], preds: dict[str, Path], args: argparse.Namespace) -> dict[str, Path]:
+def evaluate_folder(predictions: Path, data: Path, area: int) -> tuple[dict, dict]:
+    """Evaluate a folder of <room>.npz against the prepared GT of one area.
+
+    Returns:
+        the evaluator's result and its JSON-ready metrics record.
+    """
+    rooms = check_rooms(list_rooms(data, area), prediction_files(predictions), predictions, data, area)
+    result = evaluate_instances(scenes(data, rooms), CLASS_NAMES)
+    return result, metrics_record(result, n_rooms=len(rooms), area=area, predictions=str(predictions),
+                                  data=str(data))
+
+
+def check_rooms(gt_rooms: list[str], preds: dict[str, Path], pred_dir: Path, data: Path,
+                area: int) -> dict[str, Path]:
     """Room -> prediction file, in GT order; no silent partial evaluation."""
     if not gt_rooms:
-        raise HarnessError(f'{args.data}: no rooms of Area_{args.area} under points/; check --data and --area')
+        raise HarnessError(f'{data}: no rooms of Area_{area} under points/; check --data and --area')
     missing = [r for r in gt_rooms if r not in preds]
     unknown = sorted(set(preds) - set(gt_rooms))
     if missing:
-        raise HarnessError(f'{args.predictions}: no predictions for {len(missing)} of {len(gt_rooms)} '
-                           f'Area_{args.area} rooms: {", ".join(missing[:10])}; dump every room')
+        raise HarnessError(f'{pred_dir}: no predictions for {len(missing)} of {len(gt_rooms)} '
+                           f'Area_{area} rooms: {", ".join(missing[:10])}; dump every room')
     if unknown:
-        raise HarnessError(f'{args.predictions}: predictions for rooms not in {args.data} Area_{args.area}: '
+        raise HarnessError(f'{pred_dir}: predictions for rooms not in {data} Area_{area}: '
                            f'{", ".join(unknown[:10])}; check --data/--area or remove them')
     return {r: preds[r] for r in gt_rooms}
 

@@ -1,0 +1,27 @@
+"""spconv on a CPU-only torch: backward asks for the current CUDA stream (specs/me-and-spconv.md)."""
+from __future__ import annotations
+
+import torch
+
+_APPLIED = False
+
+
+def apply_cpu_stream_shim() -> bool:
+    """Make spconv's ``get_current_stream`` return 0 when CUDA is unavailable. Idempotent.
+
+    Returns:
+        True if the shim is (now) in place, False when CUDA is available (not needed).
+    """
+    global _APPLIED
+    if torch.cuda.is_available():
+        return False
+    if not _APPLIED:
+        import spconv.pytorch.cppcore as cppcore
+        import spconv.pytorch.ops as ops
+
+        def no_stream() -> int:
+            return 0
+        cppcore.get_current_stream = no_stream
+        ops.get_current_stream = no_stream  # imported by name into ops
+        _APPLIED = True
+    return True
