@@ -80,6 +80,9 @@ def runner_for(cfg, work_dir: Path):
         log_processor=dict(by_epoch=False),
         visualizer=dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')]),
         randomness=dict(seed=cfg.randomness.seed, deterministic=cfg.randomness.deterministic),
+        # unique: mmengine keeps one logger/visualizer per experiment name, and its
+        # default (a timestamp) is shared by runs started within the same second
+        experiment_name=f'{work_dir.parent.name}-{time.time_ns()}',
         log_level='WARNING')
 
 
