@@ -64,7 +64,7 @@ def per_class(table: pd.DataFrame, out: Path) -> list[Path]:
     classes = list(dict.fromkeys(table['class']))
     width = 0.8 / len(arms)
     wide = table.pivot(index='class', columns='arm', values='ap50').loc[classes]
-    fig, ax = plt.subplots(figsize=(max(7, 0.6 * len(classes)), 4))
+    fig, ax = plt.subplots(figsize=(max(7, 0.6 * len(classes)), 4.6))
     x = np.arange(len(classes))
     for i, arm in enumerate(arms):
         ax.bar(x - 0.4 + width * (i + 0.5), 100 * wide[arm], width, color=COLORS[i], label=arm)
@@ -72,7 +72,7 @@ def per_class(table: pd.DataFrame, out: Path) -> list[Path]:
     ax.set_ylabel('AP50 (%)')
     ax.set_ylim(0, 100)
     ax.set_title('AP50 per class (mean over seeds; missing bar: no GT)')
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.28), ncol=len(arms), frameon=False)
     return _save(fig, out, 'per_class')
 
 

@@ -90,7 +90,8 @@ def one_run(spec: dict, arm: str, seed: int, args: argparse.Namespace) -> str:
         _, metrics = evaluate_folder(out['predictions'], Path(spec['data']['root']), spec['data']['test_area'])
         write_metrics(folder, metrics)
         write_curves(out['scalars'], folder)
-        finish_run(folder, iterations=out['iterations'], timing={'s_per_iter': out['s_per_iter']})
+        finish_run(folder, iterations=out['iterations'], timing={'s_per_iter': out['s_per_iter']},
+                   resumed_from_checkpoint=out['resumed'])
         return 'finished'
     except Exception as err:  # noqa: BLE001 - recorded, then the next run goes on
         finish_run(folder, status='failed', error=f'{type(err).__name__}: {err}')

@@ -1,7 +1,10 @@
 """Train the native model through mmengine's Runner, then predict the test area's rooms."""
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -54,10 +57,14 @@ def collate(items: list[dict]) -> dict:
     return {'scenes': items}
 
 
-def runner_for(cfg, work_dir: Path):
-    """An mmengine Runner (iteration-based, scalars.json logs, final checkpoint) for one run."""
+def runner_for(cfg, work_dir: Path, resume: bool = False):
+    """An mmengine Runner (iteration-based, scalars.json logs, periodic checkpoints) for one run.
+
+    ``resume``: continue from the last checkpoint mmengine recorded in ``work_dir``.
+    """
     from mmengine.runner import Runner, set_random_seed
 
+    from .hooks import ProgressHook
     from .model import NativeOneFormer3D
     # Seed before the model and the loader exist: Runner seeds only when it starts,
     # after both were built from whatever state the RNGs had.
@@ -76,7 +83,10 @@ def runner_for(cfg, work_dir: Path):
         param_scheduler=dict(type='PolyLR', power=0.9, begin=0, end=cfg.train.iters, by_epoch=False),
         train_cfg=dict(by_epoch=False, max_iters=cfg.train.iters),
         default_hooks=dict(logger=dict(type='LoggerHook', interval=1),
-                           checkpoint=dict(type='CheckpointHook', interval=cfg.train.iters, by_epoch=False)),
+                           # every ~10% of the run, so an interrupted run resumes close to where it stopped
+                           checkpoint=dict(type='CheckpointHook', interval=max(1, cfg.train.iters // 10),
+                                           by_epoch=False, max_keep_ckpts=2)),
+        custom_hooks=[ProgressHook()], resume=resume,
         log_processor=dict(by_epoch=False),
         visualizer=dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')]),
         randomness=dict(seed=cfg.randomness.seed, deterministic=cfg.randomness.deterministic),
@@ -87,17 +97,22 @@ def runner_for(cfg, work_dir: Path):
 
 
 def train_and_predict(cfg, run_dir: Path) -> dict:
-    """Train, then dump predictions for every test-area room; returns timings and paths.
+    """Train (resuming from this run's own last checkpoint if any), then predict every test room.
 
     Returns:
         dict with ``iterations``, ``s_per_iter``, ``scalars`` (path of
         vis_data/scalars.json), ``predictions`` (folder of <room>.npz).
     """
-    runner = runner_for(cfg, run_dir / 'work_dir')
+    work_dir = run_dir / 'work_dir'
+    resume = (work_dir / 'last_checkpoint').exists()
+    runner = runner_for(cfg, work_dir, resume=resume)
     start = time.perf_counter()
-    runner.train()
+    # torch >= 2.6 loads weights only by default, which mmengine's resume cannot
+    # use; lifted only here, for checkpoints this harness wrote into its own work dir.
+    with _full_checkpoint_load(resume):
+        runner.train()
     seconds = time.perf_counter() - start
-    scalars = sorted((run_dir / 'work_dir').glob('*/vis_data/scalars.json'))[-1]
+    scalars = merge_scalars(work_dir)
     model = runner.model.eval()
     out = run_dir / 'predictions'
     with torch.no_grad():
@@ -107,4 +122,36 @@ def train_and_predict(cfg, run_dir: Path) -> dict:
             save_predictions(out / f'{name}.npz', pred['pred_masks'].numpy(), pred['pred_labels'].numpy(),
                              pred['pred_scores'].numpy(), overwrite=True)
     return {'iterations': cfg.train.iters, 's_per_iter': seconds / cfg.train.iters,
-            'scalars': scalars, 'predictions': out}
+            'scalars': scalars, 'predictions': out, 'resumed': resume}
+
+
+def merge_scalars(work_dir: Path) -> Path:
+    """One scalars.json from every mmengine log folder of the run (a resume starts a new one).
+
+    Later folders win for a (phase, step) logged twice (iterations redone after
+    the last checkpoint).
+    """
+    rows: dict[tuple, str] = {}
+    for path in sorted(Path(work_dir).glob('*/vis_data/scalars.json')):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[('loss' in row or 'lr' in row, row.get('step'))] = line
+    merged = Path(work_dir) / 'scalars_merged.json'
+    merged.write_text(''.join(line + '\n' for line in rows.values()))
+    return merged
+
+
+@contextlib.contextmanager
+def _full_checkpoint_load(enabled: bool):
+    """Set TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 for the duration, if enabled."""
+    old = os.environ.get('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD')
+    if enabled:
+        os.environ['TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'] = '1'
+    try:
+        yield
+    finally:
+        if enabled and old is None:
+            os.environ.pop('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', None)
+        elif enabled:
+            os.environ['TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'] = old
