@@ -15,7 +15,7 @@ LABEL = {'ap25': 'AP25', 'ap50': 'AP50', 'ap75': 'AP75', 'ap': 'mAP'}
 COLORS = plt.rcParams['axes.prop_cycle'].by_key()['color']
 
 
-def _save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
+def save_figure(fig: plt.Figure, out: Path, name: str) -> list[Path]:
     """PNG + SVG; the figure is closed."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f'{name}.png', out / f'{name}.svg']
@@ -55,7 +55,7 @@ def ap_bars(runs: pd.DataFrame, published: dict | None, out: Path) -> list[Path]
     ax.set_title('Instance segmentation AP per arm (dots: seeds)')
     # below the axes: never covers tall bars
     ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False)
-    return _save(fig, out, 'ap_bars')
+    return save_figure(fig, out, 'ap_bars')
 
 
 def per_class(table: pd.DataFrame, out: Path) -> list[Path]:
@@ -73,7 +73,7 @@ def per_class(table: pd.DataFrame, out: Path) -> list[Path]:
     ax.set_ylim(0, 100)
     ax.set_title('AP50 per class (mean over seeds; missing bar: no GT)')
     ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.28), ncol=len(arms), frameon=False)
-    return _save(fig, out, 'per_class')
+    return save_figure(fig, out, 'per_class')
 
 
 def _load_curves(runs: pd.DataFrame) -> pd.DataFrame:
@@ -121,7 +121,7 @@ def curves(runs: pd.DataFrame, out: Path) -> list[Path]:
         ax.set_ylabel('loss' if frame is train else 'AP50 (fraction)')
         if ax.lines:
             ax.legend(fontsize=8)
-    return _save(fig, out, 'curves')
+    return save_figure(fig, out, 'curves')
 
 
 def timing(runs: pd.DataFrame, out: Path) -> list[Path]:
@@ -140,7 +140,7 @@ def timing(runs: pd.DataFrame, out: Path) -> list[Path]:
         ax.set_xticks(range(len(arms)), arms)
         ax.set_ylabel(label)
         ax.set_title(label.split(' (')[0], fontsize=10)
-    return _save(fig, out, 'timing')
+    return save_figure(fig, out, 'timing')
 
 
 def render_all(runs: pd.DataFrame, table: pd.DataFrame, published: dict | None, out: Path) -> list[Path]:

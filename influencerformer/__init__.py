@@ -6,7 +6,8 @@ Import ``influencerformer.mmdet3d_plugin`` (e.g. through mmengine's
 from .criterion import InfluencerCriterion
 from .hungarian import HungarianCriterion, HungarianMatcher
 from .loss import MaskInfluencerLoss
+from .ops import InstanceGT
 
 __all__ = ['InfluencerCriterion', 'HungarianCriterion', 'HungarianMatcher',
-           'MaskInfluencerLoss']
+           'MaskInfluencerLoss', 'InstanceGT']
 __version__ = '0.1.0'

@@ -1,26 +1,10 @@
 """Synthetic criterion inputs in OneFormer3D's layout (benchmarks and tests)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-
-@dataclass
-class SceneGT:
-    """The GT a criterion sees for one scene, like upstream's InstanceData_.
-
-    Attributes:
-        sp_masks: bool (K, S) instance masks over points/voxels.
-        labels_3d: long (K,) class ids.
-    """
-
-    sp_masks: Tensor
-    labels_3d: Tensor
-
-    def __len__(self) -> int:
-        return len(self.labels_3d)
+from influencerformer.ops import InstanceGT as SceneGT
 
 
 def partition_masks(n_points: int, n_gts: int, bg_frac: float, gen: torch.Generator) -> Tensor:

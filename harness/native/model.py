@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from torch import Tensor, nn
 
+from influencerformer import InstanceGT
+
 from ..criteria import build_criterion
 from .postprocess import predict_instances
 from .shim import apply_cpu_stream_shim
@@ -104,14 +106,6 @@ class QueryDecoder(nn.Module):
         return preds
 
 
-class _GT:
-    def __init__(self, sp_masks: Tensor, labels_3d: Tensor) -> None:
-        self.sp_masks, self.labels_3d = sp_masks, labels_3d
-
-    def __len__(self) -> int:
-        return len(self.labels_3d)
-
-
 class NativeOneFormer3D(BaseModel):
     """mmengine model: ``forward(scenes, mode)`` with mode 'loss' or 'predict'.
 
@@ -157,7 +151,7 @@ class NativeOneFormer3D(BaseModel):
         gts, sem_labels = [], []
         for s, v in zip(scenes, voxels):
             masks, labels, sem = voxel_gt(s['instance'], s['semantic'], v.inverse, len(v.coords), self.num_classes)
-            gts.append(_GT(masks, labels))
+            gts.append(InstanceGT(masks, labels))
             sem_labels.append(sem)
         layers = [{'cls_preds': [p[i][0][:n] for p in preds], 'scores': [p[i][1][:n] for p in preds],
                    'masks': [p[i][2][:n] for p in preds]} for i in range(len(preds[0]))]

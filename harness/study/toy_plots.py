@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..plots import COLORS, _save  # noqa: E402
+from ..plots import COLORS, save_figure  # noqa: E402
 
 
 def recovery_vs_steps(curve: pd.DataFrame, out: Path) -> list[Path]:
@@ -34,7 +34,7 @@ def recovery_vs_steps(curve: pd.DataFrame, out: Path) -> list[Path]:
         ax.axis('off')
     axes.flat[0].legend(fontsize=8)
     fig.suptitle('Recovery vs steps (mean over seeds and background; dotted: most recoverable)', fontsize=11)
-    return _save(fig, out, 'recovery_vs_steps')
+    return save_figure(fig, out, 'recovery_vs_steps')
 
 
 def iou_distribution(runs: pd.DataFrame, out: Path) -> list[Path]:
@@ -50,7 +50,7 @@ def iou_distribution(runs: pd.DataFrame, out: Path) -> list[Path]:
     ax.set_ylabel('best IoU of any query with the GT')
     ax.set_ylim(0, 1.02)
     ax.set_title('Best IoU per GT instance (all grid cells, seeds)')
-    return _save(fig, out, 'iou_distribution')
+    return save_figure(fig, out, 'iou_distribution')
 
 
 def grid_heatmap(runs: pd.DataFrame, out: Path) -> list[Path]:
@@ -66,7 +66,7 @@ def grid_heatmap(runs: pd.DataFrame, out: Path) -> list[Path]:
                   rotation=60, ha='right', fontsize=8)
     fig.colorbar(im, ax=ax, label='GTs recovered (IoU >= 0.9)')
     ax.set_title('Recovery over the grid (M queries, K instances, bg: 20% background)')
-    return _save(fig, out, 'grid_heatmap')
+    return save_figure(fig, out, 'grid_heatmap')
 
 
 def render_all(runs: pd.DataFrame, curve: pd.DataFrame, out: Path) -> list[Path]:
