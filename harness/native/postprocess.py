@@ -1,7 +1,6 @@
 """Inference post-processing as upstream's S3DIS test_cfg (S3DISOneFormer3D.pred_inst)."""
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import time
 from pathlib import Path
@@ -16,8 +15,6 @@ from tqdm import tqdm
 from ..data import read_room
 from ..data.reader import list_rooms
 from ..predictions import save_predictions
-
-log = logging.getLogger(__name__)
 
 
 def normalise(points: np.ndarray) -> torch.Tensor:
@@ -62,6 +59,7 @@ def runner_for(cfg, work_dir: Path, resume: bool = False):
 
     ``resume``: continue from the last checkpoint mmengine recorded in ``work_dir``.
     """
+    from mmengine.dataset import InfiniteSampler
     from mmengine.runner import Runner, set_random_seed
 
     from .hooks import ProgressHook
@@ -71,7 +69,6 @@ def runner_for(cfg, work_dir: Path, resume: bool = False):
     set_random_seed(cfg.randomness.seed, deterministic=cfg.randomness.deterministic)
     model_cfg = dict(cfg.model)
     model_cfg.pop('type')
-    from mmengine.dataset import InfiniteSampler
     dataset = RoomsDataset(cfg.data.root, cfg.data.train_areas, cfg.data.num_points, cfg.randomness.seed)
     # Infinite: mmengine's iteration loop sleeps 2 s whenever a finite loader restarts.
     loader = DataLoader(dataset, batch_size=cfg.train.batch_size, collate_fn=collate,
