@@ -16,6 +16,7 @@ VERBS = {
     'verify-data': 'harness.data.verify',
     'subset': 'harness.data.subset',
     'run': 'harness.run_cmd',
+    'derive': 'harness.derive_cmd',
     'evaluate': 'harness.evaluate_cmd',
     'compare': 'harness.compare',
     'study': 'harness.study',
@@ -30,6 +31,7 @@ EPILOG = """examples:
   python -m harness bench criterion --device cuda --force
   python -m harness bench eval                      # evaluator throughput, 68 rooms x 200 preds x 100k points
   python -m harness evaluate work_dirs/run/preds --data data/s3dis --area 5 --out metrics.json
+  python -m harness derive --spec baselines/s3dis-area5.yaml --upstream-root ../oneformer3d --out /tmp/cfgs
   python -m harness compare --runs results/runs --experiment s3dis-area5 --out results/
   python -m harness study toy                       # criteria on free parameters, results/toy/
 """

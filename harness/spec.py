@@ -8,8 +8,13 @@ import yaml
 from .criteria import load_criteria
 from .errors import HarnessError
 
-REQUIRED = {'experiment', 'backend', 'arms', 'seeds', 'data', 'config'}
-OPTIONAL = {'threads', 'description'}
+COMMON = {'experiment', 'backend', 'arms', 'seeds', 'data'}
+# Required and optional keys per backend.
+BACKEND_KEYS = {
+    'native': ({'config'}, {'threads', 'description'}),
+    'upstream': ({'upstream', 'schedule', 'pretrained'},
+                 {'threads', 'description', 'randomness', 'overrides'}),
+}
 
 
 def load_spec(path: Path) -> dict:
@@ -19,12 +24,15 @@ def load_spec(path: Path) -> dict:
         spec = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
         raise HarnessError(f'{path}: unreadable experiment spec ({err})') from err
-    if not isinstance(spec, dict):
-        raise HarnessError(f'{path}: an experiment spec is a mapping with keys {sorted(REQUIRED)}')
-    missing, unknown = REQUIRED - set(spec), set(spec) - REQUIRED - OPTIONAL
+    if not isinstance(spec, dict) or spec.get('backend') not in BACKEND_KEYS:
+        raise HarnessError(f'{path}: an experiment spec is a mapping with keys {sorted(COMMON)} and '
+                           f'backend one of {sorted(BACKEND_KEYS)}')
+    required, optional = BACKEND_KEYS[spec['backend']]
+    required = COMMON | required
+    missing, unknown = required - set(spec), set(spec) - required - optional
     if missing or unknown:
         raise HarnessError(f'{path}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}; '
-                           f'allowed: {sorted(REQUIRED | OPTIONAL)}')
+                           f'allowed for backend {spec["backend"]}: {sorted(required | optional)}')
     arms = set(spec['arms']) - set(load_criteria())
     if arms:
         raise HarnessError(f'{path}: arms {sorted(arms)} are not in baselines/criteria.yaml')
