@@ -5,7 +5,30 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --quiet --disable-pip-version-check
 DEVICE ?= cpu
 
-.PHONY: help venv test smoke compare bench-criterion bench-eval bench-data
+.PHONY: help venv test smoke compare bench-criterion bench-eval bench-data \
+	image data reproduce-baseline train-influencer doctor check-pins ci-upstream
+
+# Upstream backend: BACKEND=docker (default) runs `python -m harness` in the
+# compose service SERVICE (gpu | cpu); BACKEND=upstream runs it here, in an
+# environment with upstream's stack installed and ONEFORMER3D_ROOT set.
+BACKEND ?= docker
+SERVICE ?= gpu
+SPEC ?= baselines/s3dis-area5.yaml
+SEEDS ?= 0 1 2
+EPOCHS ?=
+GPUS ?= 1
+ARM ?= influencer
+COMPOSE ?= docker compose
+export HOST_UID := $(shell id -u)
+export HOST_GID := $(shell id -g)
+ifeq ($(BACKEND),docker)
+HARNESS := $(COMPOSE) run --rm $(SERVICE) python -m harness
+else ifeq ($(BACKEND),upstream)
+HARNESS := $(PYTHON) -m harness
+else
+$(error BACKEND=$(BACKEND): use docker or upstream)
+endif
+RUN_ARGS = --spec $(SPEC) --seeds $(SEEDS) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(filter-out 1,$(GPUS)),--gpus $(GPUS))
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -37,3 +60,35 @@ bench-eval: venv  ## time the instance-AP evaluator (UPSTREAM=path to also time 
 
 bench-data: venv  ## time prepare-data on generated raw rooms (MMDET3D=path to also time mmdet3d's converters)
 	$(PY) -m harness bench data $(if $(MMDET3D),--mmdet3d-root $(MMDET3D))
+
+image:  ## build the compose image of SERVICE (gpu | cpu)
+	$(COMPOSE) build $(SERVICE)
+
+doctor:  ## check the environment of the upstream backend (imports, registry, spconv, upstream commit)
+	$(HARNESS) doctor $(if $(filter gpu,$(SERVICE)),$(if $(filter docker,$(BACKEND)),--require-cuda))
+
+data:  ## prepare + verify real S3DIS: make data S3DIS_RAW=/path/to/Stanford3dDataset_v1.2_Aligned_Version
+	@test -n "$(S3DIS_RAW)" || { echo "error: set S3DIS_RAW=/path/to/Stanford3dDataset_v1.2_Aligned_Version" >&2; exit 2; }
+ifeq ($(BACKEND),docker)
+	$(COMPOSE) run --rm -v "$(abspath $(S3DIS_RAW))":/raw:ro $(SERVICE) python -m harness prepare-data --raw /raw --out data/s3dis
+else
+	$(HARNESS) prepare-data --raw "$(S3DIS_RAW)" --out data/s3dis
+endif
+	$(HARNESS) verify-data data/s3dis
+
+reproduce-baseline:  ## upstream OneFormer3D, Hungarian arm: SEEDS="0 1 2" [EPOCHS=512] [GPUS=1]
+	$(HARNESS) run $(RUN_ARGS) --arms hungarian
+
+train-influencer:  ## the same model and seeds, Influencer arm (ARM=influencer | another arm of the spec)
+	$(HARNESS) run $(RUN_ARGS) --arms $(ARM)
+
+ci-upstream:  ## the user's CI job: upstream code on CPU, a few iterations per arm, then compare
+	$(HARNESS) run --spec baselines/ci-upstream-cpu.yaml --runs results/ci-upstream/runs
+	$(HARNESS) compare --runs results/ci-upstream/runs --experiment ci-upstream-cpu --out results/ci-upstream
+
+check-pins:  ## every pinned wheel of the images exists for their Python (3.10, x86_64); downloads ~1.5 GB
+	@set -e; for f in docker/requirements/*.txt; do echo "== $$f"; \
+	  $(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.10 \
+	    --implementation cp --abi cp310 --abi abi3 --abi none --platform manylinux2014_x86_64 \
+	    --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --platform linux_x86_64 \
+	    -d .pins -r $$f; done; echo "all pins exist"

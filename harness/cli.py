@@ -17,6 +17,7 @@ VERBS = {
     'subset': 'harness.data.subset',
     'run': 'harness.run_cmd',
     'derive': 'harness.derive_cmd',
+    'doctor': 'harness.doctor',
     'evaluate': 'harness.evaluate_cmd',
     'compare': 'harness.compare',
     'study': 'harness.study',

@@ -51,3 +51,19 @@ def write_curves(scalars: Path, run_dir: Path) -> Path:
     """``curves.csv`` of a run from its scalars.json (rewritten: it is derived data)."""
     text = read_scalars(scalars).to_csv(index=False)
     return atomic_write(Path(run_dir) / 'curves.csv', text, overwrite=True)
+
+def merge_scalars(work_dir: Path) -> Path:
+    """One scalars.json from every mmengine log folder of the run (a resume starts a new one).
+
+    Later folders win for a (phase, step) logged twice (iterations redone after
+    the last checkpoint).
+    """
+    rows: dict[tuple, str] = {}
+    for path in sorted(Path(work_dir).glob('*/vis_data/scalars.json')):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[('loss' in row or 'lr' in row, row.get('step'))] = line
+    merged = Path(work_dir) / 'scalars_merged.json'
+    merged.write_text(''.join(line + '\n' for line in rows.values()))
+    return merged

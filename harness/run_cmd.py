@@ -13,13 +13,14 @@ import torch
 
 from .collect import write_curves
 from .configs import assert_only_criterion_differs, derive
+from .derive_cmd import add_upstream_arguments
 from .errors import HarnessError
 from .evaluate_cmd import evaluate_folder
 from .io import atomic_write, result_line
 from .records import finish_run, sha256_file, start_run, update_record, write_metrics
 from .spec import load_spec, run_matrix
 
-HELP = 'train + evaluate every arm x seed of an experiment spec (native backend), writing run records'
+HELP = 'train + evaluate every arm x seed of an experiment spec (native or upstream backend), writing run records'
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--arms', nargs='+', default=None, help='subset of the spec\'s arms')
     parser.add_argument('--seeds', type=int, nargs='+', default=None, help='override the spec\'s seeds')
     parser.add_argument('--force', action='store_true', help='new attempts of finished runs (old ones kept)')
+    up = parser.add_argument_group('upstream backend')
+    add_upstream_arguments(up)
+    up.add_argument('--iters', type=int, default=None, help='iteration schedule instead of epochs (smoke runs)')
+    up.add_argument('--gpus', type=int, default=1,
+                    help='GPUs per run: > 1 launches upstream\'s train.py with torchrun (--launcher pytorch)')
+    up.add_argument('--allow-other-commit', action='store_true',
+                    help='run an upstream checkout that is not at the spec\'s commit (recorded)')
 
 
 def ensure_data(spec: dict) -> Path:
@@ -50,11 +58,21 @@ def ensure_data(spec: dict) -> Path:
     return root
 
 
+def env_defaults(args: argparse.Namespace) -> None:
+    """$SEEDS ("0 1 2") and $EPOCHS fill --seeds/--epochs when not given (compose.yaml passes them)."""
+    import os
+    if args.seeds is None and os.environ.get('SEEDS', '').strip():
+        args.seeds = [int(s) for s in os.environ['SEEDS'].split()]
+    if args.epochs is None and os.environ.get('EPOCHS', '').strip():
+        args.epochs = int(os.environ['EPOCHS'])
+
+
 def run(args: argparse.Namespace) -> int:
     """All runs; a failed run is recorded as failed and the others go on."""
     spec = load_spec(args.spec)
-    if spec['backend'] != 'native':
-        raise HarnessError(f'{args.spec}: backend {spec["backend"]!r}; this verb runs the native backend')
+    env_defaults(args)
+    if args.data is not None:
+        spec['data']['root'] = str(args.data)
     t0 = time.perf_counter()
     ensure_data(spec)
     print(f'[{time.perf_counter() - t0:6.1f} s] data ready: {spec["data"]["root"]}')
@@ -62,10 +80,14 @@ def run(args: argparse.Namespace) -> int:
     if spec.get('threads'):
         # one thread: spconv on CPU is bitwise reproducible only single-threaded (specs/environment.md)
         torch.set_num_threads(spec['threads'])
-    status = {}
-    for arm, seed in matrix:
-        status[f'{arm}/s{seed}'] = one_run(spec, arm, seed, args)
-        print(f'[{time.perf_counter() - t0:6.1f} s] {arm} seed {seed}: {status[f"{arm}/s{seed}"]}')
+    if spec['backend'] == 'upstream':
+        from .backends.upstream import run_all
+        status = run_all(spec, args.spec, args, matrix)
+    else:
+        status = {}
+        for arm, seed in matrix:
+            status[f'{arm}/s{seed}'] = one_run(spec, arm, seed, args)
+            print(f'[{time.perf_counter() - t0:6.1f} s] {arm} seed {seed}: {status[f"{arm}/s{seed}"]}')
     failed = [k for k, v in status.items() if v == 'failed']
     print(result_line('run', 'ok' if not failed else 'failed', experiment=spec['experiment'], runs=status,
                       minutes=round((time.perf_counter() - t0) / 60, 2)))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from tqdm import tqdm
 
 from ..data import read_room
 from ..data.reader import list_rooms
+from ..collect import merge_scalars
 from ..predictions import save_predictions
 
 
@@ -121,22 +121,6 @@ def train_and_predict(cfg, run_dir: Path) -> dict:
     return {'iterations': cfg.train.iters, 's_per_iter': seconds / cfg.train.iters,
             'scalars': scalars, 'predictions': out, 'resumed': resume}
 
-
-def merge_scalars(work_dir: Path) -> Path:
-    """One scalars.json from every mmengine log folder of the run (a resume starts a new one).
-
-    Later folders win for a (phase, step) logged twice (iterations redone after
-    the last checkpoint).
-    """
-    rows: dict[tuple, str] = {}
-    for path in sorted(Path(work_dir).glob('*/vis_data/scalars.json')):
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[('loss' in row or 'lr' in row, row.get('step'))] = line
-    merged = Path(work_dir) / 'scalars_merged.json'
-    merged.write_text(''.join(line + '\n' for line in rows.values()))
-    return merged
 
 
 @contextlib.contextmanager

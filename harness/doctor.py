@@ -1,0 +1,200 @@
+"""``python -m harness doctor``: is this environment able to run the upstream backend?
+
+Checks imports and versions, the full mmcv ops, numpy <= 2.3, our criterion
+in mmdet3d's registry after ``custom_imports``, a tiny spconv forward and
+backward (on CUDA when a GPU is visible), the MinkowskiEngine flavour, and
+the upstream checkout (commit pinned by the spec, no local changes). Prints
+one screen; every problem comes with its fix on one line; exit 1 if any.
+The last build step of both images runs it.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import tempfile
+import traceback
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+from .io import result_line
+
+HELP = 'check that this environment can run the upstream backend (imports, versions, registry, spconv, upstream)'
+SPEC = Path(__file__).resolve().parents[1] / 'baselines' / 's3dis-area5.yaml'
+
+
+@dataclass
+class Check:
+    """One line of the report: ``status`` is 'ok', 'FAIL' or 'info'."""
+    name: str
+    status: str
+    detail: str
+    fix: str = ''
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the doctor verb."""
+    parser.add_argument('--spec', type=Path, default=SPEC, help='spec whose upstream commit to expect')
+    parser.add_argument('--upstream-root', type=Path, default=None,
+                        help="OneFormer3D checkout (default: $ONEFORMER3D_ROOT, else the spec's upstream.root)")
+    parser.add_argument('--require-cuda', action='store_true', help='fail unless a CUDA GPU is visible')
+
+
+def version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def check_import(module: str, dist: str | None = None, fix: str = '') -> Check:
+    """Import ``module``; report the distribution's version."""
+    try:
+        importlib.import_module(module)
+    except Exception as err:  # noqa: BLE001 - any import failure is the finding
+        return Check(f'import {module}', 'FAIL', f'{type(err).__name__}: {str(err)[:80]}', fix)
+    return Check(f'import {module}', 'ok', version(dist or module) or '(no metadata)')
+
+
+def check_mmcv_ops() -> Check:
+    fix = 'install full mmcv with compiled ops (not mmcv-lite): see docker/README.md'
+    try:
+        importlib.import_module('mmcv._ext')
+    except Exception as err:  # noqa: BLE001
+        return Check('mmcv compiled ops', 'FAIL', f'{type(err).__name__}: {str(err)[:60]}', fix)
+    return Check('mmcv compiled ops', 'ok', f'mmcv {version("mmcv")}')
+
+
+def check_numpy() -> Check:
+    import numpy as np
+    ok = hasattr(np, 'in1d')
+    return Check('numpy <= 2.3 (np.in1d)', 'ok' if ok else 'FAIL', np.__version__,
+                 '' if ok else 'pip install "numpy<2.4" (upstream\'s evaluator calls np.in1d)')
+
+
+def check_registry() -> Check:
+    """InfluencerCriterion must be buildable by name after a config FILE's custom_imports."""
+    fix = 'pip install -e . in this environment (influencerformer must be importable next to mmdet3d)'
+    try:
+        from mmengine.config import Config
+        from mmdet3d.registry import MODELS
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / 'probe.py'
+            path.write_text("custom_imports = dict(imports=['influencerformer.mmdet3d_plugin'])\n")
+            Config.fromfile(str(path))
+        found = 'InfluencerCriterion' in MODELS.module_dict  # .get() would import all of mmdet3d.models
+    except Exception as err:  # noqa: BLE001
+        return Check('registry: InfluencerCriterion', 'FAIL', f'{type(err).__name__}: {str(err)[:60]}', fix)
+    return Check('registry: InfluencerCriterion', 'ok' if found else 'FAIL',
+                 'in mmdet3d MODELS via custom_imports' if found else 'not registered', '' if found else fix)
+
+
+def check_spconv() -> Check:
+    """A SubMConv3d forward + backward; on CUDA when visible, else CPU with the stream shim."""
+    try:
+        import spconv.pytorch as spconv
+        import torch
+
+        from .native.shim import apply_cpu_stream_shim
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        apply_cpu_stream_shim()
+        coords = torch.tensor([[0, 0, 0, 0], [0, 0, 0, 1], [0, 1, 1, 1]], dtype=torch.int32, device=device)
+        feats = torch.ones(3, 2, device=device, requires_grad=True)
+        conv = spconv.SubMConv3d(2, 4, 3, padding=1, bias=False, indice_key='doctor').to(device)
+        out = conv(spconv.SparseConvTensor(feats, coords, [4, 4, 4], 1))
+        out.features.sum().backward()
+        ok = feats.grad is not None and out.features.shape == (3, 4)
+    except Exception as err:  # noqa: BLE001
+        return Check('spconv op', 'FAIL', f'{type(err).__name__}: {str(err)[:70]}',
+                     'install spconv-cu118 (GPU) or spconv (CPU) matching cumm; see docker/README.md')
+    return Check('spconv op', 'ok' if ok else 'FAIL', f'SubMConv3d fwd+bwd on {device}, spconv '
+                 f'{version("spconv-cu118") or version("spconv")}')
+
+
+def check_cuda(require: bool) -> Check:
+    import torch
+    if not torch.cuda.is_available():
+        return Check('CUDA', 'FAIL' if require else 'info',
+                     f'no GPU visible (torch {torch.__version__}, built for CUDA {torch.version.cuda})',
+                     'run the gpu service (docker compose run gpu ...) on a machine with an NVIDIA driver'
+                     if require else '')
+    major, minor = torch.cuda.get_device_capability()
+    arch = f'sm_{major}{minor}'
+    ok = arch in torch.cuda.get_arch_list()
+    return Check('CUDA', 'ok' if ok else 'FAIL', f'{torch.cuda.get_device_name()} ({arch}), CUDA {torch.version.cuda}',
+                 '' if ok else f'this torch has no {arch} kernels; use the image (torch cu118 covers sm_80/86/90)')
+
+
+def check_minkowski() -> Check:
+    try:
+        me = importlib.import_module('MinkowskiEngine')
+    except Exception as err:  # noqa: BLE001
+        return Check('MinkowskiEngine', 'FAIL', f'{type(err).__name__}: {str(err)[:60]}',
+                     'pip install ./docker/shims (the S3DIS-path stand-in) or the real MinkowskiEngine')
+    flavour = 'stand-in (S3DIS path only)' if getattr(me, 'STAND_IN', False) else 'real'
+    return Check('MinkowskiEngine', 'ok', f'{flavour}, {getattr(me, "__version__", "?")}')
+
+
+def check_upstream(spec_path: Path, given: Path | None) -> list[Check]:
+    """The checkout: present, at the spec's commit, unmodified, importable."""
+    from .derive_cmd import upstream_root
+    from .env import git_state
+    from .spec import load_spec
+    spec = load_spec(spec_path)
+    root = upstream_root(spec, given)
+    want = spec['upstream']['commit']
+    if not (root / spec['upstream']['config']).is_file():
+        return [Check('upstream checkout', 'FAIL', f'{root}: no {spec["upstream"]["config"]}',
+                      f'git clone {spec["upstream"]["repo"]} and check out {want[:7]}; pass --upstream-root')]
+    state = git_state(root)
+    at = state['sha'] == want
+    clean = state['dirty'] is False
+    checks = [Check('upstream commit', 'ok' if at else 'FAIL', f'{root} @ {(state["sha"] or "not git")[:12]}',
+                    '' if at else f'git -C {root} checkout {want[:7]}'),
+              Check('upstream unmodified', 'ok' if clean else 'FAIL', 'git status --porcelain empty' if clean
+                    else 'local changes', '' if clean else f'git -C {root} stash (never edit upstream)')]
+    import sys
+    sys.path.insert(0, str(root))
+    try:
+        checks.append(check_import('oneformer3d', 'mmdet3d',
+                                   'the full upstream stack is needed (mmcv ops, spconv, torch-scatter, '
+                                   'MinkowskiEngine or the stand-in); use the images'))
+        checks[-1].detail = 'upstream package imports' if checks[-1].status == 'ok' else checks[-1].detail
+    finally:
+        sys.path.remove(str(root))
+    return checks
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run every check; a crashing check becomes a FAIL line, never a traceback."""
+    steps: list[Callable[[], Check | list[Check]]] = [
+        lambda: check_import('torch'), lambda: check_numpy(), lambda: check_import('mmengine'),
+        lambda: check_import('mmcv'), check_mmcv_ops, lambda: check_import('mmdet'),
+        lambda: check_import('mmdet3d'),
+        lambda: check_import('torch_scatter', 'torch-scatter', 'pip install torch-scatter for this torch/CUDA'),
+        check_spconv, lambda: check_cuda(args.require_cuda), check_minkowski,
+        lambda: check_import('influencerformer', fix='pip install -e .'), check_registry,
+        lambda: check_upstream(args.spec, args.upstream_root)]
+    checks: list[Check] = []
+    for step in steps:
+        try:
+            out = step()
+        except Exception as err:  # noqa: BLE001 - the report must finish
+            out = Check(getattr(step, '__name__', 'check'), 'FAIL', f'{type(err).__name__}: {err}',
+                        traceback.format_exc(limit=1).splitlines()[-1])
+        checks.extend(out if isinstance(out, list) else [out])
+    print(report(checks))
+    failed = [c.name for c in checks if c.status == 'FAIL']
+    print(result_line('doctor', 'ok' if not failed else 'failed', failed=failed,
+                      image=os.environ.get('HARNESS_IMAGE')))
+    return 1 if failed else 0
+
+
+def report(checks: list[Check]) -> str:
+    """One screen: status, check, detail; then one fix line per failure."""
+    width = max(len(c.name) for c in checks)
+    lines = [f'{c.status:<4}  {c.name:<{width}}  {c.detail}' for c in checks]
+    fixes = [f'  - {c.name}: {c.fix}' for c in checks if c.status == 'FAIL' and c.fix]
+    return '\n'.join(lines + (['', 'fix:'] + fixes if fixes else []))
