@@ -1,0 +1,116 @@
+"""The upstream backend's own logic; the full run is opt-in (UPSTREAM_E2E=1 with the full stack)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.backends import upstream as up
+from harness.errors import HarnessError
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = Path(__file__).parent / 'fixtures' / 'upstream_shape'
+
+
+def fake_checkout(tmp_path: Path) -> Path:
+    root = tmp_path / 'of3d'
+    (root / 'tools').mkdir(parents=True)
+    for tool in ('train', 'test'):
+        (root / 'tools' / f'{tool}.py').write_text('')
+    return root
+
+
+def test_cross_check_passes_equal_values_and_fails_loudly_otherwise():
+    ours = {'ap': 0.5, 'ap50': 0.7, 'ap25': None}
+    theirs = {'all_ap': 0.5, 'all_ap_50%': 0.7 + 5e-7, 'all_ap_25%': None}
+    assert up.cross_check(ours, theirs)['passed']
+    with pytest.raises(HarnessError, match='cross-check failed: our ap50'):
+        up.cross_check(ours, {**theirs, 'all_ap_50%': 0.7 + 2e-6})
+    with pytest.raises(HarnessError, match='cross-check failed: our ap25'):
+        up.cross_check(ours, {**theirs, 'all_ap_25%': 0.1})
+    with pytest.raises(HarnessError, match="lack 'all_ap'"):
+        up.cross_check(ours, {'miou': 0.3})
+
+
+def test_commands_single_and_multi_gpu(tmp_path):
+    root = fake_checkout(tmp_path)
+    one = up.Upstream(root).command('train', 'cfg.py', '--work-dir', 'w')
+    assert one == [sys.executable, str(root / 'tools' / 'train.py'), 'cfg.py', '--work-dir', 'w']
+    four = up.Upstream(root, gpus=4).command('train', 'cfg.py')
+    assert four[1:4] == ['-m', 'torch.distributed.run', '--nproc_per_node=4'] and four[-2:] == ['--launcher', 'pytorch']
+    env = up.Upstream(root).env(threads=1)
+    assert env['PYTHONPATH'].split(os.pathsep)[:2] == [str(root), str(REPO)] and env['OMP_NUM_THREADS'] == '1'
+    with pytest.raises(HarnessError, match='must be a OneFormer3D checkout'):
+        up.Upstream(tmp_path)
+
+
+def test_wrong_commit_is_refused_unless_allowed(tmp_path):
+    root = fake_checkout(tmp_path)
+    spec = {'upstream': {'commit': 'e2a9dd2656d4b2806853c026cab7bc63201f8814'}}
+    with pytest.raises(HarnessError, match='pins e2a9dd2; check out e2a9dd2 or pass --allow-other-commit'):
+        up.check_commit(up.Upstream(root), spec, allow_other=False)
+    up.check_commit(up.Upstream(root), spec, allow_other=True)
+
+
+def test_a_resumed_run_must_derive_the_same_configs(tmp_path, monkeypatch):
+    pytest.importorskip('mmengine')
+    spec = yaml.safe_load((REPO / 'baselines' / 's3dis-area5.yaml').read_text())
+    spec['upstream']['config'] = 'configs/model_s3dis.py'
+    args = argparse.Namespace(data=tmp_path / 'data', epochs=None, iters=None)
+    upstream = up.Upstream.__new__(up.Upstream)
+    upstream.root, upstream.gpus = FIXTURE, 1
+    work, record = tmp_path / 'work', tmp_path / 'record'
+    record.mkdir()
+    monkeypatch.setattr(up, 'update_record', lambda folder, **kw: None)  # records: tests/test_records.py
+    configs = up.derive_run(spec, Path('s.yaml'), 'influencer', 0, args, upstream, None, work, record)
+    assert set(configs) == {'hungarian', 'influencer'} and (record / 'configs' / 'diff.txt').exists()
+    up.derive_run(spec, Path('s.yaml'), 'influencer', 0, args, upstream, None, work, record)  # same: fine
+    args.epochs = 32
+    with pytest.raises(HarnessError, match='changed since this run started: pass --force'):
+        up.derive_run(spec, Path('s.yaml'), 'influencer', 0, args, upstream, None, work, record)
+
+
+def test_test_config_adds_only_the_dumps(tmp_path):
+    pytest.importorskip('mmengine')
+    from harness.backends.upstream_config import load_resolved
+    cfg = tmp_path / 'arm.py'
+    cfg.write_text(f"_base_ = [{str(FIXTURE / 'configs' / 'model_s3dis.py')!r}]\n")
+    test_cfg = up.write_test_config(cfg, tmp_path / 'preds', tmp_path / 'm.json')
+    base, child = load_resolved(cfg), load_resolved(test_cfg)
+    assert child['test_evaluator'] == [base['test_evaluator'],
+                                       {'type': 'InfluencerPredictionDump', 'out_dir': str(tmp_path / 'preds')}]
+    assert child['custom_hooks'] == [{'type': 'InfluencerMetricsDump', 'out_file': str(tmp_path / 'm.json')}]
+    rest = lambda cfg: {k: v for k, v in cfg.items() if k not in ('test_evaluator', 'custom_hooks')}  # noqa: E731
+    assert rest(child) == rest(base)
+
+
+def test_doctor_reports_without_crashing():
+    """In the test environment parts of the stack are missing: a report and fixes, exit 1, no traceback."""
+    out = subprocess.run([sys.executable, '-m', 'harness', 'doctor', '--upstream-root', str(REPO / 'nowhere')],
+                         capture_output=True, text=True, cwd=REPO)
+    assert 'Traceback' not in out.stdout + out.stderr
+    assert 'ok    import torch' in out.stdout and 'registry: InfluencerCriterion' in out.stdout
+    assert 'FAIL  upstream checkout' in out.stdout and 'fix:' in out.stdout
+    assert out.returncode == 1 and out.stdout.rstrip().splitlines()[-1].startswith('RESULT ')
+
+
+@pytest.mark.skipif(not (os.environ.get('UPSTREAM_E2E') and os.environ.get('ONEFORMER3D_ROOT')),
+                    reason='set UPSTREAM_E2E=1 and ONEFORMER3D_ROOT with the full upstream stack installed')
+def test_upstream_ci_spec_end_to_end(tmp_path):
+    """Real upstream train.py/test.py on CPU for both arms, evaluated and cross-checked, then resumed."""
+    cmd = [sys.executable, '-m', 'harness', 'run', '--spec', 'baselines/ci-upstream-cpu.yaml', '--runs',
+           str(tmp_path / 'runs'), '--work-dirs', str(tmp_path / 'work'), '--data', str(tmp_path / 'data')]
+    first = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for arm in ('hungarian', 'influencer'):
+        metrics = json.loads((tmp_path / 'runs' / f'ci-upstream-cpu__{arm}__s0' / 'metrics.json').read_text())
+        assert metrics['upstream_cross_check']['passed']
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    for arm in ('hungarian', 'influencer'):
+        assert f'"{arm}/s0": "done (already finished)"' in again.stdout
