@@ -29,7 +29,7 @@ import enum
 
 from . import MinkowskiOps, utils
 from ._field import SparseTensorQuantizationMode, TensorField, VoxelTensor
-from ._placeholders import StandInError, placeholder
+from ._placeholders import StandInError, module_getattr, placeholder
 
 __version__ = '0.5.4+standin'
 STAND_IN = True  # read by `python -m harness doctor`
@@ -54,11 +54,5 @@ SparseTensor = placeholder('SparseTensor')
 __all__ = ['utils', 'MinkowskiOps', 'TensorField', 'VoxelTensor', 'RegionType',
            'SparseTensorQuantizationMode', 'StandInError', 'STAND_IN']
 
-
-def __getattr__(name: str):
-    """Any other MinkowskiEngine name: a clear error instead of a bare AttributeError."""
-    if name.startswith('__'):
-        raise AttributeError(name)
-    raise StandInError(f'MinkowskiEngine.{name} is not available in the stand-in '
-                       '(it covers the S3DIS path only); build the image with '
-                       '--build-arg MINKOWSKI=real')
+# Any other MinkowskiEngine name: a clear error instead of a bare AttributeError.
+__getattr__ = module_getattr('MinkowskiEngine')
