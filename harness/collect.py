@@ -52,6 +52,7 @@ def write_curves(scalars: Path, run_dir: Path) -> Path:
     text = read_scalars(scalars).to_csv(index=False)
     return atomic_write(Path(run_dir) / 'curves.csv', text, overwrite=True)
 
+
 def merge_scalars(work_dir: Path) -> Path:
     """One scalars.json from every mmengine log folder of the run (a resume starts a new one).
 
@@ -64,6 +65,5 @@ def merge_scalars(work_dir: Path) -> Path:
             if line.strip():
                 row = json.loads(line)
                 rows[('loss' in row or 'lr' in row, row.get('step'))] = line
-    merged = Path(work_dir) / 'scalars_merged.json'
-    merged.write_text(''.join(line + '\n' for line in rows.values()))
-    return merged
+    return atomic_write(Path(work_dir) / 'scalars_merged.json', ''.join(line + '\n' for line in rows.values()),
+                        overwrite=True)  # derived from the logs, rewritten on every call

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import sys
 import tempfile
 import traceback
 from dataclasses import dataclass
@@ -155,12 +156,10 @@ def check_upstream(spec_path: Path, given: Path | None) -> list[Check]:
                     '' if at else f'git -C {root} checkout {want[:7]}'),
               Check('upstream unmodified', 'ok' if clean else 'FAIL', 'git status --porcelain empty' if clean
                     else 'local changes', '' if clean else f'git -C {root} stash (never edit upstream)')]
-    import sys
     sys.path.insert(0, str(root))
     try:
-        checks.append(check_import('oneformer3d', 'mmdet3d',
-                                   'the full upstream stack is needed (mmcv ops, spconv, torch-scatter, '
-                                   'MinkowskiEngine or the stand-in); use the images'))
+        checks.append(check_import('oneformer3d', fix='the full upstream stack is needed (mmcv ops, spconv, '
+                                   'torch-scatter, MinkowskiEngine or the stand-in); use the images'))
         checks[-1].detail = 'upstream package imports' if checks[-1].status == 'ok' else checks[-1].detail
     finally:
         sys.path.remove(str(root))

@@ -86,6 +86,8 @@ def test_images_pin_the_spec_commits_and_check_them():
         assert 'rev-parse HEAD)" = "${ONEFORMER3D_COMMIT}"' in text and 'status --porcelain)"' in text
         assert re.search(r'^USER \$\{UID\}$', text, re.M) and text.rstrip().splitlines()[-3] == 'RUN python -m harness doctor'
         assert 'pip install --no-deps /opt/shims' in text
+        # the clone is root's and runs are not: without this git reports no commit and doctor fails
+        assert 'safe.directory /opt/oneformer3d' in text
     assert 'FROM nvidia/cuda:11.8.0-' in DOCKERFILES[0].read_text()
 
 

@@ -85,10 +85,11 @@ def run_all(spec: dict, spec_path: Path, args: argparse.Namespace, matrix: list[
     from ..derive_cmd import upstream_root
     upstream = Upstream(upstream_root(spec, args.upstream_root), args.gpus)
     check_commit(upstream, spec, args.allow_other_commit)
+    commit = upstream.commit()
     pretrained = ensure_pretrained(spec, args.cache)
     status = {}
     for arm, seed in matrix:
-        status[f'{arm}/s{seed}'] = one_run(spec, spec_path, arm, seed, args, upstream, pretrained)
+        status[f'{arm}/s{seed}'] = one_run(spec, spec_path, arm, seed, args, upstream, commit, pretrained)
         print(f'{arm} seed {seed}: {status[f"{arm}/s{seed}"]}', flush=True)
     return status
 
@@ -102,10 +103,10 @@ def check_commit(upstream: Upstream, spec: dict, allow_other: bool) -> None:
 
 
 def one_run(spec: dict, spec_path: Path, arm: str, seed: int, args: argparse.Namespace,
-            upstream: Upstream, pretrained: dict | None) -> str:
+            upstream: Upstream, commit: str | None, pretrained: dict | None) -> str:
     """Derive, train, test, evaluate and cross-check one (arm, seed); returns its final status."""
     folder, action = start_run(args.runs, spec['experiment'], arm, seed, backend='upstream', force=args.force,
-                               upstream={'root': str(upstream.root), 'commit': upstream.commit(),
+                               upstream={'root': str(upstream.root), 'commit': commit,
                                          'pinned': spec['upstream']['commit']},
                                pretrained=pretrained, gpus=args.gpus)
     if action == 'done':

@@ -11,9 +11,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..collect import merge_scalars
 from ..data import read_room
 from ..data.reader import list_rooms
-from ..collect import merge_scalars
 from ..predictions import save_predictions
 
 
@@ -120,7 +120,6 @@ def train_and_predict(cfg, run_dir: Path) -> dict:
                              pred['pred_scores'].numpy(), overwrite=True)
     return {'iterations': cfg.train.iters, 's_per_iter': seconds / cfg.train.iters,
             'scalars': scalars, 'predictions': out, 'resumed': resume}
-
 
 
 @contextlib.contextmanager
