@@ -1,0 +1,31 @@
+"""doctor's GPU-dependent checks: skipped with a reason at build time, required at run time."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from harness import doctor
+
+
+def test_cuda_spconv_is_skipped_without_a_gpu_and_says_where_it_runs(monkeypatch):
+    """The GPU image's spconv-cu118 cannot convolve on a CPU; `docker build` sees no GPU."""
+    monkeypatch.setattr(doctor, 'spconv_distribution', lambda: ('spconv-cu118', '2.3.6'))
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    check = doctor.check_spconv(require_cuda=False)
+    assert check.status == 'skip' and 'make doctor' in check.detail and '--require-cuda' in check.detail
+
+
+def test_cpu_spconv_runs_the_op_on_cpu():
+    check = doctor.check_spconv(require_cuda=False)
+    assert check.status == 'ok' and 'on cpu' in check.detail, check
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='a GPU is visible')
+def test_require_cuda_without_a_gpu_fails_naming_cuda(capsys):
+    parser = argparse.ArgumentParser()
+    doctor.add_arguments(parser)
+    assert doctor.run(parser.parse_args(['--require-cuda', '--skip-upstream'])) == 1
+    out = capsys.readouterr().out
+    assert 'FAIL  CUDA' in out and 'skip  upstream checkout' in out
