@@ -6,8 +6,8 @@ import importlib
 import logging
 import sys
 
-from .errors import HarnessError
-from .io import result_line
+from harness.core.errors import HarnessError
+from harness.core.io import result_line
 
 # verb -> module exposing HELP, add_arguments(parser) and run(args) -> int
 VERBS = {
@@ -15,13 +15,13 @@ VERBS = {
     'prepare-data': 'harness.data.prepare',
     'verify-data': 'harness.data.verify',
     'subset': 'harness.data.subset',
-    'run': 'harness.run_cmd',
-    'derive': 'harness.derive_cmd',
-    'doctor': 'harness.doctor',
-    'evaluate': 'harness.evaluate_cmd',
-    'compare': 'harness.compare',
-    'study': 'harness.study',
-    'bench': 'harness.bench',
+    'run': 'harness.verbs.run',
+    'derive': 'harness.verbs.derive',
+    'doctor': 'harness.verbs.doctor',
+    'evaluate': 'harness.verbs.evaluate',
+    'compare': 'harness.reporting.compare',
+    'study': 'harness.verbs.study',
+    'bench': 'harness.verbs.bench',
 }
 
 EPILOG = """examples:

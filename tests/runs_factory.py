@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from harness.data import CLASS_NAMES
-from harness.evaluate import summarise
-from harness.evaluate_cmd import metrics_record
-from harness.records import finish_run, start_run, update_record, write_metrics
-from harness.collect import write_curves
+from harness.evaluation.ap import summarise
+from harness.verbs.evaluate import metrics_record
+from harness.study.records import finish_run, start_run, update_record, write_metrics
+from harness.study.curves import write_curves
 
 
 def fake_metrics(rng: np.random.Generator, level: float) -> dict:

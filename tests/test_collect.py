@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from harness.collect import read_scalars, write_curves
-from harness.errors import HarnessError
+from harness.study.curves import read_scalars, write_curves
+from harness.core.errors import HarnessError
 
 
 def test_train_and_val_lines_become_tidy_rows(tmp_path):

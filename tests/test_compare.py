@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.compare import paired_bootstrap
+from harness.reporting.compare import paired_bootstrap
 
 from runs_factory import make_run
 

@@ -4,9 +4,9 @@ import copy
 import pytest
 import yaml
 
-from harness.configs import assert_only_criterion_differs, config_diff, derive, flatten
-from harness.errors import HarnessError
-from harness.spec import load_spec, run_matrix
+from harness.study.arms import assert_only_criterion_differs, config_diff, derive, flatten
+from harness.core.errors import HarnessError
+from harness.study.spec import load_spec, run_matrix
 
 SPEC = 'baselines/smoke-native.yaml'
 

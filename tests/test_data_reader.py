@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from harness.data import list_rooms, read_room
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 from test_evaluate_cmd import write_room
 

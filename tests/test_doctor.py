@@ -6,7 +6,7 @@ import argparse
 import pytest
 import torch
 
-from harness import doctor
+from harness.verbs import doctor
 
 
 def test_cuda_spconv_is_skipped_without_a_gpu_and_says_where_it_runs(monkeypatch):

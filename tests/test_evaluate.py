@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.evaluate import OVERLAPS, evaluate_instances
+from harness.evaluation.ap import OVERLAPS, evaluate_instances
 
 from upstream_ref import upstream_module
 

@@ -6,8 +6,8 @@ import pytest
 
 from harness.cli import main
 from harness.data import CLASS_NAMES
-from harness.evaluate import evaluate_instances
-from harness.predictions import save_predictions
+from harness.evaluation.ap import evaluate_instances
+from harness.evaluation.predictions import save_predictions
 
 
 def write_room(root, name, sem, inst, seed=0):

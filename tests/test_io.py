@@ -1,8 +1,8 @@
 """Atomic writes never leave partial files nor overwrite silently."""
 import pytest
 
-from harness.errors import HarnessError
-from harness.io import atomic_write, result_line
+from harness.core.errors import HarnessError
+from harness.core.io import atomic_write, result_line
 
 
 def test_atomic_write_creates_parents_and_refuses_overwrite(tmp_path):

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.native.postprocess import matrix_nms_linear, predict_instances
-from harness.native.voxel import voxel_gt, voxelise
+from harness.backends.native.postprocess import matrix_nms_linear, predict_instances
+from harness.backends.native.voxel import voxel_gt, voxelise
 
 TEST_CFG = dict(topk_insts=50, obj_normalization_thr=0.01, sp_score_thr=0.15, inst_score_thr=0.0, npoint_thr=2)
 

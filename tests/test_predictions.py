@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError
-from harness.predictions import load_predictions, prediction_files, save_predictions
+from harness.core.errors import HarnessError
+from harness.evaluation.predictions import load_predictions, prediction_files, save_predictions
 
 
 @pytest.mark.parametrize('n_points', [1, 8, 1001])

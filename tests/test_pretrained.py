@@ -5,8 +5,8 @@ import hashlib
 
 import pytest
 
-from harness.backends.pretrained import ensure_pretrained, pretrained_path
-from harness.errors import HarnessError
+from harness.backends.upstream.pretrained import ensure_pretrained, pretrained_path
+from harness.core.errors import HarnessError
 
 
 def spec_for(url: str, sha256: str | None) -> dict:

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.records import (SCHEMA_VERSION, finish_run, load_record, load_runs, run_id, start_run,
+from harness.core.errors import HarnessError
+from harness.study.records import (SCHEMA_VERSION, finish_run, load_record, load_runs, run_id, start_run,
                              update_record)
 
 

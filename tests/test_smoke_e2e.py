@@ -63,9 +63,9 @@ def test_interrupted_run_resumes_from_its_checkpoint(smoke):
     torch's weights-only default, and finishes the remaining iterations."""
     from mmengine.config import Config
 
-    from harness.configs import derive
-    from harness.native.train import runner_for, train_and_predict
-    from harness.spec import load_spec
+    from harness.study.arms import derive
+    from harness.backends.native.train import runner_for, train_and_predict
+    from harness.study.spec import load_spec
     tmp, path, _ = smoke
     cfg = Config(derive(load_spec(path), 'hungarian', 0))
     run_dir = tmp / 'resume'

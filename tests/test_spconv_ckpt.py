@@ -6,8 +6,8 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from harness.backends import spconv_ckpt as sc
-from harness.errors import HarnessError
+from harness.backends.upstream import spconv_ckpt as sc
+from harness.core.errors import HarnessError
 
 
 def state(version: int | None, layout: str = 'krsc') -> OrderedDict:

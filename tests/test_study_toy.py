@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.criteria import build_criterion, load_criteria
-from harness.study.toy import CRITERIA, ious, problem
+from harness.study.criteria import build_criterion, load_criteria
+from harness.toy.study import CRITERIA, ious, problem
 
 from data_helpers import harness
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.backends import upstream as up
-from harness.errors import HarnessError
+from harness.backends.upstream import backend as up
+from harness.core.errors import HarnessError
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / 'fixtures' / 'upstream_shape'
@@ -78,7 +78,7 @@ def test_a_resumed_run_must_derive_the_same_configs(tmp_path, monkeypatch):
 
 def test_test_config_adds_only_the_dumps(tmp_path):
     pytest.importorskip('mmengine')
-    from harness.backends.upstream_config import load_resolved
+    from harness.backends.upstream.config import load_resolved
     cfg = tmp_path / 'arm.py'
     cfg.write_text(f"_base_ = [{str(FIXTURE / 'configs' / 'model_s3dis.py')!r}]\n")
     test_cfg = up.write_test_config(cfg, tmp_path / 'preds', tmp_path / 'm.json')

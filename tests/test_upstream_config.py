@@ -9,11 +9,11 @@ import yaml
 
 pytest.importorskip('mmengine')
 
-from harness.backends import upstream_config as uc  # noqa: E402
+from harness.backends.upstream import config as uc  # noqa: E402
 from harness.cli import main  # noqa: E402
-from harness.configs import CRITERION_KEY  # noqa: E402
-from harness.criteria import load_criteria  # noqa: E402
-from harness.errors import HarnessError  # noqa: E402
+from harness.study.arms import CRITERION_KEY  # noqa: E402
+from harness.study.criteria import load_criteria  # noqa: E402
+from harness.core.errors import HarnessError  # noqa: E402
 
 FIXTURE = Path(__file__).parent / 'fixtures' / 'upstream_shape'
 REPO = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip('mmdet3d.registry')
 pytest.importorskip('spconv')
 
-from harness.backends import upstream_plugin  # noqa: E402
-from harness.predictions import load_predictions  # noqa: E402
+from harness.backends.upstream import plugin as upstream_plugin  # noqa: E402
+from harness.evaluation.predictions import load_predictions  # noqa: E402
 
 
 def test_registered_under_our_names():

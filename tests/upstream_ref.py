@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from harness import upstream_code
+from harness.backends.upstream import reference as upstream_code
 
 
 def upstream_module(name: str) -> types.ModuleType:

@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..criteria import build_criterion, load_criteria
-from ..errors import HarnessError
-from ..io import atomic_write, result_line
-from .inputs import pred_leaves, random_gts, random_pred
+from harness.study.criteria import build_criterion, load_criteria
+from harness.core.errors import HarnessError
+from harness.core.io import atomic_write, result_line
+from harness.bench.inputs import pred_leaves, random_gts, random_pred
 
 HELP = 'time forward+backward of the Influencer and Hungarian criteria at S3DIS shapes'
 log = logging.getLogger(__name__)

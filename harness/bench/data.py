@@ -9,8 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..errors import HarnessError
-from ..io import atomic_write, result_line
+from harness.core.errors import HarnessError
+from harness.core.io import atomic_write, result_line
 
 HELP = 'time prepare-data on a generated raw S3DIS tree (optionally mmdet3d\'s converters too)'
 GOAL = 5.0  # issue goal: >= 5x faster than mmdet3d's scripts
@@ -34,7 +34,7 @@ def run_mmdet3d(root: Path, raw: Path, work: Path, workers: int) -> None:
     Its one-off edit of Area_5/hallway_6 is left out (it rewrites the raw file);
     everything else is the scripts' own code, loaded from ``root``.
     """
-    from ..upstream_code import mmdet3d_s3dis_converters
+    from harness.backends.upstream.reference import mmdet3d_s3dis_converters
     import mmengine
     conv = mmdet3d_s3dis_converters(root)
     work.mkdir(parents=True, exist_ok=True)
@@ -56,7 +56,7 @@ def run_mmdet3d(root: Path, raw: Path, work: Path, workers: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate, then time ours (and mmdet3d's) on the same raw tree."""
-    from ..cli import main
+    from harness.cli import main
     out = args.out / 'data.csv'
     if out.exists() and not args.force:
         raise HarnessError(f'{out} exists; pass --force to replace it or choose another --out')

@@ -11,10 +11,10 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from ..data import CLASS_NAMES
-from ..errors import HarnessError
-from ..evaluate import evaluate_instances
-from ..io import atomic_write, result_line
+from harness.data import CLASS_NAMES
+from harness.core.errors import HarnessError
+from harness.evaluation.ap import evaluate_instances
+from harness.core.io import atomic_write, result_line
 
 HELP = 'time the instance-AP evaluator (and optionally upstream\'s) on a generated workload'
 GOAL = 20.0  # issue goal: >= 20x faster than upstream's evaluator
@@ -113,7 +113,7 @@ def _time_upstream(args: argparse.Namespace) -> tuple[float, dict]:
     """Upstream's instance_seg_eval on the same scenes (materialised: it takes lists)."""
     import torch
 
-    from ..upstream_code import upstream_module
+    from harness.backends.upstream.reference import upstream_module
     ise = upstream_module(args.upstream_root, 'instance_seg_eval')
     scenes = list(_scenes(args))
     inputs = ([s['gt_semantic'] for s in scenes], [s['gt_instance'].copy() for s in scenes],

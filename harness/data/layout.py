@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_write
-from ..records import now
+from harness.core.io import atomic_write
+from harness.study.records import now
 
 # Semantic ids of the five furniture classes mmdet3d boxes (table..board) -> box label 0..4.
 FURNITURE = {7: 0, 8: 1, 9: 2, 10: 3, 11: 4}
@@ -107,7 +107,7 @@ def write_infos(out: Path, area: int, entries: list[dict]) -> Path:
 
 def write_manifest(out: Path, rooms: dict[str, dict], source: str, warnings: list[str], tool: str) -> Path:
     """MANIFEST.json: per room counts and hashes, info-pkl hashes, source, tool, warnings."""
-    from .. import __version__ as harness_version  # noqa: PLC0415 - avoid an import cycle
+    from harness import __version__ as harness_version  # noqa: PLC0415 - avoid an import cycle
     infos = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
              for p in sorted(Path(out).glob('s3dis_infos_Area_*.pkl'))}
     manifest = {'format': FORMAT_VERSION, 'tool': tool, 'tool_version': harness_version,

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import HarnessError
-from ..io import result_line
-from .layout import furniture_boxes, info_entry, journal_entry, write_infos, write_manifest, write_room
-from .raw import convert_room, list_raw_rooms
-from .reader import read_room
+from harness.core.errors import HarnessError
+from harness.core.io import result_line
+from harness.data.layout import furniture_boxes, info_entry, journal_entry, write_infos, write_manifest, write_room
+from harness.data.raw import convert_room, list_raw_rooms
+from harness.data.reader import read_room
 
 HELP = 'convert raw S3DIS (read-only) into points/, *_mask/, s3dis_infos_Area_N.pkl and MANIFEST.json'
 TOOL = 'python -m harness prepare-data'

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import HarnessError
-from .reader import CLASS_NAMES
+from harness.core.errors import HarnessError
+from harness.data.reader import CLASS_NAMES
 
 CLASS_TO_LABEL = {name: i for i, name in enumerate(CLASS_NAMES)}
 # pandas < 3 parses floats with a fast, not correctly rounded routine by default.

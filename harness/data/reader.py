@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import HarnessError
+from harness.core.errors import HarnessError
 
 # Index = label; the order of mmdet3d / OneFormer3D's S3DIS classes.
 CLASS_NAMES = ('ceiling', 'floor', 'wall', 'beam', 'column', 'window', 'door',

@@ -113,7 +113,7 @@ def synthetic_room(seed: int, area: int, index: int, n_points: int | None = None
     Returns:
         room name (e.g. ``office_3``) and ``{'<class>_<k>': points}``.
     """
-    from .raw import CLASS_TO_LABEL
+    from harness.data.raw import CLASS_TO_LABEL
     rng = np.random.default_rng([seed, area, index])
     W, L, H = rng.uniform(3.5, 9.0), rng.uniform(3.5, 12.0), rng.uniform(2.7, 3.4)
     instances = _structure(rng, W, L, H) + _furniture(rng, W, L)

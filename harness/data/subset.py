@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import HarnessError
-from ..io import result_line
-from .layout import furniture_boxes, info_entry, write_infos, write_manifest, write_room
-from .reader import list_rooms, read_room
+from harness.core.errors import HarnessError
+from harness.core.io import result_line
+from harness.data.layout import furniture_boxes, info_entry, write_infos, write_manifest, write_room
+from harness.data.reader import list_rooms, read_room
 
 HELP = 'cut N rooms per area (optionally at most P points each) from a prepared dataset'
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import HarnessError
-from ..io import atomic_write, result_line
-from .layout import furniture_boxes, info_entry, write_infos, write_manifest, write_room
-from .raw import CLASS_TO_LABEL, class_of
-from .scenes import synthetic_room
+from harness.core.errors import HarnessError
+from harness.core.io import atomic_write, result_line
+from harness.data.layout import furniture_boxes, info_entry, write_infos, write_manifest, write_room
+from harness.data.raw import CLASS_TO_LABEL, class_of
+from harness.data.scenes import synthetic_room
 
 HELP = 'write S3DIS-like synthetic rooms (all 6 areas) in the raw or the prepared layout'
 AREAS = (1, 2, 3, 4, 5, 6)

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import HarnessError
-from ..io import result_line
-from .layout import INFO_CATEGORIES, SUBDIRS, load_manifest
-from .reader import CLASS_NAMES, read_room
+from harness.core.errors import HarnessError
+from harness.core.io import result_line
+from harness.data.layout import INFO_CATEGORIES, SUBDIRS, load_manifest
+from harness.data.reader import CLASS_NAMES, read_room
 
 HELP = 'check a prepared S3DIS folder: manifest hashes, dtypes, labels, info pkls vs files'
 

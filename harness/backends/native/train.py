@@ -11,10 +11,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ..collect import merge_scalars
-from ..data import read_room
-from ..data.reader import list_rooms
-from ..predictions import save_predictions
+from harness.study.curves import merge_scalars
+from harness.data import read_room
+from harness.data.reader import list_rooms
+from harness.evaluation.predictions import save_predictions
 
 
 def normalise(points: np.ndarray) -> torch.Tensor:
@@ -62,8 +62,8 @@ def runner_for(cfg, work_dir: Path, resume: bool = False):
     from mmengine.dataset import InfiniteSampler
     from mmengine.runner import Runner, set_random_seed
 
-    from .hooks import ProgressHook
-    from .model import NativeOneFormer3D
+    from harness.backends.native.hooks import ProgressHook
+    from harness.backends.native.model import NativeOneFormer3D
     # Seed before the model and the loader exist: Runner seeds only when it starts,
     # after both were built from whatever state the RNGs had.
     set_random_seed(cfg.randomness.seed, deterministic=cfg.randomness.deterministic)

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import HarnessError
+from harness.core.errors import HarnessError
 
 
 def atomic_write(path: Path, data: str | bytes, overwrite: bool = False) -> Path:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .backends.pretrained import DEFAULT_CACHE, pretrained_path
-from .backends.upstream_config import write_arm_configs
-from .errors import HarnessError
-from .io import result_line
-from .spec import load_spec
+from harness.backends.upstream.pretrained import DEFAULT_CACHE, pretrained_path
+from harness.backends.upstream.config import write_arm_configs
+from harness.core.errors import HarnessError
+from harness.core.io import result_line
+from harness.study.spec import load_spec
 
 HELP = "write each arm's upstream child config (DIR/<arm>.py) and DIR/diff.txt"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import HarnessError
+from harness.core.errors import HarnessError
 
 DEFAULT_CACHE = Path('work_dirs/pretrained')  # a volume in the images, so it survives containers
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import HarnessError
-from .io import atomic_write
+from harness.core.errors import HarnessError
+from harness.core.io import atomic_write
 
 FORMAT = 'influencerformer-pred-v1'
 

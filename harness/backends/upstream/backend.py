@@ -25,14 +25,15 @@ import sys
 import time
 from pathlib import Path
 
-from ..collect import merge_scalars, write_curves
-from ..errors import HarnessError
-from ..evaluate_cmd import evaluate_folder
-from ..io import atomic_write
-from ..records import finish_run, sha256_file, start_run, update_record, write_metrics
-from . import spconv_ckpt
-from .pretrained import ensure_pretrained
-from .upstream_config import load_resolved, render_child, write_arm_configs
+from harness.study.curves import merge_scalars, write_curves
+from harness.core.errors import HarnessError
+from harness.verbs.evaluate import evaluate_folder
+from harness.core.io import atomic_write
+from harness.study.records import finish_run, sha256_file, start_run, update_record, write_metrics
+from harness.backends.upstream import spconv_ckpt
+from harness.backends.upstream.pretrained import ensure_pretrained
+from harness.backends.upstream.config import load_resolved, render_child, write_arm_configs
+from harness.core.paths import REPO
 
 # Our metric key -> upstream's logged key (UnifiedSegMetric).
 CROSS_CHECK = {'ap': 'all_ap', 'ap50': 'all_ap_50%', 'ap25': 'all_ap_25%'}
@@ -65,7 +66,7 @@ class Upstream:
     def env(self, threads: int | None) -> dict[str, str]:
         """Upstream importable (``oneformer3d`` for custom_imports), our packages too."""
         env = dict(os.environ)
-        ours = str(Path(__file__).resolve().parents[2])
+        ours = str(REPO)
         env['PYTHONPATH'] = os.pathsep.join(p for p in (str(self.root), ours, env.get('PYTHONPATH')) if p)
         # Checkpoints loaded here are this run's own or the hash-checked pretrained one;
         # torch >= 2.6 would refuse mmengine's pickled metadata otherwise (specs/environment.md).
@@ -76,13 +77,13 @@ class Upstream:
 
     def commit(self) -> str | None:
         """HEAD of the checkout (None when it is not a git checkout)."""
-        from ..env import git_state
+        from harness.core.env import git_state
         return git_state(self.root)['sha']
 
 
 def run_all(spec: dict, spec_path: Path, args: argparse.Namespace, matrix: list[tuple[str, int]]) -> dict[str, str]:
     """Every (arm, seed); a failed run is recorded and the others go on."""
-    from ..derive_cmd import upstream_root
+    from harness.verbs.derive import upstream_root
     upstream = Upstream(upstream_root(spec, args.upstream_root), args.gpus)
     check_commit(upstream, spec, args.allow_other_commit)
     commit = upstream.commit()

@@ -6,9 +6,10 @@ from typing import Any
 
 import yaml
 
-from .errors import HarnessError
+from harness.core.errors import HarnessError
+from harness.core.paths import BASELINES
 
-CRITERIA_FILE = Path(__file__).resolve().parents[1] / 'baselines' / 'criteria.yaml'
+CRITERIA_FILE = BASELINES / 'criteria.yaml'
 
 
 def load_criteria(path: Path = CRITERIA_FILE) -> dict[str, dict]:

@@ -20,10 +20,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from .io import result_line
+from harness.core.io import result_line
+from harness.core.paths import BASELINES
 
 HELP = 'check that this environment can run the upstream backend (imports, versions, registry, spconv, upstream)'
-SPEC = Path(__file__).resolve().parents[1] / 'baselines' / 's3dis-area5.yaml'
+SPEC = BASELINES / 's3dis-area5.yaml'
 
 
 @dataclass
@@ -123,7 +124,7 @@ def check_spconv(require_cuda: bool = False) -> Check:
     try:
         import spconv.pytorch as spconv
 
-        from .native.shim import apply_cpu_stream_shim
+        from harness.backends.spconv_shim import apply_cpu_stream_shim
         apply_cpu_stream_shim()
         coords = torch.tensor([[0, 0, 0, 0], [0, 0, 0, 1], [0, 1, 1, 1]], dtype=torch.int32, device=device)
         feats = torch.ones(3, 2, device=device, requires_grad=True)
@@ -163,9 +164,9 @@ def check_minkowski() -> Check:
 
 def check_upstream(spec_path: Path, given: Path | None) -> list[Check]:
     """The checkout: present, at the spec's commit, unmodified, importable."""
-    from .derive_cmd import upstream_root
-    from .env import git_state
-    from .spec import load_spec
+    from harness.verbs.derive import upstream_root
+    from harness.core.env import git_state
+    from harness.study.spec import load_spec
     spec = load_spec(spec_path)
     root = upstream_root(spec, given)
     want = spec['upstream']['commit']

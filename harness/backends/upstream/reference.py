@@ -13,7 +13,7 @@ import sys
 import types
 from pathlib import Path
 
-from .errors import HarnessError
+from harness.core.errors import HarnessError
 
 PACKAGE = '_oneformer3d_upstream'
 SCANNET_UTILS = 'mmdet3d.evaluation.functional.scannet_utils'

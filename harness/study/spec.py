@@ -5,8 +5,8 @@ from pathlib import Path
 
 import yaml
 
-from .criteria import load_criteria
-from .errors import HarnessError
+from harness.study.criteria import load_criteria
+from harness.core.errors import HarnessError
 
 COMMON = {'experiment', 'backend', 'arms', 'seeds', 'data'}
 # Required and optional keys per backend.

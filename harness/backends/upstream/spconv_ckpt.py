@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import HarnessError
-from ..io import atomic_write
+from harness.core.errors import HarnessError
+from harness.core.io import atomic_write
 
 TO_LEGACY = (1, 2, 3, 4, 0)  # KRSC -> [k0, k1, k2, in, out]; the loader's (4, 0, 1, 2, 3) undoes it
 

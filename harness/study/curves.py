@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import HarnessError
-from .io import atomic_write
+from harness.core.errors import HarnessError
+from harness.core.io import atomic_write
 
 # Keys mmengine writes on training lines; validation lines carry metrics only.
 TRAIN_MARKERS = ('loss', 'lr')

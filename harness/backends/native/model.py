@@ -15,10 +15,10 @@ from torch import Tensor, nn
 
 from influencerformer import InstanceGT
 
-from ..criteria import build_criterion
-from .postprocess import predict_instances
-from .shim import apply_cpu_stream_shim
-from .voxel import voxel_gt, voxelise
+from harness.study.criteria import build_criterion
+from harness.backends.native.postprocess import predict_instances
+from harness.backends.spconv_shim import apply_cpu_stream_shim
+from harness.backends.native.voxel import voxel_gt, voxelise
 
 
 class SparseUNet(nn.Module):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import copy
 
-from .criteria import load_criteria
-from .errors import HarnessError
+from harness.study.criteria import load_criteria
+from harness.core.errors import HarnessError
 
 CRITERION_KEY = 'model.criterion.inst_criterion'
 

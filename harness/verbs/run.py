@@ -11,14 +11,14 @@ from pathlib import Path
 
 import torch
 
-from .collect import write_curves
-from .configs import assert_only_criterion_differs, derive
-from .derive_cmd import add_upstream_arguments
-from .errors import HarnessError
-from .evaluate_cmd import evaluate_folder
-from .io import atomic_write, result_line
-from .records import finish_run, sha256_file, start_run, update_record, write_metrics
-from .spec import load_spec, run_matrix
+from harness.study.curves import write_curves
+from harness.study.arms import assert_only_criterion_differs, derive
+from harness.verbs.derive import add_upstream_arguments
+from harness.core.errors import HarnessError
+from harness.verbs.evaluate import evaluate_folder
+from harness.core.io import atomic_write, result_line
+from harness.study.records import finish_run, sha256_file, start_run, update_record, write_metrics
+from harness.study.spec import load_spec, run_matrix
 
 HELP = 'train + evaluate every arm x seed of an experiment spec (native or upstream backend), writing run records'
 
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def ensure_data(spec: dict) -> Path:
     """The spec's prepared data root; generated with synth (and cached) when the spec says how."""
-    from .cli import main
+    from harness.cli import main
     root = Path(spec['data']['root'])
     if (root / 'MANIFEST.json').exists():
         return root
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         # one thread: spconv on CPU is bitwise reproducible only single-threaded (specs/environment.md)
         torch.set_num_threads(spec['threads'])
     if spec['backend'] == 'upstream':
-        from .backends.upstream import run_all
+        from harness.backends.upstream.backend import run_all
         status = run_all(spec, args.spec, args, matrix)
     else:
         status = {}
@@ -107,7 +107,7 @@ def one_run(spec: dict, arm: str, seed: int, args: argparse.Namespace) -> str:
     update_record(folder, config={'path': str(config_path), 'sha256': sha256_file(config_path)})
     try:
         from mmengine.config import Config
-        from .native.train import train_and_predict
+        from harness.backends.native.train import train_and_predict
         out = train_and_predict(Config(cfg), Path(args.work_dirs) / folder.name)
         _, metrics = evaluate_folder(out['predictions'], Path(spec['data']['root']), spec['data']['test_area'])
         write_metrics(folder, metrics)

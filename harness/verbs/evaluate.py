@@ -10,11 +10,11 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from .data import CLASS_NAMES, list_rooms, read_room
-from .errors import HarnessError
-from .evaluate import OVERLAPS, evaluate_instances
-from .io import atomic_write, result_line
-from .predictions import load_predictions, prediction_files
+from harness.data import CLASS_NAMES, list_rooms, read_room
+from harness.core.errors import HarnessError
+from harness.evaluation.ap import OVERLAPS, evaluate_instances
+from harness.core.io import atomic_write, result_line
+from harness.evaluation.predictions import load_predictions, prediction_files
 
 HELP = 'instance AP@25/50/75 and mAP of dumped predictions against prepared S3DIS GT'
 

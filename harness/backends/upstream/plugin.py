@@ -24,9 +24,9 @@ from mmengine.dist import is_main_process
 from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
 
-from ..io import atomic_write
-from ..native.shim import apply_cpu_stream_shim
-from ..predictions import save_predictions
+from harness.core.io import atomic_write
+from harness.backends.spconv_shim import apply_cpu_stream_shim
+from harness.evaluation.predictions import save_predictions
 
 apply_cpu_stream_shim()
 

@@ -23,10 +23,10 @@ from tqdm import tqdm
 
 from influencerformer import InstanceGT
 
-from ..criteria import build_criterion, load_criteria
-from ..errors import HarnessError
-from ..io import atomic_write, result_line
-from . import toy_plots
+from harness.study.criteria import build_criterion, load_criteria
+from harness.core.errors import HarnessError
+from harness.core.io import atomic_write, result_line
+from harness.toy import plots as toy_plots
 
 HELP = 'toy study: recovery of GT instances per criterion over a grid of queries x instances'
 # Six criteria keep the default grid within 10 minutes on 2 cores; any other arm

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..plots import COLORS, save_figure  # noqa: E402
+from harness.reporting.plots import COLORS, save_figure  # noqa: E402
 
 
 def recovery_vs_steps(curve: pd.DataFrame, out: Path) -> list[Path]:

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from . import plots
-from .errors import HarnessError
-from .io import atomic_write, result_line
-from .records import load_metrics, load_runs
+from harness.reporting import plots
+from harness.core.errors import HarnessError
+from harness.core.io import atomic_write, result_line
+from harness.study.records import load_metrics, load_runs
 
 HELP = 'tables (comparison, per class) and plots from run records; re-renders without re-training'
 METRICS = ('ap25', 'ap50', 'ap75', 'ap')           # paper order

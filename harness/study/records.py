@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import env
-from .errors import HarnessError
-from .io import atomic_write
+from harness.core import env
+from harness.core.errors import HarnessError
+from harness.core.io import atomic_write
 
 SCHEMA_VERSION = 1
 STATUSES = ('running', 'finished', 'failed')
