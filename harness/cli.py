@@ -2,24 +2,25 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 
 from harness.core.errors import HarnessError
 from harness.core.io import result_line
+from harness.verbs import add_module_parsers
 
 # verb -> module exposing HELP, add_arguments(parser) and run(args) -> int
 VERBS = {
-    'synth': 'harness.data.synth',
-    'prepare-data': 'harness.data.prepare',
-    'verify-data': 'harness.data.verify',
-    'subset': 'harness.data.subset',
+    'synth': 'harness.verbs.synth',
+    'prepare-data': 'harness.verbs.prepare_data',
+    'verify-data': 'harness.verbs.verify_data',
+    'subset': 'harness.verbs.subset',
+    'plan': 'harness.verbs.plan',
     'run': 'harness.verbs.run',
     'derive': 'harness.verbs.derive',
     'doctor': 'harness.verbs.doctor',
     'evaluate': 'harness.verbs.evaluate',
-    'compare': 'harness.reporting.compare',
+    'compare': 'harness.verbs.compare',
     'study': 'harness.verbs.study',
     'bench': 'harness.verbs.bench',
 }
@@ -36,22 +37,6 @@ EPILOG = """examples:
   python -m harness compare --runs results/runs --experiment s3dis-area5 --out results/
   python -m harness study toy                       # criteria on free parameters, results/toy/
 """
-
-
-def add_module_parsers(subparsers, modules: dict[str, str], run_attr: str) -> None:
-    """One sub-parser per module; each exposes HELP, add_arguments(parser), run(args).
-
-    Args:
-        subparsers: the object ``add_subparsers`` returned.
-        modules: sub-command name -> dotted module name.
-        run_attr: the args attribute that receives the module's ``run``.
-    """
-    for name, module_name in modules.items():
-        module = importlib.import_module(module_name)
-        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP,
-                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        module.add_arguments(sub)
-        sub.set_defaults(**{run_attr: module.run})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except HarnessError as err:
-        print(f'error: {err}', file=sys.stderr)
-        print(result_line(args.verb, 'error', error=str(err)))
-        return 2
+        return _error(args.verb, str(err))
+    except OSError as err:
+        # disk full, read-only or missing folders: one line naming the path, never a traceback
+        where = f'{err.filename}: ' if err.filename else ''
+        return _error(args.verb, f'{where}{err.strerror or err}; free space or fix the permissions, then run again')
+
+
+def _error(verb: str, message: str) -> int:
+    print(f'error: {message}', file=sys.stderr)
+    print(result_line(verb, 'error', error=message))
+    return 2

@@ -1,7 +1,6 @@
 """Reference Hungarian criterion with OneFormer3D's InstanceCriterion semantics.
 
-Written from the behaviour documented in specs/oneformer3d-interface.md and
-upstream's code as read (filaPro/oneformer3d e2a9dd2, CC BY-NC: nothing copied).
+Written from upstream's documented behaviour and its code as read (filaPro/oneformer3d e2a9dd2, CC BY-NC: nothing copied).
 Used by the native backend and as the timing baseline; on the upstream backend
 the hungarian arm runs upstream's own InstanceCriterion.
 """

@@ -1,13 +1,13 @@
-"""compare: tables and plots are a pure function of the run records."""
+"""compare: tables and plots are a pure function of the run records; what is counted, and why not."""
+import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.reporting.compare import paired_bootstrap
+from harness.study import records
 
-from runs_factory import make_run
+from runs_factory import CONFIG, make_run
 
 GOLDEN = Path(__file__).parent / 'golden'
 
@@ -40,43 +40,93 @@ def test_tables_match_golden_and_exclude_unfinished(runs, tmp_path, request):
     out = tmp_path / 'results'
     assert compare(runs, out) == 0
     md = (out / 'comparison.md').read_text()
-    assert '| hungarian | 3 |' in md and '| influencer | 3 |' in md
+    assert '| hungarian | 3 | 5 |' in md and '| influencer | 3 | 4 (1 failed) |' in md
     for line in ('s3dis-area5__influencer__s3 attempt 1: failed (CUDA out of memory)',
                  's3dis-area5__hungarian__s3 attempt 1: running',
                  's3dis-area5__hungarian__s4 attempt 1: finished but no metrics.json'):
         assert line in md
-    assert '| OneFormer3D (published) | – | 80.6 | 72.7 | – | 58.0 |' in md
+    assert '| OneFormer3D (published) | – | – | 80.6 | 72.7 | – | 58.0 |' in md
+    assert 'best on Area 5 (as upstream selects; test-set selection): hungarian | 3 |' in md
     check_golden(request, out / 'comparison.md', 'comparison.md')
     check_golden(request, out / 'per_class.md', 'per_class.md')
     check_golden(request, out / 'comparison.csv', 'comparison.csv')
 
 
+def test_best_on_area5_is_the_best_validation_point_not_the_last(runs, tmp_path):
+    assert compare(runs, tmp_path / 'out') == 0
+    csv = (tmp_path / 'out' / 'comparison.csv').read_text().splitlines()
+    best = [line for line in csv if line.startswith('best on Area 5 (as upstream selects; test-set selection): hungarian')]
+    # the factory logs AP50 = level + 0.1 at step 20 and 0.05 less at step 40: the best is step 20
+    assert best and ',0.65,' in best[0]
+
+
 def test_plots_are_written_and_re_rendered_from_records_only(runs, tmp_path):
     out = tmp_path / 'results'
     assert compare(runs, out) == 0
-    names = {'ap_bars', 'per_class', 'curves', 'timing'}
-    for name in names:
+    for name in ('ap_bars', 'per_class', 'curves', 'timing'):
         for ext in ('png', 'svg'):
             assert (out / 'plots' / f'{name}.{ext}').stat().st_size > 5000
     first = (out / 'comparison.md').read_text()
     (out / 'plots' / 'ap_bars.png').unlink()
     assert compare(runs, out) == 0  # nothing retrained: records only
     assert (out / 'plots' / 'ap_bars.png').exists() and (out / 'comparison.md').read_text() == first
+    assert not list(out.glob('.staging-*'))
 
 
-def test_single_seed_has_no_ci(tmp_path):
+def test_single_seed_says_n_too_small(tmp_path):
     root = tmp_path / 'runs'
     make_run(root, 'hungarian', 0, 0.5)
     make_run(root, 'influencer', 0, 0.5)
     assert compare(root, tmp_path / 'out') == 0
-    assert 'CI n/a (1 seed)' in (tmp_path / 'out' / 'comparison.md').read_text()
+    assert 'n too small (1 paired seed; an interval needs 3)' in (tmp_path / 'out' / 'comparison.md').read_text()
 
 
-def test_bootstrap_is_deterministic_and_brackets_the_mean():
-    diffs = np.random.default_rng(0).normal(0.01, 0.02, 12)
-    a, b = paired_bootstrap(diffs, 5000, 0), paired_bootstrap(diffs, 5000, 0)
-    assert a == b and a[0] <= diffs.mean() <= a[1]
-    assert paired_bootstrap(diffs, 5000, 1) != a
+def test_three_seed_interval_is_wider_than_the_range_of_differences(runs, tmp_path):
+    assert compare(runs, tmp_path / 'out') == 0
+    import pandas as pd
+    table = pd.read_csv(tmp_path / 'out' / 'comparison.csv')
+    deltas = table[table['kind'] == 'delta']
+    assert len(deltas) == 4
+    for r in deltas.itertuples():
+        diffs = [float(d) for d in r.values.split()]
+        assert r.ci_low < min(diffs) and r.ci_high > max(diffs), r
+
+
+def test_a_forced_second_attempt_is_listed_never_averaged(runs, tmp_path):
+    make_run(runs, 'influencer', 0, 0.95)   # attempt 2 of a finished run: a much better number
+    assert compare(runs, tmp_path / 'out') == 0
+    md = (tmp_path / 'out' / 'comparison.md').read_text()
+    assert 's3dis-area5__influencer__s0 attempt 2: extra attempt, not counted (the first finished attempt, 1, counts)' in md
+    assert '| influencer | 3 | 5 (1 failed) |' in md and '95.' not in md.split('## Per seed')[1].split('##')[0]
+
+
+def test_runs_of_another_setting_are_not_included_and_say_which_keys(runs, tmp_path):
+    other = json.loads(json.dumps(CONFIG))
+    other['train']['lr'] = 2e-3
+    make_run(runs, 'influencer', 5, 0.9, config=other)
+    assert compare(runs, tmp_path / 'out') == 0
+    md = (tmp_path / 'out' / 'comparison.md').read_text()
+    assert "s3dis-area5__influencer__s5 attempt 1: another setting than the experiment's other runs " \
+           "(differs in train.lr)" in md
+
+
+def test_two_settings_of_equal_size_are_an_error(tmp_path, capsys):
+    root = tmp_path / 'runs'
+    other = json.loads(json.dumps(CONFIG))
+    other['model']['decoder']['n_inst'] = 64
+    make_run(root, 'hungarian', 0, 0.5)
+    make_run(root, 'hungarian', 1, 0.5, config=other)
+    assert compare(root, tmp_path / 'out') == 2
+    assert 'differ in model.decoder.n_inst' in capsys.readouterr().err
+
+
+def test_dirty_tree_runs_are_marked(tmp_path):
+    root = tmp_path / 'runs'
+    make_run(root, 'hungarian', 0, 0.5, dirty=True)
+    make_run(root, 'influencer', 0, 0.5)
+    assert compare(root, tmp_path / 'out') == 0
+    md = (tmp_path / 'out' / 'comparison.md').read_text()
+    assert '| hungarian | 1† |' in md and '| hungarian | 0† |' in md and '| influencer | 0 |' in md
 
 
 def test_experiments_are_never_mixed(runs, tmp_path, capsys):
@@ -89,6 +139,50 @@ def test_experiments_are_never_mixed(runs, tmp_path, capsys):
 
 def test_corrupt_record_is_a_clear_error(runs, tmp_path, capsys):
     bad = runs / 's3dis-area5__hungarian__s0' / 'run.json'
-    bad.write_text('{"schema_version": 1, "run_id": ')
+    bad.write_text('{"schema_version": 2, "run_id": ')
     assert compare(runs, tmp_path / 'out') == 2
     assert f'{bad}: unreadable run record' in capsys.readouterr().err
+
+
+def test_outputs_are_replaced_as_a_set(runs, tmp_path, monkeypatch):
+    """A failure while writing leaves the previous outputs, not a mix."""
+    out = tmp_path / 'results'
+    assert compare(runs, out) == 0
+    before = {p: p.read_bytes() for p in out.rglob('*') if p.is_file()}
+    make_run(runs, 'influencer', 6, 0.1)
+
+    def broken(*args, **kwargs):
+        raise OSError(28, 'No space left on device', str(out / 'plots'))
+    monkeypatch.setattr('harness.reporting.plots.render_all', broken)
+    assert compare(runs, out) == 2
+    assert {p: p.read_bytes() for p in out.rglob('*') if p.is_file()} == before
+
+
+def test_ablation_axes_get_tables_and_plots(tmp_path):
+    root = tmp_path / 'runs'
+    for seed in (0, 1, 2):
+        make_run(root, 'hungarian', seed, 0.55)
+        make_run(root, 'influencer', seed, 0.40)
+        for t, level in ((0.1, 0.45), (0.5, 0.42)):
+            make_run(root, 'influencer', seed, level, ablation={'criterion.temperature': t})
+        make_run(root, 'hungarian', seed, 0.6, ablation={'config.model.decoder.n_inst': 64})
+        make_run(root, 'influencer', seed, 0.5, ablation={'config.model.decoder.n_inst': 64})
+    assert compare(root, tmp_path / 'out') == 0
+    md = (tmp_path / 'out' / 'comparison.md').read_text()
+    section = md.split('## Ablations')[1]
+    assert '### criterion.temperature' in section and '### config.model.decoder.n_inst' in section
+    temp = section.split('### criterion.temperature')[1].split('###')[0]
+    assert '| 1.0 |' in temp and '(3) *' in temp and '| reference |' in temp and '| 0.1 |' in temp
+    assert (tmp_path / 'out' / 'plots' / 'ablation_criterion_temperature.png').exists()
+    assert (tmp_path / 'out' / 'ablations.csv').exists()
+    # the headline table holds the main runs only
+    assert '| influencer | 3 | 3 |' in md
+
+
+def test_record_schema_mismatch_says_what_to_do(tmp_path):
+    folder = make_run(tmp_path / 'runs', 'hungarian', 0, 0.5)
+    path = folder / 'run.json'
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, 'schema_version': 1}))
+    with pytest.raises(Exception, match='schema 1, this harness reads 2; re-run into a new --runs folder'):
+        records.load_record(path)

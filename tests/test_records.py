@@ -1,11 +1,15 @@
-"""Run records: stable ids, resume / skip / new attempt, atomic updates, clear errors."""
+"""Run records: stable ids, attempts that never overwrite, sessions, locks, clear errors."""
 import json
+import re
+import os
+import subprocess
+import sys
 
 import pytest
 
 from harness.core.errors import HarnessError
-from harness.study.records import (SCHEMA_VERSION, finish_run, load_record, load_runs, run_id, start_run,
-                             update_record)
+from harness.study.records import (SCHEMA_VERSION, attempts, begin_session, finish_run, folder_of, load_record,
+                                   load_runs, lock, new_attempt, run_id, update_record, write_config)
 
 
 def test_run_id_is_stable_and_hashes_ablations():
@@ -16,24 +20,33 @@ def test_run_id_is_stable_and_hashes_ablations():
     assert a.startswith('x__influencer__s1__') and len(a.split('__')[-1]) == 8
 
 
-def test_lifecycle_new_resume_done_and_forced_attempt(tmp_path):
-    folder, action = start_run(tmp_path, 'exp', 'hungarian', 0, backend='native', config={'path': 'a.py'})
-    assert action == 'new'
-    record = load_record(folder / 'run.json')
-    assert record['status'] == 'running' and record['schema_version'] == SCHEMA_VERSION
+def test_attempts_never_overwrite_each_other(tmp_path):
+    first = new_attempt(tmp_path, 'exp__hungarian__s0', experiment='exp', arm='hungarian', seed=0, ablation={},
+                        backend='native')
+    record = load_record(first / 'run.json')
+    assert record['status'] == 'running' and record['schema_version'] == SCHEMA_VERSION and record['attempt'] == 1
     assert record['env']['versions']['torch'] and record['checkpoint']['evaluated'] == 'last'
-    assert start_run(tmp_path, 'exp', 'hungarian', 0, backend='native')[1] == 'resume'
-    finish_run(folder, iterations=10)
-    assert load_record(folder / 'run.json')['wall_s'] >= 0
-    assert start_run(tmp_path, 'exp', 'hungarian', 0, backend='native') == (folder, 'done')
-    again, action = start_run(tmp_path, 'exp', 'hungarian', 0, backend='native', force=True)
-    assert action == 'new' and again.name == 'exp__hungarian__s0.attempt2'
-    assert load_record(folder / 'run.json')['status'] == 'finished'  # old attempt untouched
+    finish_run(first)
+    second = new_attempt(tmp_path, 'exp__hungarian__s0', experiment='exp', arm='hungarian', seed=0, ablation={},
+                         backend='native')
+    assert second.name == 'exp__hungarian__s0.attempt2' and load_record(first / 'run.json')['status'] == 'finished'
+    assert attempts(tmp_path, 'exp__hungarian__s0') == [first, second]
     assert [r['attempt'] for r in load_runs(tmp_path)] == [1, 2]
 
 
+def test_wall_time_sums_sessions_and_excludes_downtime(tmp_path):
+    folder = new_attempt(tmp_path, 'e__a__s0', experiment='e', arm='a', seed=0, ablation={}, backend='native')
+    record = begin_session(folder)
+    record['sessions'][-1].update(started_unix=record['sessions'][-1]['started_unix'] - 5)   # 5 s of work...
+    update_record(folder, sessions=record['sessions'])
+    finish_run(folder, status='failed', error='killed')
+    begin_session(folder)   # ...an hour of downtime would not count: only sessions do
+    done = finish_run(folder)
+    assert len(done['sessions']) == 2 and 5 <= done['wall_s'] < 6
+
+
 def test_failed_run_keeps_its_error(tmp_path):
-    folder, _ = start_run(tmp_path, 'exp', 'influencer', 2, backend='upstream')
+    folder = new_attempt(tmp_path, 'e__i__s2', experiment='e', arm='i', seed=2, ablation={}, backend='upstream')
     finish_run(folder, status='failed', error='RuntimeError: boom')
     record = load_record(folder / 'run.json')
     assert record['status'] == 'failed' and record['error'] == 'RuntimeError: boom'
@@ -43,20 +56,40 @@ def test_failed_run_keeps_its_error(tmp_path):
 
 @pytest.mark.parametrize('content, message', [
     ('{not json', 'unreadable run record'),
-    (json.dumps({'schema_version': 99}), 'schema 99, this harness reads 1'),
-    (json.dumps({'schema_version': 1, 'run_id': 'x'}), 'corrupt run record'),
+    ('[]', 'not a run record (a JSON list, expected an object)'),
+    (json.dumps({'schema_version': 99}), 'schema 99, this harness reads 2'),
+    (json.dumps({'schema_version': 2, 'run_id': 'x'}), 'corrupt run record'),
 ])
 def test_bad_records_name_the_file(tmp_path, content, message):
     path = tmp_path / 'r' / 'run.json'
     path.parent.mkdir()
     path.write_text(content)
-    with pytest.raises(HarnessError, match=message) as err:
+    with pytest.raises(HarnessError, match=re.escape(message)) as err:
         load_record(path)
     assert str(path) in str(err.value)
 
 
-def test_update_is_atomic_and_merges(tmp_path):
-    folder, _ = start_run(tmp_path, 'exp', 'hungarian', 0, backend='native')
-    update_record(folder, iterations=5)
-    assert load_record(folder / 'run.json')['iterations'] == 5
-    assert sorted(p.name for p in folder.iterdir()) == ['run.json']
+def test_config_hash_ignores_key_order(tmp_path):
+    assert write_config(tmp_path, {'a': 1, 'b': {'c': 2}})['sha256'] == write_config(tmp_path, {'b': {'c': 2}, 'a': 1})['sha256']
+
+
+def test_a_run_folder_never_leaves_the_runs_folder(tmp_path):
+    with pytest.raises(HarnessError, match='outside'):
+        folder_of(tmp_path, '../escape')
+
+
+def test_lock_refuses_a_live_holder_and_takes_over_a_stale_one(tmp_path, capsys):
+    folder = tmp_path / 'run'
+    folder.mkdir()
+    sleeper = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])
+    try:
+        (folder / '.lock').write_text(json.dumps({'host': os.uname().nodename, 'pid': sleeper.pid, 'since': 'x'}))
+        with pytest.raises(HarnessError, match=f'being trained by pid {sleeper.pid}'):
+            with lock(folder):
+                pass
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with lock(folder):   # the holder is gone now: stale, taken over
+        assert json.loads((folder / '.lock').read_text())['pid'] == os.getpid()
+    assert 'stale lock' in capsys.readouterr().out and not (folder / '.lock').exists()

@@ -1,4 +1,4 @@
-"""End to end on the native backend: data -> trainings of two arms -> evaluation -> comparison."""
+"""End to end on the native backend: data -> trainings -> evaluation -> comparison, and the runner's rules."""
 import json
 
 import pandas as pd
@@ -8,16 +8,23 @@ import yaml
 from data_helpers import harness
 
 
-@pytest.fixture(scope='module')
-def smoke(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp('smoke')
+def tiny_spec(tmp, name: str = 'spec.yaml', **change):
     spec = yaml.safe_load(open('baselines/smoke-native.yaml'))
     spec['arms'] = ['hungarian', 'influencer']
     spec['data'].update(root=str(tmp / 'data'), synth={'rooms_per_area': 1, 'points_per_room': 1500, 'seed': 0},
                         num_points=1500)
     spec['config']['train']['iters'] = 4
-    path = tmp / 'spec.yaml'
+    for key, value in change.items():
+        spec['config']['train'][key] = value
+    path = tmp / name
     path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture(scope='module')
+def smoke(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('smoke')
+    path = tiny_spec(tmp)
     runs = tmp / 'runs'
     code, out, err = harness('run', '--spec', path, '--runs', runs, '--work-dirs', tmp / 'work')
     assert code == 0, out + err
@@ -29,21 +36,44 @@ def test_both_arms_finish_with_complete_records(smoke):
     for arm in ('hungarian', 'influencer'):
         folder = runs / f'smoke-native__{arm}__s0'
         record = json.loads((folder / 'run.json').read_text())
-        assert record['status'] == 'finished' and record['iterations'] == 4 and record['threads'] == 1
-        assert record['config']['sha256'] and record['env']['versions']['spconv']
+        assert record['status'] == 'finished' and record['iterations_done'] == 4 and record['threads'] == 1
+        assert record['config']['sha256'] and record['env']['versions']['spconv'] and record['data']['manifest_sha256']
+        assert record['timing']['iters_trained'] == 4 and record['timing']['s_per_iter'] > 0
         metrics = json.loads((folder / 'metrics.json').read_text())
         assert all(0.0 <= metrics[k] <= 1.0 for k in ('ap', 'ap50', 'ap25', 'ap75'))
         curves = pd.read_csv(folder / 'curves.csv')
-        assert len(curves) == 4 and {'loss', 'inst_loss', 'sem_loss'} <= set(curves.columns)
+        train, val = curves[curves['phase'] == 'train'], curves[curves['phase'] == 'val']
+        assert len(train) == 4 and {'loss', 'inst_loss', 'sem_loss', 'criterion_ms'} <= set(curves.columns)
+        assert len(val) >= 1 and val['all_ap_50%'].notna().all()   # validation AP logged during training
     diff = json.loads((runs / 'smoke-native__influencer__s0' / 'run.json').read_text())['config_diff']
     assert diff and all(line.startswith('model.criterion.inst_criterion.') for line in diff)
+
+
+def test_tensorboard_logs_are_written(smoke):
+    tmp, _, _ = smoke
+    assert list((tmp / 'work').glob('smoke-native__hungarian__s0/work_dir/*/vis_data/events.out.tfevents.*'))
 
 
 def test_compare_writes_tables_and_plots(smoke, tmp_path):
     _, _, runs = smoke
     code, out, _ = harness('compare', '--runs', runs, '--out', tmp_path)
-    assert code == 0 and '| hungarian | 1 |' in (tmp_path / 'comparison.md').read_text()
+    assert code == 0 and '| hungarian | 1' in (tmp_path / 'comparison.md').read_text()
     assert all((tmp_path / 'plots' / f'{n}.png').exists() for n in ('ap_bars', 'per_class', 'curves', 'timing'))
+
+
+def test_a_finished_run_is_not_redone(smoke):
+    tmp, path, runs = smoke
+    code, out, err = harness('run', '--spec', path, '--runs', runs, '--work-dirs', tmp / 'work')
+    assert code == 0 and '"smoke-native__hungarian__s0": "done (already finished)"' in out
+
+
+def test_a_changed_spec_is_refused_before_anything_trains(smoke):
+    tmp, _, runs = smoke
+    changed = tiny_spec(tmp, 'changed.yaml', lr=0.005, iters=5)
+    before = {p: p.stat().st_mtime_ns for p in runs.rglob('*') if p.is_file()}
+    code, out, err = harness('run', '--spec', changed, '--runs', runs, '--work-dirs', tmp / 'work')
+    assert code == 2 and 'refused:' in err and 'train.iters, train.lr' in err and 'nothing was trained' in err
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob('*') if p.is_file()} == before
 
 
 def test_same_seed_same_curves(smoke):
@@ -53,9 +83,26 @@ def test_same_seed_same_curves(smoke):
     assert code == 0, err
     first = pd.read_csv(runs / 'smoke-native__hungarian__s0' / 'curves.csv')
     second = pd.read_csv(runs / 'smoke-native__hungarian__s0.attempt2' / 'curves.csv')
-    for column in ('loss', 'inst_loss', 'sem_loss', 'grad_norm'):
-        assert first[column].tolist() == second[column].tolist()
+    for column in ('loss', 'inst_loss', 'sem_loss', 'grad_norm', 'all_ap_50%'):
+        assert first[column].fillna(-1).tolist() == second[column].fillna(-1).tolist()
 
+
+def test_data_typo_is_an_error_not_new_data(smoke, tmp_path):
+    tmp, path, runs = smoke
+    code, _, err = harness('run', '--spec', path, '--runs', tmp_path / 'runs', '--data', tmp_path / 'dta')
+    assert code == 2 and 'no prepared dataset there' in err and not (tmp_path / 'dta').exists()
+
+
+def test_metrics_written_but_record_open_is_completed_not_retrained(smoke):
+    tmp, path, runs = smoke
+    folder = runs / 'smoke-native__influencer__s0'
+    record = json.loads((folder / 'run.json').read_text())
+    (folder / 'run.json').write_text(json.dumps({**record, 'status': 'running'}))   # killed before closing
+    code, out, err = harness('run', '--spec', path, '--runs', runs, '--work-dirs', tmp / 'work')
+    assert code == 0, err
+    assert '[2/2] smoke-native__influencer__s0: complete' in out
+    done = json.loads((folder / 'run.json').read_text())
+    assert done['status'] == 'finished' and done['timing'] == record['timing']
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(smoke):
@@ -63,20 +110,40 @@ def test_interrupted_run_resumes_from_its_checkpoint(smoke):
     torch's weights-only default, and finishes the remaining iterations."""
     from mmengine.config import Config
 
-    from harness.study.arms import derive
-    from harness.backends.native.train import runner_for, train_and_predict
-    from harness.study.spec import load_spec
+    from harness import backends
+    from harness.backends.native.train import runner_for, train
+    from harness.study.backend import RunOptions
+    from harness.study.matrix import make_point
     tmp, path, _ = smoke
-    cfg = Config(derive(load_spec(path), 'hungarian', 0))
-    run_dir = tmp / 'resume'
-    first = runner_for(cfg, run_dir / 'work_dir')
+    spec, backend = backends.load(path)
+    cfg = Config(backend.derive(spec, make_point('smoke-native', 'hungarian', 0), RunOptions(), tmp / 'data').config)
+    work = tmp / 'resume' / 'work_dir'
+    first = runner_for(cfg, work)
     first.train_loop._max_iters = 2   # "killed" after iteration 2
     first.train()
-    assert (run_dir / 'work_dir' / 'last_checkpoint').exists()
-    out = train_and_predict(cfg, run_dir)
-    assert out['resumed']
-    raw = [line for p in sorted((run_dir / 'work_dir').glob('*/vis_data/scalars.json'))
+    assert (work / 'last_checkpoint').exists()
+    out = train(cfg, work)
+    assert out['resumed'] and out['iterations'] == 4 and out['iters_this_session'] == 2
+    raw = [line for p in sorted(work.glob('*/vis_data/scalars.json'))
            for line in p.read_text().splitlines() if '"loss"' in line]
     assert len(raw) == 4  # 2 + 2 iterations trained; a restart from scratch would log 2 + 4
-    steps = pd.read_json(out['scalars'], lines=True)['step'].dropna().tolist()
+    steps = pd.read_json(out['scalars'], lines=True).query('loss == loss')['step'].tolist()
     assert steps == [1, 2, 3, 4]  # one merged curve over both attempts
+
+
+def test_a_partial_run_is_never_resumed_into_a_changed_config(smoke, tmp_path):
+    tmp, path, _ = smoke
+    runs = tmp_path / 'runs'
+    import shutil
+    shutil.copytree(smoke[2] / 'smoke-native__hungarian__s0', runs / 'smoke-native__hungarian__s0')
+    folder = runs / 'smoke-native__hungarian__s0'
+    record = json.loads((folder / 'run.json').read_text())
+    (folder / 'run.json').write_text(json.dumps({**record, 'status': 'running'}))
+    (folder / 'metrics.json').unlink()   # interrupted mid-training
+    changed = tiny_spec(tmp, 'wider.yaml')
+    spec = yaml.safe_load(changed.read_text())
+    spec['config']['model']['decoder']['n_inst'] = 24
+    changed.write_text(yaml.safe_dump(spec))
+    code, _, err = harness('run', '--spec', changed, '--runs', runs, '--work-dirs', tmp / 'work', '--arms', 'hungarian')
+    assert code == 2 and 'model.decoder.n_inst' in err
+    assert json.loads((folder / 'run.json').read_text())['status'] == 'running'   # untouched

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.study.criteria import build_criterion, load_criteria
+from harness.study.arms import build_criterion, load_criteria
 from harness.toy.study import CRITERIA, ious, problem
 
 from data_helpers import harness

@@ -1,7 +1,6 @@
 """The upstream backend's own logic; the full run is opt-in (UPSTREAM_E2E=1 with the full stack)."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -13,6 +12,9 @@ import yaml
 
 from harness.backends.upstream import backend as up
 from harness.core.errors import HarnessError
+from harness.core.tree import canonical_hash, config_diff, diff_keys
+from harness.study.backend import RunOptions
+from harness.study.matrix import make_point
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / 'fixtures' / 'upstream_shape'
@@ -50,30 +52,42 @@ def test_commands_single_and_multi_gpu(tmp_path):
         up.Upstream(tmp_path)
 
 
-def test_wrong_commit_is_refused_unless_allowed(tmp_path):
+def test_wrong_commit_is_refused_unless_allowed(tmp_path, monkeypatch):
     root = fake_checkout(tmp_path)
-    spec = {'upstream': {'commit': 'e2a9dd2656d4b2806853c026cab7bc63201f8814'}}
+    spec = {'upstream': {'commit': 'e2a9dd2656d4b2806853c026cab7bc63201f8814', 'root': str(root)}, 'pretrained': None}
+    backend = up.UpstreamBackend()
     with pytest.raises(HarnessError, match='pins e2a9dd2; check out e2a9dd2 or pass --allow-other-commit'):
-        up.check_commit(up.Upstream(root), spec, allow_other=False)
-    up.check_commit(up.Upstream(root), spec, allow_other=True)
+        backend.prepare(spec, RunOptions(upstream_root=root))
+    shared = backend.prepare(spec, RunOptions(upstream_root=root, allow_other_commit=True))
+    assert shared['upstream']['pinned'] == spec['upstream']['commit'] and shared['upstream']['commit'] is None
 
 
-def test_a_resumed_run_must_derive_the_same_configs(tmp_path, monkeypatch):
+def test_derived_configs_change_with_the_schedule_so_a_resume_is_refused(tmp_path):
+    """The runner refuses to resume a run whose derived config changed (tests/test_smoke_e2e.py);
+    here: the upstream backend's derived config does change with the options that matter."""
     pytest.importorskip('mmengine')
     spec = yaml.safe_load((REPO / 'baselines' / 's3dis-area5.yaml').read_text())
+    spec.update(_path='s.yaml')
     spec['upstream']['config'] = 'configs/model_s3dis.py'
-    args = argparse.Namespace(data=tmp_path / 'data', epochs=None, iters=None)
-    upstream = up.Upstream.__new__(up.Upstream)
-    upstream.root, upstream.gpus = FIXTURE, 1
-    work, record = tmp_path / 'work', tmp_path / 'record'
-    record.mkdir()
-    monkeypatch.setattr(up, 'update_record', lambda folder, **kw: None)  # records: tests/test_records.py
-    configs = up.derive_run(spec, Path('s.yaml'), 'influencer', 0, args, upstream, None, work, record)
-    assert set(configs) == {'hungarian', 'influencer'} and (record / 'configs' / 'diff.txt').exists()
-    up.derive_run(spec, Path('s.yaml'), 'influencer', 0, args, upstream, None, work, record)  # same: fine
-    args.epochs = 32
-    with pytest.raises(HarnessError, match='changed since this run started: pass --force'):
-        up.derive_run(spec, Path('s.yaml'), 'influencer', 0, args, upstream, None, work, record)
+    backend = up.UpstreamBackend()
+    backend.upstream = up.Upstream.__new__(up.Upstream)
+    backend.upstream.root, backend.upstream.gpus = FIXTURE, 1
+    point = make_point('s3dis-area5', 'influencer', 0)
+    first = backend.derive(spec, point, RunOptions(cache=tmp_path), tmp_path / 'data')
+    again = backend.derive(spec, point, RunOptions(cache=tmp_path), tmp_path / 'data')
+    longer = backend.derive(spec, point, RunOptions(cache=tmp_path, epochs=32), tmp_path / 'data')
+    assert set(first.files) == {'hungarian.py', 'influencer.py'} and first.config == again.config
+    assert first.diff and all(d.startswith('model.criterion.inst_criterion.') for d in first.diff)
+    changed = diff_keys(config_diff(first.config, longer.config))
+    assert 'train_cfg.max_epochs' in changed and canonical_hash(first.config) != canonical_hash(longer.config)
+
+
+def test_divergence_is_reported_with_its_iteration(tmp_path):
+    (tmp_path / 'DIVERGED.json').write_text(json.dumps({'iteration': 7, 'loss': 'nan', 'last_finite': 3.5}))
+    assert 'loss became nan at iteration 7 (last finite loss 3.5)' in str(up.diverged(tmp_path))
+    (tmp_path / 'DIVERGED.json').unlink()
+    (tmp_path / 'train.log').write_text('ValueError: matrix contains invalid numeric entries\n')
+    assert 'model outputs became non-finite' in str(up.diverged(tmp_path))
 
 
 def test_test_config_adds_only_the_dumps(tmp_path):

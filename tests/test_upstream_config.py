@@ -11,8 +11,8 @@ pytest.importorskip('mmengine')
 
 from harness.backends.upstream import config as uc  # noqa: E402
 from harness.cli import main  # noqa: E402
-from harness.study.arms import CRITERION_KEY  # noqa: E402
-from harness.study.criteria import load_criteria  # noqa: E402
+from harness.study.arms import ARM_KEY as CRITERION_KEY  # noqa: E402
+from harness.study.arms import load_criteria  # noqa: E402
 from harness.core.errors import HarnessError  # noqa: E402
 
 FIXTURE = Path(__file__).parent / 'fixtures' / 'upstream_shape'
@@ -58,14 +58,14 @@ def test_derive_writes_loadable_children_that_differ_in_the_criterion_only(tmp_p
 
 
 def test_any_other_difference_fails(tmp_path, monkeypatch):
-    real = uc.arm_config
+    real = uc.with_arm
 
-    def leaky(runtime, arm, block):
-        cfg = real(runtime, arm, block)
+    def leaky(runtime, arm, overrides=None):
+        cfg = real(runtime, arm, overrides)
         if arm != 'hungarian':
             cfg['optim_wrapper']['optimizer']['lr'] = 2e-4  # a second difference
         return cfg
-    monkeypatch.setattr(uc, 'arm_config', leaky)
+    monkeypatch.setattr(uc, 'with_arm', leaky)
     with pytest.raises(HarnessError, match='differ outside model.criterion.inst_criterion.*lr'):
         uc.write_arm_configs(yaml.safe_load(fixture_spec(tmp_path).read_text()), Path('spec.yaml'), FIXTURE,
                              tmp_path / 'cfg', 0, tmp_path / 'data', None)
@@ -85,6 +85,26 @@ def test_merge_without_delete_is_caught(tmp_path, monkeypatch):
     assert derive(tmp_path) == 2  # mmengine merges upstream's matcher into our criterion: refused
 
 
+def test_runtime_keys_add_tensorboard_and_the_divergence_check_for_every_arm(tmp_path):
+    assert derive(tmp_path) == 0
+    from mmengine.config import Config
+    for arm in ('hungarian', 'influencer'):
+        cfg = Config.fromfile(str(tmp_path / 'cfg' / f'{arm}.py'), import_custom_modules=False)
+        assert [b['type'] for b in cfg.visualizer.vis_backends] == ['LocalVisBackend', 'TensorboardVisBackend']
+        assert cfg.custom_hooks[-1] == {'type': 'InfluencerDivergenceCheck'}
+
+
+def test_ablation_points_are_applied_and_keep_one_key(tmp_path):
+    spec = yaml.safe_load(fixture_spec(tmp_path).read_text())
+    out = uc.write_arm_configs(spec, Path('s.yaml'), FIXTURE, tmp_path / 'cfg', 0, tmp_path / 'data', None,
+                               arms=['influencer'], ablation={'criterion.temperature': 0.5,
+                                                              'config.model.decoder.num_instance_queries': 7})
+    h, i = out['resolved']['hungarian'], out['resolved']['influencer']
+    assert h['model']['decoder']['num_instance_queries'] == i['model']['decoder']['num_instance_queries'] == 7
+    assert i['model']['criterion']['inst_criterion']['temperature'] == 0.5
+    assert all(line.startswith(CRITERION_KEY + '.') for line in out['diffs']['influencer'])
+
+
 def test_iteration_schedule_and_overrides(tmp_path):
     spec = fixture_spec(tmp_path, schedule={'iters': 3}, overrides={
         'train_dataloader.num_workers': 0, 'train_dataloader.dataset.datasets.*.pipeline.1.num_points': 50})
@@ -101,7 +121,7 @@ def test_iteration_schedule_and_overrides(tmp_path):
 def test_override_typo_names_the_key(tmp_path, capsys):
     spec = fixture_spec(tmp_path, overrides={'model.decoderr.num_instance_queries': 5})
     assert derive(tmp_path, spec=spec) == 2
-    assert "override 'model.decoderr.num_instance_queries'" in capsys.readouterr().err
+    assert "'model.decoderr.num_instance_queries': no 'decoderr' there in upstream's config" in capsys.readouterr().err
 
 
 def test_missing_checkout_and_existing_files_are_clear_errors(tmp_path, capsys):
@@ -121,7 +141,7 @@ def test_upstream_drift_in_the_published_block_is_refused(tmp_path):
     (root / 'configs').mkdir(parents=True)
     for f in (FIXTURE / 'configs').iterdir():
         (root / 'configs' / f.name).write_text(f.read_text().replace('non_object_weight=0.05', 'non_object_weight=0.1'))
-    with pytest.raises(HarnessError, match='differs from baselines/criteria.yaml hungarian'):
+    with pytest.raises(HarnessError, match="differs from criteria.yaml 'hungarian'"):
         uc.write_arm_configs(yaml.safe_load(fixture_spec(tmp_path).read_text()), Path('s'), root,
                              tmp_path / 'cfg', 0, tmp_path / 'data', None)
 

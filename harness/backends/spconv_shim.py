@@ -1,4 +1,4 @@
-"""spconv on a CPU-only torch: backward asks for the current CUDA stream (specs/me-and-spconv.md)."""
+"""spconv on a CPU-only torch: its backward asks torch for the current CUDA stream, which fails without CUDA."""
 from __future__ import annotations
 
 import torch

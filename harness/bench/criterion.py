@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from harness.study.criteria import build_criterion, load_criteria
+from harness.study.arms import build_criterion, load_criteria
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write, result_line
 from harness.bench.inputs import pred_leaves, random_gts, random_pred

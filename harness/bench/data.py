@@ -56,20 +56,18 @@ def run_mmdet3d(root: Path, raw: Path, work: Path, workers: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate, then time ours (and mmdet3d's) on the same raw tree."""
-    from harness.cli import main
+    from harness.data.prepare import prepare
+    from harness.data.synth import generate
     out = args.out / 'data.csv'
     if out.exists() and not args.force:
         raise HarnessError(f'{out} exists; pass --force to replace it or choose another --out')
     with tempfile.TemporaryDirectory(prefix='bench-data-') as tmp:
         tmp = Path(tmp)
-        with contextlib.redirect_stdout(io.StringIO()):
-            main(['synth', '--out', str(tmp / 'raw'), '--raw', '--rooms-per-area', str(args.rooms_per_area),
-                  '--points-per-room', str(args.points_per_room), '--seed', '0'])
+        generate(tmp / 'raw', args.rooms_per_area, seed=0, points_per_room=args.points_per_room, raw=True)
         rooms, points = 6 * args.rooms_per_area, 6 * args.rooms_per_area * args.points_per_room
         start = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
-            main(['prepare-data', '--raw', str(tmp / 'raw'), '--out', str(tmp / 'ours'),
-                  '--workers', str(args.workers)])
+        with contextlib.redirect_stdout(io.StringIO()):   # its per-room report; the table below is ours
+            prepare(tmp / 'raw', tmp / 'ours', workers=args.workers)
         rows = [('harness', time.perf_counter() - start)]
         if args.mmdet3d_root is not None:
             start = time.perf_counter()

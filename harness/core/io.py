@@ -1,11 +1,14 @@
 """Atomic writes that never silently overwrite, and the machine-readable RESULT line."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from harness.core.errors import HarnessError
 
@@ -29,6 +32,8 @@ def atomic_write(path: Path, data: str | bytes, overwrite: bool = False) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
+        # mkstemp makes the file 0600; give it the mode a plain open() would (shared results stay readable)
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, 'wb') as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
@@ -38,6 +43,39 @@ def atomic_write(path: Path, data: str | bytes, overwrite: bool = False) -> Path
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """A temporary folder inside ``out`` for all of a verb's outputs, moved into ``out`` only on success.
+
+    If writing fails (disk full, an error), ``out`` keeps its previous files:
+    never a mix of old and new outputs. Each file moves by rename (same
+    filesystem, no copy).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix='.staging-'))
+    try:
+        yield tmp
+        for path in sorted(p for p in tmp.rglob('*') if p.is_file()):
+            dest = out / path.relative_to(tmp)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def now() -> str:
+    """UTC timestamp, ISO 8601 (seconds)."""
+    return datetime.now(timezone.utc).isoformat(timespec='seconds')
 
 
 def result_line(verb: str, status: str, **fields: Any) -> str:

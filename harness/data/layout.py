@@ -1,7 +1,7 @@
 """Writer of the prepared S3DIS layout: the one code path for prepare-data, synth and subset.
 
 Byte layout and info-pkl structure as mmdet3d (commit 22aaa47) writes them,
-documented in specs/s3dis-format.md: headerless little-endian .bin files and
+documented in docs/data.md: headerless little-endian .bin files and
 ``s3dis_infos_Area_N.pkl`` (v2 format, pickle protocol 2).
 """
 from __future__ import annotations
@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.core.io import atomic_write
-from harness.study.records import now
+from harness.core.io import atomic_write, now
 
 # Semantic ids of the five furniture classes mmdet3d boxes (table..board) -> box label 0..4.
 FURNITURE = {7: 0, 8: 1, 9: 2, 10: 3, 11: 4}

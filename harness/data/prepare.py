@@ -1,8 +1,6 @@
-"""``python -m harness prepare-data``: raw S3DIS -> the layout mmdet3d / OneFormer3D read."""
+"""Raw S3DIS -> the layout mmdet3d / OneFormer3D read (``python -m harness prepare-data``)."""
 from __future__ import annotations
 
-import argparse
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -10,25 +8,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from harness.core.errors import HarnessError
-from harness.core.io import result_line
 from harness.data.layout import furniture_boxes, info_entry, journal_entry, write_infos, write_manifest, write_room
 from harness.data.raw import convert_room, list_raw_rooms
 from harness.data.reader import read_room
 
-HELP = 'convert raw S3DIS (read-only) into points/, *_mask/, s3dis_infos_Area_N.pkl and MANIFEST.json'
 TOOL = 'python -m harness prepare-data'
 MAX_WARNINGS_SHOWN = 40  # the rest are in MANIFEST.json
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of prepare-data."""
-    parser.add_argument('--raw', type=Path, required=True,
-                        help='Stanford3dDataset_v1.2_Aligned_Version (Area_1 .. Area_6 inside)')
-    parser.add_argument('--out', type=Path, default=Path('data/s3dis'), help='prepared dataset root')
-    parser.add_argument('--areas', type=int, nargs='+', default=[1, 2, 3, 4, 5, 6], help='areas to convert')
-    # Parsing is CPU-bound and rooms are independent; one process per core.
-    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='parallel rooms')
-    parser.add_argument('--force', action='store_true', help='reconvert rooms that are already complete')
 
 
 def convert_and_write(raw_room: str, out: str, name: str, area: int) -> tuple[str, dict, list]:
@@ -47,19 +32,28 @@ def plan(raw: Path, out: Path, areas: list[int], force: bool) -> tuple[dict, dic
     return rooms, done
 
 
-def run(args: argparse.Namespace) -> int:
-    """Convert every room not yet complete; then write the info pkls and the manifest."""
-    raw, out = args.raw.resolve(), args.out.resolve()
+def prepare(raw: Path, out: Path, areas: list[int] = (1, 2, 3, 4, 5, 6), workers: int = 1,
+            force: bool = False) -> dict:
+    """Convert every room not yet complete (in parallel), then write the info pkls and the manifest.
+
+    The raw tree is only read. Rooms are journaled as they complete, so an
+    interrupted run resumes where it stopped.
+
+    Returns:
+        summary: ``out``, ``converted``, ``skipped``, ``points``, ``seconds``, ``warnings``.
+    """
+    raw_given, out_given = raw, out
+    raw, out = Path(raw).resolve(), Path(out).resolve()
     if not raw.is_dir():
-        raise HarnessError(f'{args.raw}: no such folder; pass --raw pointing at the extracted S3DIS')
+        raise HarnessError(f'{raw_given}: no such folder; pass --raw pointing at the extracted S3DIS')
     if out == raw or raw in out.parents:
-        raise HarnessError(f'--out {args.out} is inside the raw tree {args.raw}; choose an output outside it')
-    rooms, done = plan(raw, out, args.areas, args.force)
+        raise HarnessError(f'--out {out_given} is inside the raw tree {raw_given}; choose an output outside it')
+    rooms, done = plan(raw, out, list(areas), force)
     todo = [(str(path), str(out), name, area) for area, pairs in rooms.items()
             for name, path in pairs if name not in done]
     entries, boxes = dict(done), {}
     start, n_points = time.perf_counter(), 0
-    pool = ProcessPoolExecutor(max(1, args.workers))
+    pool = ProcessPoolExecutor(max(1, workers))
     try:
         with tqdm(total=len(todo), desc='prepare-data', unit='room') as bar:
             for future in as_completed([pool.submit(convert_and_write, *t) for t in todo]):
@@ -82,9 +76,8 @@ def run(args: argparse.Namespace) -> int:
     warnings = [w for name in sorted(entries) for w in entries[name].get('warnings', [])]
     write_manifest(out, entries, str(raw), warnings, TOOL)
     _report(len(todo), len(done), n_points, seconds, warnings)
-    print(result_line('prepare-data', 'ok', out=str(args.out), converted=len(todo), skipped=len(done),
-                      points=n_points, seconds=round(seconds, 2), warnings=len(warnings)))
-    return 0
+    return {'out': str(out_given), 'converted': len(todo), 'skipped': len(done), 'points': n_points,
+            'seconds': round(seconds, 2), 'warnings': len(warnings)}
 
 
 def _boxes_from_disk(out: Path, name: str) -> list[dict]:

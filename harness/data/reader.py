@@ -1,4 +1,4 @@
-"""Reader of the prepared S3DIS layout (specs/s3dis-format.md), memory-mapped.
+"""Reader of the prepared S3DIS layout (mmdet3d's, docs/data.md), memory-mapped.
 
 ``<root>/points/<room>.bin`` float32 [N, 6] (x y z r g b), ``<root>/semantic_mask/<room>.bin``
 int64 [N] (0..12), ``<root>/instance_mask/<room>.bin`` int64 [N] (1..K); rooms are

@@ -1,7 +1,6 @@
-"""``python -m harness subset``: a tiny, valid prepared dataset cut from a prepared one."""
+"""A tiny, valid prepared dataset cut from a prepared one (``python -m harness subset``)."""
 from __future__ import annotations
 
-import argparse
 import pickle
 from pathlib import Path
 
@@ -9,21 +8,9 @@ import numpy as np
 from tqdm import tqdm
 
 from harness.core.errors import HarnessError
-from harness.core.io import result_line
 from harness.data.layout import furniture_boxes, info_entry, write_infos, write_manifest, write_room
 from harness.data.reader import list_rooms, read_room
 
-HELP = 'cut N rooms per area (optionally at most P points each) from a prepared dataset'
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of subset."""
-    parser.add_argument('--src', type=Path, default=Path('data/s3dis'), help='prepared dataset')
-    parser.add_argument('--out', type=Path, required=True, help='new folder (must not exist or be empty)')
-    parser.add_argument('--rooms-per-area', type=int, default=1, help='rooms kept per area')
-    parser.add_argument('--max-points', type=int, default=None,
-                        help='random subsample per room (order kept), for CPU smoke runs')
-    parser.add_argument('--seed', type=int, default=0, help='subsampling seed')
 
 
 def area_rooms(src: Path, area: int) -> list[str]:
@@ -45,27 +32,31 @@ def cut(points: np.ndarray, sem: np.ndarray, inst: np.ndarray, max_points: int |
     return np.asarray(points), np.asarray(sem), new.astype(np.int64)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Copy the first rooms of every area through the shared writer."""
-    if args.out.exists() and any(args.out.iterdir()):
-        raise HarnessError(f'{args.out} exists and is not empty; choose a new --out (nothing is overwritten)')
-    if args.out.resolve() == args.src.resolve():
+def subset(src: Path, out: Path, rooms_per_area: int = 1, max_points: int | None = None, seed: int = 0) -> dict:
+    """Copy the first rooms of every area (optionally subsampled) through the shared writer.
+
+    Returns:
+        summary: ``out``, ``rooms``, ``points``.
+    """
+    src, out = Path(src), Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise HarnessError(f'{out} exists and is not empty; choose a new --out (nothing is overwritten)')
+    if out.resolve() == src.resolve():
         raise HarnessError('--out must differ from --src')
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(seed)
     manifest, total = {}, 0
     for area in range(1, 7):
-        names = area_rooms(args.src, area)[:args.rooms_per_area]
+        names = area_rooms(src, area)[:rooms_per_area]
         entries = []
         for i, name in enumerate(tqdm(names, desc=f'subset Area_{area}', unit='room')):
-            room = read_room(args.src, name)
-            points, sem, inst = cut(room.points, room.semantic, room.instance, args.max_points, rng)
-            manifest[name] = write_room(args.out, name, points, sem, inst, area)
+            room = read_room(src, name)
+            points, sem, inst = cut(room.points, room.semantic, room.instance, max_points, rng)
+            manifest[name] = write_room(out, name, points, sem, inst, area)
             entries.append(info_entry(i, name, furniture_boxes(points, sem, inst)))
             total += len(points)
         if names:
-            write_infos(args.out, area, entries)
+            write_infos(out, area, entries)
     if not manifest:
-        raise HarnessError(f'{args.src}: no prepared rooms found; check --src')
-    write_manifest(args.out, manifest, str(args.src), [], 'python -m harness subset')
-    print(result_line('subset', 'ok', out=str(args.out), rooms=len(manifest), points=total))
-    return 0
+        raise HarnessError(f'{src}: no prepared rooms found; check --src')
+    write_manifest(out, manifest, str(src), [], 'python -m harness subset')
+    return {'out': str(out), 'rooms': len(manifest), 'points': total}

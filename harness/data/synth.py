@@ -1,63 +1,74 @@
-"""``python -m harness synth``: S3DIS-format synthetic rooms for all six areas, raw or prepared."""
+"""S3DIS-format synthetic rooms for all six areas, raw or prepared (``python -m harness synth``)."""
 from __future__ import annotations
 
-import argparse
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from harness.core.errors import HarnessError
-from harness.core.io import atomic_write, result_line
+from harness.core.io import atomic_write
 from harness.data.layout import furniture_boxes, info_entry, write_infos, write_manifest, write_room
 from harness.data.raw import CLASS_TO_LABEL, class_of
 from harness.data.scenes import synthetic_room
 
-HELP = 'write S3DIS-like synthetic rooms (all 6 areas) in the raw or the prepared layout'
 AREAS = (1, 2, 3, 4, 5, 6)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of synth."""
-    parser.add_argument('--out', type=Path, required=True, help='output folder (must not exist or be empty)')
-    parser.add_argument('--raw', action='store_true',
-                        help='write Area_N/<room>/Annotations/<class>_<k>.txt (exercises prepare-data)')
-    parser.add_argument('--rooms-per-area', type=int, default=2, help='rooms in each of the 6 areas')
-    parser.add_argument('--seed', type=int, default=0, help='same seed, same rooms')
-    parser.add_argument('--points-per-room', type=int, default=None,
-                        help='points per room (default: random 5k-50k, like small S3DIS rooms)')
-    parser.add_argument('--defects', action='store_true',
-                        help='with --raw: inject the known raw defects (tests of prepare-data)')
+def generate(out: Path, rooms_per_area: int = 2, seed: int = 0, points_per_room: int | None = None,
+             raw: bool = False, defects: bool = False) -> dict:
+    """Generate every room of the six areas, then write it in the raw or the prepared layout.
 
+    Args:
+        out: a new (or empty) folder; nothing is overwritten.
+        points_per_room: None draws 5k-50k per room, like small S3DIS rooms.
+        raw / defects: the raw archive layout (with the known raw defects injected).
 
-def run(args: argparse.Namespace) -> int:
-    """Generate every room, then write it in the chosen layout."""
-    if args.out.exists() and any(args.out.iterdir()):
-        raise HarnessError(f'{args.out} exists and is not empty; choose a new --out (nothing is overwritten)')
-    if args.defects and not args.raw:
+    Returns:
+        summary: ``out``, ``layout``, ``rooms``, ``points``, ``defects``.
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise HarnessError(f'{out} exists and is not empty; choose a new --out (nothing is overwritten)')
+    if defects and not raw:
         raise HarnessError('--defects needs --raw (defects live in the raw text files)')
+    # Written into a sibling folder, renamed into place when complete: an
+    # interrupted synth leaves no half dataset at ``out``.
+    tmp = out.parent / f'.{out.name}.partial-{os.getpid()}'
+    shutil.rmtree(tmp, ignore_errors=True)   # our own scratch of this very process id
+    total, injected = _write_rooms(tmp, rooms_per_area, seed, points_per_room, raw, defects)
+    if out.exists():
+        out.rmdir()   # empty (checked above)
+    tmp.rename(out)
+    return {'out': str(out), 'layout': 'raw' if raw else 'prepared', 'rooms': 6 * rooms_per_area, 'points': total,
+            'defects': injected}
+
+
+def _write_rooms(out: Path, rooms_per_area: int, seed: int, points_per_room: int | None, raw: bool,
+                 defects: bool) -> tuple[int, list[str]]:
+    """Every room into ``out``; returns (points written, injected defects)."""
     total = 0
-    rooms = [(a, i) for a in AREAS for i in range(args.rooms_per_area)]
+    rooms = [(a, i) for a in AREAS for i in range(rooms_per_area)]
     per_area: dict[int, list] = {a: [] for a in AREAS}
     manifest = {}
     for area, index in tqdm(rooms, desc='synth', unit='room'):
-        name, files = synthetic_room(args.seed, area, index, args.points_per_room)
+        name, files = synthetic_room(seed, area, index, points_per_room)
         total += sum(len(v) for v in files.values())
-        if args.raw:
-            write_raw_room(args.out / f'Area_{area}' / name, files)
+        if raw:
+            write_raw_room(out / f'Area_{area}' / name, files)
         else:
             points, sem, inst = assemble(files)
             full = f'Area_{area}_{name}'
-            manifest[full] = write_room(args.out, full, points, sem, inst, area)
+            manifest[full] = write_room(out, full, points, sem, inst, area)
             per_area[area].append((full, furniture_boxes(points, sem, inst)))
-    injected = inject_defects(args.out) if args.defects else []
-    if not args.raw:
+    injected = inject_defects(out) if defects else []
+    if not raw:
         for area, items in per_area.items():
-            write_infos(args.out, area, [info_entry(i, n, b) for i, (n, b) in enumerate(items)])
-        write_manifest(args.out, manifest, f'synth --seed {args.seed}', [], 'python -m harness synth')
-    print(result_line('synth', 'ok', out=str(args.out), layout='raw' if args.raw else 'prepared',
-                      rooms=len(rooms), points=total, defects=injected))
-    return 0
+            write_infos(out, area, [info_entry(i, n, b) for i, (n, b) in enumerate(items)])
+        write_manifest(out, manifest, f'synth --seed {seed}', [], 'python -m harness synth')
+    return total, injected
 
 
 def assemble(files: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

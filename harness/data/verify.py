@@ -1,7 +1,6 @@
-"""``python -m harness verify-data``: is a prepared S3DIS folder complete and consistent?"""
+"""Is a prepared S3DIS folder complete and consistent? (``python -m harness verify-data``)."""
 from __future__ import annotations
 
-import argparse
 import hashlib
 import pickle
 import re
@@ -12,16 +11,9 @@ import numpy as np
 from tqdm import tqdm
 
 from harness.core.errors import HarnessError
-from harness.core.io import result_line
 from harness.data.layout import INFO_CATEGORIES, SUBDIRS, load_manifest
 from harness.data.reader import CLASS_NAMES, read_room
 
-HELP = 'check a prepared S3DIS folder: manifest hashes, dtypes, labels, info pkls vs files'
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of verify-data."""
-    parser.add_argument('root', type=Path, help='prepared dataset root, e.g. data/s3dis')
 
 
 def _fix(name: str) -> str:
@@ -99,9 +91,16 @@ def check_infos(root: Path, on_disk: set[str]) -> list[str]:
     return problems
 
 
-def run(args: argparse.Namespace) -> int:
-    """All checks; exit 0 when clean, 1 with every problem listed."""
-    root = args.root
+def verify(root: Path) -> tuple[Counter, list[str]]:
+    """Every check of a prepared folder.
+
+    Returns:
+        per-area statistics (rooms, points, instances per class) and one line per problem.
+
+    Raises:
+        HarnessError: ``root`` is not a prepared dataset at all.
+    """
+    root = Path(root)
     if not (root / 'points').is_dir():
         raise HarnessError(f'{root}: no points/ folder; point at a prepared S3DIS root (prepare-data --out)')
     manifest = load_manifest(root)
@@ -113,12 +112,7 @@ def run(args: argparse.Namespace) -> int:
     for name in tqdm(sorted(on_disk), desc='verify rooms', unit='room'):
         problems += check_room(root, name, stats)
     problems += check_infos(root, on_disk)
-    print(summary_table(stats))
-    for p in problems:
-        print(f'PROBLEM {p}')
-    print(result_line('verify-data', 'ok' if not problems else 'problems', root=str(root),
-                      rooms=len(on_disk), problems=len(problems)))
-    return 0 if not problems else 1
+    return stats, problems
 
 
 def summary_table(stats: Counter) -> str:

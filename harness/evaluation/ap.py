@@ -1,6 +1,6 @@
 """Instance AP exactly as OneFormer3D reports it on S3DIS, plus AP@75.
 
-The protocol (specs/instance-eval.md) is the ScanNet evaluator as modified by
+The protocol (docs/evaluator.md) is the ScanNet evaluator as modified by
 OneFormer3D (instance_seg_eval -> evaluate_semantic_instance), re-written here
 from its documented behaviour: same numbers to 1e-9, every quirk kept, and one
 vectorised pass per scene for the intersections instead of a loop over

@@ -129,10 +129,10 @@ def timing(runs: pd.DataFrame, out: Path) -> list[Path]:
     arms = _arms(runs)
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
     for ax, column, label in ((axes[0], 's_per_iter', 'training time (s / iteration)'),
-                              (axes[1], 'criterion_ms', 'criterion time (ms / iteration)')):
+                              (axes[1], 'criterion_ms', 'criterion forward (ms / iteration)')):
         values = [runs.loc[runs['arm'] == a, column].dropna().astype(float) for a in arms]
         if not any(len(v) for v in values):
-            ax.text(0.5, 0.5, 'not recorded', ha='center', va='center', transform=ax.transAxes)
+            ax.text(0.5, 0.5, "not recorded\n(native runs log it;\nsee bench criterion)", ha="center", va="center", transform=ax.transAxes)
         for i, (arm, v) in enumerate(zip(arms, values)):
             if len(v):
                 ax.bar(i, v.mean(), color=COLORS[i], alpha=0.8)

@@ -1,48 +1,123 @@
-"""Derive each arm's run config from the spec and prove the arms differ in one block only."""
+"""The arms of every experiment: what differs between them, and where that is enforced.
+
+An arm is a name in ``baselines/criteria.yaml``; its block becomes the run
+config's ``model.criterion.inst_criterion`` (:data:`ARM_KEY`) and nothing else
+changes. Every backend derives each arm's run config from one base config
+with :func:`with_arm`, then :func:`one_key_diff` proves, against the baseline
+arm at the same seed and ablation point, that the two configs differ under
+``ARM_KEY`` only and that the arm's block arrived intact (no keys merged in).
+The diff is saved with every run. The baseline (:data:`BASELINE`, upstream's
+Hungarian matching + BCE/Dice, as published) is what every other arm is
+compared with.
+"""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
+from typing import Any
 
-from harness.study.criteria import load_criteria
+import yaml
+
 from harness.core.errors import HarnessError
+from harness.core.paths import BASELINES
+from harness.core.tree import config_diff, diff_keys, get_dotted, set_dotted, under
 
-CRITERION_KEY = 'model.criterion.inst_criterion'
+CRITERIA_FILE = BASELINES / 'criteria.yaml'
+BASELINE = 'hungarian'
+ARM_KEY = 'model.criterion.inst_criterion'
 
 
-def derive(spec: dict, arm: str, seed: int) -> dict:
-    """The run config of (arm, seed): the spec's config + data + seed, the arm's inst_criterion."""
-    cfg = copy.deepcopy(spec['config'])
-    cfg['model']['criterion']['inst_criterion'] = copy.deepcopy(load_criteria()[arm])
-    cfg['randomness'] = {**cfg.get('randomness', {}), 'seed': seed}
-    cfg['data'] = {k: v for k, v in spec['data'].items() if k != 'synth'}
+def load_criteria(path: Path = CRITERIA_FILE) -> dict[str, dict]:
+    """Arm name -> inst_criterion block (a mapping with ``type``).
+
+    Raises:
+        HarnessError: unreadable file, no baseline arm, or a block without ``type``.
+    """
+    try:
+        table = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise HarnessError(f'{path}: unreadable criteria file ({err})') from err
+    if not isinstance(table, dict) or BASELINE not in table:
+        raise HarnessError(f'{path}: a mapping of arm name -> inst_criterion block, with a {BASELINE!r} arm')
+    for arm, block in table.items():
+        if not isinstance(block, dict) or 'type' not in block:
+            raise HarnessError(f'{path}: arm {arm!r} needs a mapping with a type key')
+    return table
+
+
+def block(arm: str, overrides: dict[str, Any] | None = None, criteria: dict | None = None) -> dict:
+    """The arm's inst_criterion block, with ablation values for keys the block has.
+
+    Args:
+        arm: a name in criteria.yaml.
+        overrides: criterion key -> value (an ablation point); keys the block
+            lacks are ignored (an axis applies to the arms that have the key).
+    """
+    criteria = criteria or load_criteria()
+    if arm not in criteria:
+        raise HarnessError(f'arm {arm!r} is not in {CRITERIA_FILE.name}; arms: {sorted(criteria)}')
+    out = copy.deepcopy(criteria[arm])
+    for key, value in (overrides or {}).items():
+        if key in out:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def with_arm(config: dict, arm: str, overrides: dict[str, Any] | None = None) -> dict:
+    """A copy of ``config`` whose ``ARM_KEY`` is the arm's block (the only key an arm sets)."""
+    cfg = copy.deepcopy(config)
+    set_dotted(cfg, ARM_KEY, block(arm, overrides), where='the run config')
     return cfg
 
 
-def flatten(tree, prefix: str = '') -> dict[str, object]:
-    """{'a': {'b': 1}, 'c': [2]} -> {'a.b': 1, 'c.0': 2}."""
-    if isinstance(tree, dict):
-        items = tree.items()
-    elif isinstance(tree, (list, tuple)):
-        items = enumerate(tree)
-    else:
-        return {prefix: tree}
-    out = {}
-    for key, value in items:
-        out.update(flatten(value, f'{prefix}.{key}' if prefix else str(key)))
-    return out or {prefix: tree}
+def one_key_diff(baseline: dict, other: dict, expected_block: dict) -> list[str]:
+    """The flattened differences between the baseline arm's config and another arm's.
 
+    Args:
+        baseline / other: resolved run configs (plain dicts) of the same seed
+            and ablation point.
+        expected_block: the block ``other`` must carry at ``ARM_KEY``.
 
-def config_diff(a: dict, b: dict) -> list[str]:
-    """Flattened keys whose values differ (or exist on one side only), one line each."""
-    fa, fb = flatten(a), flatten(b)
-    return [f'{k}: {fa.get(k, "<absent>")!r} -> {fb.get(k, "<absent>")!r}'
-            for k in sorted(set(fa) | set(fb)) if fa.get(k, object()) != fb.get(k, object())]
+    Returns:
+        ``'key: old -> new'`` lines, every key under ``ARM_KEY``.
 
-
-def assert_only_criterion_differs(base: dict, other: dict) -> list[str]:
-    """The diff between two arms of one seed; anything outside inst_criterion is an error."""
-    diff = config_diff(base, other)
-    stray = [line for line in diff if not line.startswith(CRITERION_KEY + '.')]
+    Raises:
+        HarnessError: any difference outside ``ARM_KEY``, or a resolved block
+            that is not the arm's (a config merge leaked keys into it).
+    """
+    diff = config_diff(baseline, other)
+    stray = [line for line, key in zip(diff, diff_keys(diff)) if not under(key, ARM_KEY)]
     if stray:
-        raise HarnessError('derived arms differ outside model.criterion.inst_criterion: ' + '; '.join(stray[:5]))
+        raise HarnessError(f'derived arms differ outside {ARM_KEY}: ' + '; '.join(stray[:5]))
+    got = get_dotted(other, ARM_KEY)
+    if got != expected_block:
+        raise HarnessError(f'resolved {ARM_KEY} {got} is not the arm\'s block {expected_block} '
+                           '(a config merge leaked keys; an overlay needs _delete_=True)')
     return diff
+
+
+def check_baseline_block(resolved_block: dict, source: str) -> None:
+    """Upstream's own inst_criterion must be the baseline block we record as published."""
+    want = load_criteria()[BASELINE]
+    if resolved_block != want:
+        raise HarnessError(f'{source}: its {ARM_KEY} differs from {CRITERIA_FILE.name} {BASELINE!r} '
+                           f'({resolved_block} vs {want}); wrong upstream commit?')
+
+
+def build_criterion(spec_block: dict[str, Any]):
+    """Our PyTorch implementation of an inst_criterion block (upstream's InstanceCriterion -> HungarianCriterion).
+
+    Raises:
+        HarnessError: unknown type or keys (named).
+    """
+    from influencerformer import HungarianCriterion, InfluencerCriterion
+    classes = {'InstanceCriterion': HungarianCriterion, 'HungarianCriterion': HungarianCriterion,
+               'InfluencerCriterion': InfluencerCriterion}
+    kwargs = dict(spec_block)
+    name = kwargs.pop('type')
+    if name not in classes:
+        raise HarnessError(f'criterion type {name!r} unknown; use one of {sorted(classes)}')
+    try:
+        return classes[name](**kwargs)
+    except TypeError as err:
+        raise HarnessError(f'criterion {name}: {err}; check its keys in {CRITERIA_FILE.name}') from err

@@ -1,27 +1,32 @@
-"""Run records: ``results/runs/<run_id>/run.json`` (+ metrics.json, curves.csv).
+"""Run records: ``<runs>/<run_id>[.attemptN]/run.json`` (+ config.json, metrics.json, curves.csv).
 
-Every backend writes them; compare and plots read nothing else. A run id is
-stable for (experiment, arm, seed, ablation values): a finished run is not
-redone, an unfinished one resumes, and ``force`` starts a new attempt in
-``<run_id>.attempt<N>/`` without touching the old one.
+Every backend's runs are written here by the runner, and compare and plots
+read nothing else. A run id is stable for (experiment, arm, seed, ablation).
+Attempt 1 lives in ``<run_id>/``; ``--force`` adds ``<run_id>.attemptN/``
+and never touches an earlier attempt. Which attempt counts in the tables is
+a rule of compare (docs/run-records.md), not "the latest".
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import socket
 import time
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from harness.core import env
 from harness.core.errors import HarnessError
-from harness.core.io import atomic_write
+from harness.core.io import atomic_write, now
+from harness.core.tree import canonical_hash
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ('running', 'finished', 'failed')
 REQUIRED = ('schema_version', 'run_id', 'attempt', 'experiment', 'arm', 'seed', 'ablation',
             'backend', 'status', 'started_at')
+LOCK = '.lock'
 
 
 def run_id(experiment: str, arm: str, seed: int, ablation: dict | None = None) -> str:
@@ -33,48 +38,50 @@ def run_id(experiment: str, arm: str, seed: int, ablation: dict | None = None) -
     return rid
 
 
-def now() -> str:
-    """UTC timestamp, ISO 8601."""
-    return datetime.now(timezone.utc).isoformat(timespec='seconds')
-
-
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's bytes."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def start_run(runs_dir: Path, experiment: str, arm: str, seed: int, backend: str,
-              ablation: dict | None = None, force: bool = False, **fields: Any) -> tuple[Path, str]:
-    """Create, resume or skip a run record.
+def folder_of(runs_dir: Path, rid: str, attempt: int = 1) -> Path:
+    """The folder of one attempt, proven to lie directly inside ``runs_dir``."""
+    name = rid if attempt == 1 else f'{rid}.attempt{attempt}'
+    folder = Path(runs_dir) / name
+    if folder.resolve().parent != Path(runs_dir).resolve():
+        raise HarnessError(f'run id {rid!r} would write outside {runs_dir}; rename the experiment or arm')
+    return folder
+
+
+def attempts(runs_dir: Path, rid: str) -> list[Path]:
+    """Folders of every attempt of a run id that has a run.json, in attempt order."""
+    out, n = [], 1
+    while (folder := folder_of(runs_dir, rid, n)).exists():
+        out.append(folder)
+        n += 1
+    return out
+
+
+def new_attempt(runs_dir: Path, rid: str, **fields: Any) -> Path:
+    """Create the next attempt's folder and record (status running, one session open).
 
     Args:
-        runs_dir: e.g. ``results/runs``.
-        fields: extra record fields (config, config_diff, upstream_commit, ...).
-
-    Returns:
-        (run folder, action): ``'new'`` (record written, status running),
-        ``'resume'`` (an unfinished record exists; status set back to running)
-        or ``'done'`` (already finished; nothing written).
+        fields: record fields (experiment, arm, seed, ablation, backend, config, ...).
     """
-    rid = run_id(experiment, arm, seed, ablation)
-    folder, attempt = Path(runs_dir) / rid, 1
-    if folder.exists():
-        record = load_record(folder / 'run.json')
-        if not force:
-            if record['status'] == 'finished':
-                return folder, 'done'
-            update_record(folder, status='running', error=None, resumed_at=now())
-            return folder, 'resume'
-        while folder.exists():
-            attempt += 1
-            folder = Path(runs_dir) / f'{rid}.attempt{attempt}'
-    record = {'schema_version': SCHEMA_VERSION, 'run_id': rid, 'attempt': attempt,
-              'experiment': experiment, 'arm': arm, 'seed': seed, 'ablation': ablation or {},
-              'backend': backend, 'status': 'running', 'error': None, 'started_at': now(),
-              'started_unix': time.time(), 'env': env.capture(),
-              'checkpoint': {'evaluated': 'last', 'best': None}, **fields}
+    attempt = len(attempts(runs_dir, rid)) + 1
+    folder = folder_of(runs_dir, rid, attempt)
+    record = {'schema_version': SCHEMA_VERSION, 'run_id': rid, 'attempt': attempt, **fields,
+              'status': 'running', 'error': None, 'started_at': now(), 'env': env.capture(),
+              'sessions': [], 'checkpoint': {'evaluated': 'last'}}
     _write(folder, record, overwrite=False)
-    return folder, 'new'
+    return folder
+
+
+def begin_session(folder: Path, **fields: Any) -> dict:
+    """Status running and a new session (a process working on the run) with its start time."""
+    record = load_record(Path(folder) / 'run.json')
+    sessions = record.get('sessions', []) + [{'started_at': now(), 'started_unix': time.time(),
+                                              'host': socket.gethostname(), 'pid': os.getpid(), **fields}]
+    return update_record(folder, status='running', error=None, sessions=sessions)
 
 
 def update_record(folder: Path, **fields: Any) -> dict:
@@ -86,12 +93,17 @@ def update_record(folder: Path, **fields: Any) -> dict:
 
 
 def finish_run(folder: Path, status: str = 'finished', error: str | None = None, **fields: Any) -> dict:
-    """Close a run: status, end time and wall seconds (plus any fields, e.g. iterations)."""
+    """Close a run: status, end time, and wall seconds summed over its sessions (downtime excluded)."""
     if status not in ('finished', 'failed'):
         raise ValueError(f'finish_run status must be finished or failed, got {status!r}')
     record = load_record(Path(folder) / 'run.json')
-    wall = round(time.time() - record.get('started_unix', time.time()), 3)
-    return update_record(folder, status=status, error=error, ended_at=now(), wall_s=wall, **fields)
+    sessions = record.get('sessions', [])
+    if sessions and 'seconds' not in sessions[-1]:
+        sessions[-1] = {**sessions[-1], 'ended_at': now(),
+                        'seconds': round(time.time() - sessions[-1]['started_unix'], 3)}
+    wall = round(sum(s.get('seconds', 0.0) for s in sessions), 3)
+    return update_record(folder, status=status, error=error, ended_at=now(), wall_s=wall,
+                         sessions=sessions, **fields)
 
 
 def _write(folder: Path, record: dict, overwrite: bool) -> None:
@@ -103,18 +115,21 @@ def load_record(path: Path) -> dict:
     """Read and validate one run.json.
 
     Raises:
-        HarnessError: unreadable, not JSON, unknown schema version, missing
-            keys or unknown status; the message names the file.
+        HarnessError: unreadable, not a JSON object, another schema version,
+            missing keys or unknown status; the message names the file and the fix.
     """
     path = Path(path)
     try:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise HarnessError(f'{path}: unreadable run record ({err}); restore it or move the run folder away') from err
-    if not isinstance(record, dict) or record.get('schema_version') != SCHEMA_VERSION:
-        version = record.get('schema_version') if isinstance(record, dict) else None
-        raise HarnessError(f'{path}: run record schema {version!r}, this harness reads {SCHEMA_VERSION}; '
-                           'use the harness version that wrote it')
+    if not isinstance(record, dict):
+        raise HarnessError(f'{path}: not a run record (a JSON {type(record).__name__}, expected an object); '
+                           'restore it or move the run folder away')
+    if record.get('schema_version') != SCHEMA_VERSION:
+        raise HarnessError(f'{path}: run record schema {record.get("schema_version")!r}, this harness reads '
+                           f'{SCHEMA_VERSION}; re-run into a new --runs folder (or read it with the harness '
+                           'version that wrote it)')
     missing = [k for k in REQUIRED if k not in record]
     if missing or record['status'] not in STATUSES:
         raise HarnessError(f'{path}: corrupt run record (missing {missing}, status {record.get("status")!r}); '
@@ -135,17 +150,98 @@ def load_runs(runs_dir: Path) -> list[dict]:
     return records
 
 
+def write_config(folder: Path, config: dict) -> dict:
+    """``config.json`` (the resolved run config) and its record entry ``{path, sha256}``.
+
+    The sha256 is of the canonical JSON, so equal configs hash equally whatever
+    their key order.
+    """
+    atomic_write(Path(folder) / 'config.json', json.dumps(config, indent=1) + '\n', overwrite=True)
+    return {'path': 'config.json', 'sha256': canonical_hash(config)}
+
+
+def read_config(folder: Path) -> dict | None:
+    """A run's config.json, or None if it has none."""
+    return _read_json(Path(folder) / 'config.json', 'restore it or pass --force for a new attempt')
+
+
 def write_metrics(folder: Path, metrics: dict) -> Path:
-    """metrics.json of a run (the evaluator's record, see evaluate_cmd.metrics_record)."""
-    return atomic_write(Path(folder) / 'metrics.json', json.dumps(metrics, indent=1) + '\n')
+    """metrics.json of a run (the evaluator's record, see harness.evaluation.folder)."""
+    return atomic_write(Path(folder) / 'metrics.json', json.dumps(metrics, indent=1) + '\n', overwrite=True)
 
 
 def load_metrics(folder: Path) -> dict | None:
     """A run's metrics.json, or None if it has none."""
-    path = Path(folder) / 'metrics.json'
+    return _read_json(Path(folder) / 'metrics.json', 're-run the evaluation of this run')
+
+
+def _read_json(path: Path, fix: str) -> Any:
     if not path.exists():
         return None
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise HarnessError(f'{path}: not JSON ({err}); re-run the evaluation of this run') from err
+    except (OSError, json.JSONDecodeError) as err:
+        raise HarnessError(f'{path}: not JSON ({err}); {fix}') from err
+
+
+@contextlib.contextmanager
+def lock(folder: Path, owner: dict | None = None) -> Iterator[None]:
+    """Hold ``<folder>/.lock`` while a process trains the run: a second one is refused.
+
+    A lock left by a process that no longer runs (same host) is stale: it is
+    reported and taken over.
+
+    Raises:
+        HarnessError: another live process holds the lock (names it).
+    """
+    path = Path(folder) / LOCK
+    mine = {'host': socket.gethostname(), 'pid': os.getpid(), 'since': now(), **(owner or {})}
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            holder = _holder(path)
+            if holder is None and time.time() - _mtime(path) < 5:
+                time.sleep(0.2)   # its writer may still be writing it
+                continue
+            if holder is not None and not _stale(holder):
+                raise HarnessError(f'{folder.name}: being trained by pid {holder.get("pid")} on '
+                                   f'{holder.get("host")} since {holder.get("since")}; wait for it or stop it; '
+                                   f'if nothing trains it any more, remove {path}') from None
+            print(f'note: {folder.name}: stale lock of pid {(holder or {}).get("pid")} on '
+                  f'{(holder or {}).get("host")} (not running) taken over')
+            path.unlink(missing_ok=True)
+    with os.fdopen(fd, 'w') as f:
+        json.dump(mine, f)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _holder(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None   # torn lock file: its writer died before finishing it
+
+
+def _stale(holder: dict) -> bool:
+    """A holder on this host whose pid is gone (other hosts: live unless the executor knows better)."""
+    if holder.get('host') != socket.gethostname():
+        return False
+    try:
+        os.kill(int(holder['pid']), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, KeyError, ValueError, TypeError):
+        return False
+    return False

@@ -1,51 +1,111 @@
-"""Experiment specs (baselines/<experiment>.yaml) -> the run matrix (arms x seeds)."""
+"""Experiment specs (``baselines/<experiment>.yaml``): read and check the parts every backend shares.
+
+A spec names the experiment, its backend, arms, seeds, data and (optionally)
+an ``ablations:`` section; each backend checks its own keys
+(``Backend.validate``). Every problem is an error naming the file and the key,
+raised before any data is generated or anything trains.
+"""
 from __future__ import annotations
 
+import difflib
+import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from harness.study.criteria import load_criteria
 from harness.core.errors import HarnessError
+from harness.study.arms import BASELINE, load_criteria
 
-COMMON = {'experiment', 'backend', 'arms', 'seeds', 'data'}
-# Required and optional keys per backend.
-BACKEND_KEYS = {
-    'native': ({'config'}, {'threads', 'description'}),
-    'upstream': ({'upstream', 'schedule', 'pretrained'},
-                 {'threads', 'description', 'randomness', 'overrides'}),
-}
+COMMON_REQUIRED = {'experiment', 'backend', 'arms', 'seeds', 'data'}
+COMMON_OPTIONAL = {'description', 'threads', 'ablations'}
+DATA_KEYS = ({'root', 'train_areas', 'test_area'}, {'synth', 'num_points'})
+# Experiment and arm names become folder names: no separators, no '..'.
+NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]*')
 
 
-def load_spec(path: Path) -> dict:
-    """Read and validate a spec; unknown or missing keys and unknown arms are errors naming the file."""
+def did_you_mean(key: str, allowed: set[str] | list[str]) -> str:
+    """' (did you mean 'x'?)' for a close allowed key, else ''."""
+    close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+    return f' (did you mean {close[0]!r}?)' if close else ''
+
+
+def check_keys(where: str, block: Any, required: set[str], optional: set[str]) -> None:
+    """A mapping with every required key and no unknown one.
+
+    Raises:
+        HarnessError: ``<where>: unknown key 'x' (did you mean 'y'?); allowed: [...]``.
+    """
+    if not isinstance(block, dict):
+        raise HarnessError(f'{where}: expected a mapping with keys {sorted(required | optional)}')
+    for key in sorted(set(block) - required - optional):
+        raise HarnessError(f'{where}: unknown key {key!r}{did_you_mean(key, required | optional)}; '
+                           f'allowed: {sorted(required | optional)}')
+    missing = sorted(required - set(block))
+    if missing:
+        raise HarnessError(f'{where}: missing key(s) {missing}')
+
+
+def load_spec(path: Path, backends: list[str]) -> dict:
+    """Read a spec and check its common part.
+
+    Args:
+        path: the YAML file.
+        backends: names of the known backends.
+
+    Returns:
+        the spec as a plain dict (``_path`` added: where it was read from).
+
+    Raises:
+        HarnessError: unreadable YAML, unknown or missing keys, bad names,
+            seeds or ablations; the message names the file and the key.
+    """
     path = Path(path)
     try:
         spec = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
         raise HarnessError(f'{path}: unreadable experiment spec ({err})') from err
-    if not isinstance(spec, dict) or spec.get('backend') not in BACKEND_KEYS:
-        raise HarnessError(f'{path}: an experiment spec is a mapping with keys {sorted(COMMON)} and '
-                           f'backend one of {sorted(BACKEND_KEYS)}')
-    required, optional = BACKEND_KEYS[spec['backend']]
-    required = COMMON | required
-    missing, unknown = required - set(spec), set(spec) - required - optional
-    if missing or unknown:
-        raise HarnessError(f'{path}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}; '
-                           f'allowed for backend {spec["backend"]}: {sorted(required | optional)}')
-    arms = set(spec['arms']) - set(load_criteria())
-    if arms:
-        raise HarnessError(f'{path}: arms {sorted(arms)} are not in baselines/criteria.yaml')
-    if 'hungarian' not in spec['arms']:
-        raise HarnessError(f'{path}: arms must include hungarian (every arm is compared with it)')
-    return spec
+    if not isinstance(spec, dict) or spec.get('backend') not in backends:
+        got = spec.get('backend') if isinstance(spec, dict) else None
+        raise HarnessError(f'{path}: backend {got!r}; an experiment spec is a mapping with keys '
+                           f'{sorted(COMMON_REQUIRED)} and backend one of {sorted(backends)}')
+    _check_names(path, spec)
+    _check_seeds(path, spec['seeds'] if 'seeds' in spec else None)
+    check_keys(f'{path}: data', spec.get('data'), *DATA_KEYS)
+    if 'ablations' in spec:
+        from harness.study.matrix import check_ablations
+        check_ablations(path, spec)
+    return {**spec, '_path': str(path)}
 
 
-def run_matrix(spec: dict, arms: list[str] | None = None, seeds: list[int] | None = None) -> list[tuple[str, int]]:
-    """(arm, seed) pairs, seed-major so that both arms of a seed finish close together."""
-    arms = arms or spec['arms']
-    seeds = seeds if seeds is not None else spec['seeds']
-    unknown = set(arms) - set(spec['arms'])
-    if unknown:
-        raise HarnessError(f'--arms {sorted(unknown)} not in the spec\'s arms {spec["arms"]}')
-    return [(arm, seed) for seed in seeds for arm in arms]
+def _check_names(path: Path, spec: dict) -> None:
+    """experiment and arms: safe folder names; arms known; the baseline among them."""
+    for key in ('experiment', 'arms'):
+        if key not in spec:
+            raise HarnessError(f'{path}: missing key {key!r}')
+    names = [spec['experiment']] + list(spec['arms'] if isinstance(spec['arms'], list) else [None])
+    for name in names:
+        if not isinstance(name, str) or not NAME.fullmatch(name) or '..' in name:
+            raise HarnessError(f'{path}: name {name!r} is not a safe folder name (letters, digits, . _ + -, '
+                               'no / and no ..); rename it')
+    criteria = load_criteria()
+    for arm in spec['arms']:
+        if arm not in criteria:
+            raise HarnessError(f'{path}: arms: {arm!r} is not in baselines/criteria.yaml'
+                               f'{did_you_mean(arm, set(criteria))}')
+    if BASELINE not in spec['arms']:
+        raise HarnessError(f'{path}: arms must include {BASELINE} (every arm is compared with it)')
+    if len(set(spec['arms'])) != len(spec['arms']):
+        raise HarnessError(f'{path}: arms lists an arm twice: {spec["arms"]}')
+
+
+def _check_seeds(path: Path, seeds: Any) -> None:
+    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        raise HarnessError(f'{path}: seeds must be a list of distinct non-negative integers, got {seeds!r}')
+
+
+def check_backend_keys(path: Path, spec: dict, required: set[str], optional: set[str]) -> None:
+    """The top-level keys of a spec for one backend (common + the backend's own)."""
+    visible = {k: v for k, v in spec.items() if not k.startswith('_')}
+    check_keys(str(path), visible, COMMON_REQUIRED | required, COMMON_OPTIONAL | optional)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from influencerformer import InstanceGT
 
-from harness.study.criteria import build_criterion, load_criteria
+from harness.study.arms import build_criterion, load_criteria
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write, result_line
 from harness.toy import plots as toy_plots

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli import add_module_parsers
+from harness.verbs import add_module_parsers
 
 HELP = 'speed benchmarks (criterion, eval, data); each prints a table, a ratio and writes a CSV'
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.backends.upstream.pretrained import DEFAULT_CACHE, pretrained_path
+from harness import backends
+from harness.backends.upstream.backend import upstream_root
 from harness.backends.upstream.config import write_arm_configs
+from harness.backends.upstream.pretrained import pretrained_path
 from harness.core.errors import HarnessError
 from harness.core.io import result_line
-from harness.study.spec import load_spec
+from harness.verbs.options import add_upstream_arguments
 
 HELP = "write each arm's upstream child config (DIR/<arm>.py) and DIR/diff.txt"
 
@@ -21,32 +23,16 @@ HELP = "write each arm's upstream child config (DIR/<arm>.py) and DIR/diff.txt"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the derive verb."""
     parser.add_argument('--spec', type=Path, required=True, help='an upstream experiment spec')
+    parser.add_argument('--data', type=Path, default=None, help="prepared S3DIS root (default: the spec's)")
     add_upstream_arguments(parser)
     parser.add_argument('--out', type=Path, required=True, help='folder for <arm>.py and diff.txt')
     parser.add_argument('--seed', type=int, default=None, help="randomness.seed (default: the spec's first)")
     parser.add_argument('--force', action='store_true', help='replace existing files in --out')
 
 
-def add_upstream_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by derive and the upstream backend of run."""
-    parser.add_argument('--upstream-root', type=Path, default=None,
-                        help="OneFormer3D checkout (default: $ONEFORMER3D_ROOT, else the spec's upstream.root)")
-    parser.add_argument('--data', type=Path, default=None, help="prepared S3DIS root (default: the spec's)")
-    parser.add_argument('--epochs', type=int, default=None,
-                        help="schedule override (default: the spec's); PolyLR's end follows it")
-    parser.add_argument('--cache', type=Path, default=DEFAULT_CACHE, help='pretrained checkpoint cache')
-
-
-def upstream_root(spec: dict, given: Path | None) -> Path:
-    """--upstream-root, else $ONEFORMER3D_ROOT, else the spec's (the images' fixed path)."""
-    import os
-    root = given or os.environ.get('ONEFORMER3D_ROOT') or spec['upstream']['root']
-    return Path(root).resolve()
-
-
 def run(args: argparse.Namespace) -> int:
     """Derive, load back, assert the one-key diff, print where the files are."""
-    spec = load_spec(args.spec)
+    spec, _ = backends.load(args.spec)
     if spec['backend'] != 'upstream':
         raise HarnessError(f'{args.spec}: backend {spec["backend"]!r}; derive writes upstream configs '
                            '(native runs save their config.json in the run record)')
@@ -54,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     out = write_arm_configs(spec, args.spec, upstream_root(spec, args.upstream_root), args.out, seed,
                             data_root=(args.data or Path(spec['data']['root'])).resolve(),
                             load_from=pretrained_path(spec, args.cache), epochs=args.epochs,
-                            overwrite=args.force)
+                            iters=args.iters, overwrite=args.force)
     for arm, diff in out['diffs'].items():
         print(f'{arm} vs hungarian: {len(diff)} flattened keys differ, all under model.criterion.inst_criterion')
     print(result_line('derive', 'ok', configs={a: str(p) for a, p in out['configs'].items()},

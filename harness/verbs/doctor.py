@@ -164,10 +164,10 @@ def check_minkowski() -> Check:
 
 def check_upstream(spec_path: Path, given: Path | None) -> list[Check]:
     """The checkout: present, at the spec's commit, unmodified, importable."""
-    from harness.verbs.derive import upstream_root
+    from harness import backends
+    from harness.backends.upstream.backend import upstream_root
     from harness.core.env import git_state
-    from harness.study.spec import load_spec
-    spec = load_spec(spec_path)
+    spec, _ = backends.load(spec_path)
     root = upstream_root(spec, given)
     want = spec['upstream']['commit']
     if not (root / spec['upstream']['config']).is_file():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli import add_module_parsers
+from harness.verbs import add_module_parsers
 
 HELP = 'studies on synthetic problems (toy: criteria on free parameters)'
 TARGETS = {'toy': 'harness.toy.study'}

@@ -3,8 +3,7 @@
 Why: MinkowskiEngine is the most fragile build in upstream's stack and has no
 Hopper support, yet the S3DIS model only uses it to voxelise the input in
 ``S3DISOneFormer3D.collate`` (its backbone is spconv). This module implements
-exactly that, with MinkowskiEngine's documented semantics
-(docs: ../../shared/docs/specs/me-and-spconv.md in the project's workplace):
+exactly that, with MinkowskiEngine's documented semantics:
 
 * ``utils.batch_sparse_collate([(coords, feats), ...])`` -> int32 (N, 4)
   coordinates ``[batch, floor(x), floor(y), floor(z)]`` and the concatenated

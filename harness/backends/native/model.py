@@ -1,4 +1,4 @@
-"""A compact model of OneFormer3D's S3DIS family (specs/oneformer3d-interface.md, "Decoder facts").
+"""A compact model of OneFormer3D's S3DIS family (upstream's S3DISOneFormer3D decoder, scaled down).
 
 SpConv U-Net over 5 cm voxels -> query decoder (learned instance + semantic
 queries; per layer: masked cross-attention to voxel features, self-attention,
@@ -8,6 +8,8 @@ queries get a semantic cross-entropy, the instance queries the configured
 """
 from __future__ import annotations
 
+import time
+
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
@@ -15,7 +17,7 @@ from torch import Tensor, nn
 
 from influencerformer import InstanceGT
 
-from harness.study.criteria import build_criterion
+from harness.study.arms import build_criterion
 from harness.backends.native.postprocess import predict_instances
 from harness.backends.spconv_shim import apply_cpu_stream_shim
 from harness.backends.native.voxel import voxel_gt, voxelise
@@ -155,8 +157,13 @@ class NativeOneFormer3D(BaseModel):
             sem_labels.append(sem)
         layers = [{'cls_preds': [p[i][0][:n] for p in preds], 'scores': [p[i][1][:n] for p in preds],
                    'masks': [p[i][2][:n] for p in preds]} for i in range(len(preds[0]))]
+        if not all(torch.isfinite(m).all() for m in layers[-1]['masks']):
+            raise FloatingPointError('model outputs became non-finite')   # e.g. NaN weights after a bad step
         pred = dict(layers[-1], aux_outputs=layers[:-1])
+        start = time.perf_counter()
         out = self.inst_criterion(pred, gts)
+        # forward time of the instance criterion (its backward runs inside the whole model's)
+        out['criterion_ms'] = torch.tensor(1000 * (time.perf_counter() - start))
         sem = sum(F.cross_entropy(p[i][2][n:].T, y) for p, y in zip(preds, sem_labels)
                   for i in range(len(p))) / len(preds)
         out['sem_loss'] = self.sem_loss_weight * sem

@@ -1,20 +1,22 @@
-"""Train the native model through mmengine's Runner, then predict the test area's rooms."""
+"""Train the native model through mmengine's Runner; predict rooms with it."""
 from __future__ import annotations
 
 import contextlib
 import os
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from harness.study.curves import merge_scalars
+from harness.core.errors import HarnessError
 from harness.data import read_room
 from harness.data.reader import list_rooms
 from harness.evaluation.predictions import save_predictions
+from harness.study.curves import merge_scalars
 
 
 def normalise(points: np.ndarray) -> torch.Tensor:
@@ -54,22 +56,27 @@ def collate(items: list[dict]) -> dict:
     return {'scenes': items}
 
 
+def val_interval(cfg) -> int:
+    """Iterations between validations on the test area (``train.val_interval``; default: 5 per run)."""
+    return int(cfg.train.get('val_interval') or max(1, cfg.train.iters // 5))
+
+
 def runner_for(cfg, work_dir: Path, resume: bool = False):
-    """An mmengine Runner (iteration-based, scalars.json logs, periodic checkpoints) for one run.
+    """An mmengine Runner (iteration-based, scalars.json + TensorBoard logs, checkpoints) for one run.
 
     ``resume``: continue from the last checkpoint mmengine recorded in ``work_dir``.
     """
     from mmengine.dataset import InfiniteSampler
     from mmengine.runner import Runner, set_random_seed
 
-    from harness.backends.native.hooks import ProgressHook
+    from harness.backends.native.hooks import DivergenceHook, ProgressHook, ValidationHook
     from harness.backends.native.model import NativeOneFormer3D
     # Seed before the model and the loader exist: Runner seeds only when it starts,
     # after both were built from whatever state the RNGs had.
     set_random_seed(cfg.randomness.seed, deterministic=cfg.randomness.deterministic)
     model_cfg = dict(cfg.model)
     model_cfg.pop('type')
-    dataset = RoomsDataset(cfg.data.root, cfg.data.train_areas, cfg.data.num_points, cfg.randomness.seed)
+    dataset = RoomsDataset(cfg.data.root, cfg.data.train_areas, cfg.data.get('num_points'), cfg.randomness.seed)
     # Infinite: mmengine's iteration loop sleeps 2 s whenever a finite loader restarts.
     loader = DataLoader(dataset, batch_size=cfg.train.batch_size, collate_fn=collate,
                         sampler=InfiniteSampler(dataset, shuffle=True, seed=cfg.randomness.seed))
@@ -83,9 +90,12 @@ def runner_for(cfg, work_dir: Path, resume: bool = False):
                            # every ~10% of the run, so an interrupted run resumes close to where it stopped
                            checkpoint=dict(type='CheckpointHook', interval=max(1, cfg.train.iters // 10),
                                            by_epoch=False, max_keep_ckpts=2)),
-        custom_hooks=[ProgressHook()], resume=resume,
-        log_processor=dict(by_epoch=False),
-        visualizer=dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')]),
+        custom_hooks=[DivergenceHook(), ValidationHook(cfg.data.root, cfg.data.test_area, val_interval(cfg)),
+                      ProgressHook()],
+        resume=resume, log_processor=dict(by_epoch=False),
+        # TensorBoard next to the local scalars: `tensorboard --logdir work_dirs` watches live runs
+        visualizer=dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend'),
+                                                         dict(type='TensorboardVisBackend')]),
         randomness=dict(seed=cfg.randomness.seed, deterministic=cfg.randomness.deterministic),
         # unique: mmengine keeps one logger/visualizer per experiment name, and its
         # default (a timestamp) is shared by runs started within the same second
@@ -93,33 +103,65 @@ def runner_for(cfg, work_dir: Path, resume: bool = False):
         log_level='WARNING')
 
 
-def train_and_predict(cfg, run_dir: Path) -> dict:
-    """Train (resuming from this run's own last checkpoint if any), then predict every test room.
+def train(cfg, work_dir: Path) -> dict:
+    """Train, resuming from this run's own last checkpoint if there is one.
 
     Returns:
-        dict with ``iterations``, ``s_per_iter``, ``scalars`` (path of
-        vis_data/scalars.json), ``predictions`` (folder of <room>.npz).
+        ``model`` (trained, eval mode), ``iterations`` (done in all sessions),
+        ``iters_this_session``, ``seconds``, ``scalars`` (merged scalars.json),
+        ``checkpoint`` (the last one), ``resumed``.
+
+    Raises:
+        HarnessError: the loss or the model's outputs became non-finite (names the iteration).
     """
-    work_dir = run_dir / 'work_dir'
+    work_dir = Path(work_dir)
     resume = (work_dir / 'last_checkpoint').exists()
+    if not resume and any(work_dir.glob('iter_*.pth')):
+        raise HarnessError(f'{work_dir}: checkpoints but no last_checkpoint marker; move the folder away '
+                           '(its training state is unknown) and run again')
     runner = runner_for(cfg, work_dir, resume=resume)
     start = time.perf_counter()
     # torch >= 2.6 loads weights only by default, which mmengine's resume cannot
     # use; lifted only here, for checkpoints this harness wrote into its own work dir.
-    with _full_checkpoint_load(resume):
+    with _full_checkpoint_load(resume), _divergence_errors(runner):
         runner.train()
     seconds = time.perf_counter() - start
-    scalars = merge_scalars(work_dir)
-    model = runner.model.eval()
-    out = run_dir / 'predictions'
+    first = _hook(runner, 'DivergenceHook').first_iter   # the iteration this session resumed at
+    checkpoint = work_dir / Path((work_dir / 'last_checkpoint').read_text().strip()).name
+    return {'model': runner.model.eval(), 'iterations': runner.iter, 'iters_this_session': runner.iter - first,
+            'seconds': seconds, 'scalars': merge_scalars(work_dir), 'checkpoint': checkpoint, 'resumed': resume}
+
+
+def _hook(runner, name: str):
+    return next(h for h in runner.hooks if type(h).__name__ == name)
+
+
+@contextlib.contextmanager
+def _divergence_errors(runner) -> Iterator[None]:
+    """Non-finite losses or outputs -> one HarnessError naming the iteration and the last finite loss."""
+    try:
+        yield
+    except FloatingPointError as err:
+        hook = _hook(runner, 'DivergenceHook')
+        last = f'{hook.last_finite:.6g}' if hook.last_finite is not None else 'none'
+        raise HarnessError(f'{err} at iteration {runner.iter + 1} (last finite loss {last}); the run diverged: '
+                           'lower the learning rate or check the criterion') from None
+
+
+def predict_rooms(model, root: Path, area: int, bar: bool = True) -> Iterator[tuple[str, dict]]:
+    """(room name, prediction) for every room of ``area``; prediction tensors as the evaluator's keys."""
     with torch.no_grad():
-        for name in tqdm(list_rooms(cfg.data.root, cfg.data.test_area), desc='predict', unit='room'):
-            room = read_room(cfg.data.root, name)
-            pred = model([{'points': normalise(room.points)}], mode='predict')[0]
-            save_predictions(out / f'{name}.npz', pred['pred_masks'].numpy(), pred['pred_labels'].numpy(),
-                             pred['pred_scores'].numpy(), overwrite=True)
-    return {'iterations': cfg.train.iters, 's_per_iter': seconds / cfg.train.iters,
-            'scalars': scalars, 'predictions': out, 'resumed': resume}
+        for name in tqdm(list_rooms(root, area), desc='predict', unit='room', leave=False, disable=not bar):
+            room = read_room(root, name)
+            yield name, model([{'points': normalise(room.points)}], mode='predict')[0]
+
+
+def predict(model, root: Path, area: int, out: Path) -> Path:
+    """Every test room's predictions as ``<out>/<room>.npz`` (rewritten: derived from the checkpoint)."""
+    for name, pred in predict_rooms(model, root, area):
+        save_predictions(Path(out) / f'{name}.npz', pred['pred_masks'].numpy(), pred['pred_labels'].numpy(),
+                         pred['pred_scores'].numpy(), overwrite=True)
+    return Path(out)
 
 
 @contextlib.contextmanager

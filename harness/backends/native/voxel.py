@@ -3,7 +3,7 @@
 Per scene: voxel coordinates floor((xyz - min xyz) / voxel_size); voxel features
 are the unweighted mean over the voxel's points of [rgb_norm, xyz - mean(xyz)];
 every point keeps its voxel index (the inverse map). GT masks over voxels are a
-majority vote of the points (specs/s3dis-format.md).
+majority vote of the points (upstream's S3DIS collate).
 """
 from __future__ import annotations
 

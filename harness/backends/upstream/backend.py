@@ -1,43 +1,50 @@
 """The upstream backend: OneFormer3D's own tools/train.py and tools/test.py on derived configs.
 
-One run (arm, seed):
-1. derive ``<work>/configs/{hungarian,<arm>}.py`` (+ diff, asserted) and save
-   them in the run record;
+For each run the runner asks it to
+1. derive the arm's child config over upstream's (and the baseline's, to
+   prove the one-key difference) -- ``derive``;
 2. train with upstream's tools/train.py (``--resume`` from the run's own last
-   checkpoint after an interruption; ``torchrun`` for ``--gpus N``);
-3. inspect the last checkpoint's spconv layout (spconv_ckpt) and fix a copy
-   only when mmdet3d's loader would scramble it;
-4. test with upstream's tools/test.py through a child config that adds our
-   prediction dump and a metrics dump (upstream_plugin);
-5. evaluate the dump with our evaluator and require upstream's own
-   ``all_ap`` / ``all_ap_50%`` / ``all_ap_25%`` to agree within 1e-6;
-6. metrics.json, curves.csv, status finished.
-Steps leave markers in ``<work>``, so a re-run resumes where it stopped.
+   checkpoint after an interruption; ``torchrun`` for ``--gpus N``) -- ``train``;
+3. inspect the last checkpoint's spconv layout (spconv_ckpt), fixing a copy
+   only where mmdet3d's loader would scramble it, and test it with upstream's
+   tools/test.py through a child config that adds our prediction and metrics
+   dumps (plugin) -- ``predict``;
+4. require upstream's own ``all_ap`` / ``all_ap_50%`` / ``all_ap_25%`` to
+   equal our evaluator's within 1e-6 -- ``check_metrics``.
+Markers in the work dir (``TRAINED``, ``upstream_metrics.json``) let a re-run
+resume where it stopped.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from harness.study.curves import merge_scalars, write_curves
-from harness.core.errors import HarnessError
-from harness.verbs.evaluate import evaluate_folder
-from harness.core.io import atomic_write
-from harness.study.records import finish_run, sha256_file, start_run, update_record, write_metrics
 from harness.backends.upstream import spconv_ckpt
-from harness.backends.upstream.pretrained import ensure_pretrained
 from harness.backends.upstream.config import load_resolved, render_child, write_arm_configs
+from harness.backends.upstream.pretrained import ensure_pretrained, pretrained_path
+from harness.core.errors import HarnessError
+from harness.core.io import atomic_write
 from harness.core.paths import REPO
+from harness.study.backend import Backend, Derived, RunContext, RunOptions, Trained
+from harness.study.curves import merge_scalars
+from harness.study.matrix import RunPoint
+from harness.study.spec import check_backend_keys, check_keys
 
 # Our metric key -> upstream's logged key (UnifiedSegMetric).
 CROSS_CHECK = {'ap': 'all_ap', 'ap50': 'all_ap_50%', 'ap25': 'all_ap_25%'}
 TOLERANCE = 1e-6
+
+
+def upstream_root(spec: dict, given: Path | None) -> Path:
+    """--upstream-root, else $ONEFORMER3D_ROOT, else the spec's (the images' fixed path)."""
+    root = given or os.environ.get('ONEFORMER3D_ROOT') or spec['upstream']['root']
+    return Path(root).resolve()
 
 
 class Upstream:
@@ -66,10 +73,9 @@ class Upstream:
     def env(self, threads: int | None) -> dict[str, str]:
         """Upstream importable (``oneformer3d`` for custom_imports), our packages too."""
         env = dict(os.environ)
-        ours = str(REPO)
-        env['PYTHONPATH'] = os.pathsep.join(p for p in (str(self.root), ours, env.get('PYTHONPATH')) if p)
+        env['PYTHONPATH'] = os.pathsep.join(p for p in (str(self.root), str(REPO), env.get('PYTHONPATH')) if p)
         # Checkpoints loaded here are this run's own or the hash-checked pretrained one;
-        # torch >= 2.6 would refuse mmengine's pickled metadata otherwise (specs/environment.md).
+        # torch >= 2.6 would refuse mmengine's pickled metadata otherwise.
         env['TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'] = '1'
         if threads:
             env['OMP_NUM_THREADS'] = str(threads)
@@ -81,106 +87,106 @@ class Upstream:
         return git_state(self.root)['sha']
 
 
-def run_all(spec: dict, spec_path: Path, args: argparse.Namespace, matrix: list[tuple[str, int]]) -> dict[str, str]:
-    """Every (arm, seed); a failed run is recorded and the others go on."""
-    from harness.verbs.derive import upstream_root
-    upstream = Upstream(upstream_root(spec, args.upstream_root), args.gpus)
-    check_commit(upstream, spec, args.allow_other_commit)
-    commit = upstream.commit()
-    pretrained = ensure_pretrained(spec, args.cache)
-    status = {}
-    for arm, seed in matrix:
-        status[f'{arm}/s{seed}'] = one_run(spec, spec_path, arm, seed, args, upstream, commit, pretrained)
-        print(f'{arm} seed {seed}: {status[f"{arm}/s{seed}"]}', flush=True)
-    return status
+class UpstreamBackend(Backend):
+    """Unmodified OneFormer3D at a pinned commit (in the images, or a checkout named by the user)."""
 
+    name = 'upstream'
+    spec_keys = (frozenset({'upstream', 'schedule', 'pretrained'}), frozenset({'randomness', 'overrides'}))
+    location_keys = ('*data_root', 'load_from')
 
-def check_commit(upstream: Upstream, spec: dict, allow_other: bool) -> None:
-    """The checkout must be the spec's commit, unless the user says otherwise (then it is recorded)."""
-    want, have = spec['upstream']['commit'], upstream.commit()
-    if have != want and not allow_other:
-        raise HarnessError(f'{upstream.root}: upstream at {have or "an unknown commit (not git)"}, the spec pins '
-                           f'{want[:7]}; check out {want[:7]} or pass --allow-other-commit (recorded)')
+    def validate(self, spec: dict) -> None:
+        path = spec['_path']
+        check_backend_keys(path, spec, set(self.spec_keys[0]), set(self.spec_keys[1]))
+        check_keys(f'{path}: upstream', spec['upstream'], {'repo', 'commit', 'root', 'config'}, set())
+        check_keys(f'{path}: schedule', spec['schedule'], set(), {'epochs', 'iters', 'val_interval'})
+        if spec['pretrained'] is not None:
+            check_keys(f'{path}: pretrained', spec['pretrained'], {'url'}, {'sha256'})
 
+    def prepare(self, spec: dict, options: RunOptions) -> dict:
+        """The checkout (at the pinned commit unless allowed otherwise) and the pretrained backbone."""
+        self.upstream = Upstream(upstream_root(spec, options.upstream_root), options.gpus)
+        want, have = spec['upstream']['commit'], self.upstream.commit()
+        if have != want and not options.allow_other_commit:
+            raise HarnessError(f'{self.upstream.root}: upstream at {have or "an unknown commit (not git)"}, the '
+                               f'spec pins {want[:7]}; check out {want[:7]} or pass --allow-other-commit (recorded)')
+        self.pretrained = ensure_pretrained(spec, options.cache)
+        return {'upstream': {'root': str(self.upstream.root), 'commit': have, 'pinned': want},
+                'pretrained': self.pretrained, 'gpus': options.gpus,
+                'epochs': options.epochs, 'iters': options.iters}
 
-def one_run(spec: dict, spec_path: Path, arm: str, seed: int, args: argparse.Namespace,
-            upstream: Upstream, commit: str | None, pretrained: dict | None) -> str:
-    """Derive, train, test, evaluate and cross-check one (arm, seed); returns its final status."""
-    folder, action = start_run(args.runs, spec['experiment'], arm, seed, backend='upstream', force=args.force,
-                               upstream={'root': str(upstream.root), 'commit': commit,
-                                         'pinned': spec['upstream']['commit']},
-                               pretrained=pretrained, gpus=args.gpus)
-    if action == 'done':
-        return 'done (already finished)'
-    work = Path(args.work_dirs).resolve() / folder.name
-    try:
-        configs = derive_run(spec, spec_path, arm, seed, args, upstream, pretrained, work, folder)
+    def derive(self, spec: dict, point: RunPoint, options: RunOptions, data_root: Path) -> Derived:
+        """The arm's child config (and the baseline's), loaded back and checked by mmengine."""
+        with tempfile.TemporaryDirectory(prefix='derive-') as tmp:
+            out = write_arm_configs(spec, Path(spec['_path']), self.upstream.root, Path(tmp), point.seed,
+                                    Path(data_root).resolve(), pretrained_path(spec, options.cache),
+                                    arms=[point.arm], epochs=options.epochs, iters=options.iters,
+                                    ablation=point.ablation_dict)
+            files = {p.name: p.read_text() for p in out['configs'].values()}
+        resolved = out['resolved'][point.arm]
+        loop = resolved['train_cfg']
+        return Derived(config=resolved, diff=out['diffs'].get(point.arm, []), files=files,
+                       iterations=loop.get('max_iters') if loop.get('type') == 'IterBasedTrainLoop' else None)
+
+    def train(self, ctx: RunContext) -> Trained:
+        """Upstream's train.py; skipped when this run already trained. Returns the last checkpoint."""
+        work, done = ctx.work_dir, ctx.work_dir / 'TRAINED'
+        logs_before = set(work.glob('*/vis_data/scalars.json'))
         t0 = time.perf_counter()
-        checkpoint = train(upstream, configs[arm], work, spec.get('threads'))
-        train_s = time.perf_counter() - t0
-        test_ckpt, layout = spconv_ckpt.prepare_for_test(checkpoint, work / 'test_checkpoint.pth')
-        update_record(folder, checkpoint={'evaluated': 'last', 'path': str(checkpoint), 'best': None,
-                                          'spconv_layout': layout.as_record()})
-        upstream_metrics = test(upstream, configs[arm], test_ckpt, work, spec.get('threads'))
-        _, metrics = evaluate_folder(work / 'predictions', data_root(spec, args), spec['data']['test_area'])
-        metrics['upstream_cross_check'] = cross_check(metrics, upstream_metrics)
-        write_metrics(folder, metrics)
-        scalars = merged_scalars(work)
-        if scalars is not None:
-            write_curves(scalars, folder)
-        finish_run(folder, timing={'train_s': round(train_s, 1)}, resumed_from_checkpoint=action == 'resume')
-        return 'finished'
-    except Exception as err:  # noqa: BLE001 - recorded, then the next run goes on
-        finish_run(folder, status='failed', error=f'{type(err).__name__}: {err}')
-        print(f'error: {arm} seed {seed}: {err}', file=sys.stderr)
-        return 'failed'
+        if not done.exists():
+            resume = (work / 'last_checkpoint').exists()
+            config = work / 'configs' / f'{ctx.point.arm}.py'
+            cmd = self.upstream.command('train', str(config), '--work-dir', str(work),
+                                        *(['--resume'] if resume else []))
+            try:
+                call(cmd, self.upstream, ctx.spec.get('threads'), work / 'train.cmd')
+            except HarnessError as err:
+                raise diverged(work) or err
+            atomic_write(done, str(last_checkpoint(work)) + '\n', overwrite=True)
+        seconds = time.perf_counter() - t0
+        scalars = merge_scalars(work) if list(work.glob('*/vis_data/scalars.json')) else None
+        new_logs = set(work.glob('*/vis_data/scalars.json')) - logs_before
+        return Trained(iterations=_train_steps(scalars), seconds=seconds,
+                       iters_this_session=sum(_train_rows(p) for p in new_logs), scalars=scalars,
+                       checkpoint=Path(done.read_text().strip()))
+
+    def predict(self, ctx: RunContext, trained: Trained) -> Path:
+        """Upstream's test.py on the last checkpoint (spconv layout checked), with our dumps added."""
+        work = ctx.work_dir
+        checkpoint, layout = spconv_ckpt.prepare_for_test(trained.checkpoint, work / 'test_checkpoint.pth')
+        self.spconv_layout = layout.as_record()
+        self.upstream_metrics = test(self.upstream, work / 'configs' / f'{ctx.point.arm}.py', checkpoint, work,
+                                     ctx.spec.get('threads'))
+        return work / 'predictions'
+
+    def check_metrics(self, ctx: RunContext, metrics: dict) -> dict:
+        return {'upstream_cross_check': cross_check(metrics, self.upstream_metrics),
+                'spconv_layout': self.spconv_layout}
 
 
-def data_root(spec: dict, args: argparse.Namespace) -> Path:
-    return Path(args.data or spec['data']['root']).resolve()
+def diverged(work: Path) -> HarnessError | None:
+    """The divergence our plugin's hook recorded, as one clear error (None if it did not diverge)."""
+    path = work / 'DIVERGED.json'
+    if not path.exists():
+        log = work / 'train.log'
+        if log.exists() and 'contains invalid numeric entries' in log.read_text()[-20000:]:
+            return HarnessError('model outputs became non-finite (the Hungarian matcher saw NaN costs); '
+                                f'the run diverged: see {log}')
+        return None
+    info = json.loads(path.read_text())
+    return HarnessError(f'loss became {info["loss"]} at iteration {info["iteration"]} (last finite loss '
+                        f'{info["last_finite"]}); the run diverged: lower the learning rate or check the criterion')
 
 
-def derive_run(spec: dict, spec_path: Path, arm: str, seed: int, args: argparse.Namespace,
-               upstream: Upstream, pretrained: dict | None, work: Path, folder: Path) -> dict[str, Path]:
-    """The run's configs in ``<work>/configs``; a resumed run must derive the very same files."""
-    fresh = work / 'configs.new'
-    if fresh.exists():
-        shutil.rmtree(fresh)  # our own scratch from an interrupted derivation, never user data
-    out = write_arm_configs(spec, spec_path, upstream.root, fresh, seed, data_root(spec, args),
-                            Path(pretrained['path']) if pretrained else None, arms=[arm],
-                            epochs=args.epochs, iters=args.iters)
-    final = work / 'configs'
-    if final.exists():
-        changed = [p.name for p in fresh.iterdir() if not (final / p.name).exists()
-                   or (final / p.name).read_bytes() != p.read_bytes()]
-        if changed:
-            raise HarnessError(f'{final}: {", ".join(changed)} differ from what the spec derives now; the spec, '
-                               'upstream or the options changed since this run started: pass --force for a new '
-                               'attempt (the old one is kept)')
-        shutil.rmtree(fresh)
-    else:
-        fresh.rename(final)
-    record_dir = folder / 'configs'
-    record_dir.mkdir(exist_ok=True)
-    for p in sorted(final.iterdir()):
-        atomic_write(record_dir / p.name, p.read_bytes(), overwrite=True)
-    diff = out['diffs'].get(arm, [])
-    update_record(folder, config={'path': str(record_dir / f'{arm}.py'),
-                                  'sha256': sha256_file(final / f'{arm}.py')},
-                  config_diff=diff, epochs=args.epochs, iters=args.iters)
-    return {name: final / f'{name}.py' for name in out['configs']}
+def _train_rows(path: Path) -> int:
+    return sum(1 for line in path.read_text().splitlines() if '"loss"' in line)
 
 
-def train(upstream: Upstream, config: Path, work: Path, threads: int | None) -> Path:
-    """Upstream's train.py; skipped when this run already trained. Returns the last checkpoint."""
-    done = work / 'TRAINED'
-    if not done.exists():
-        resume = (work / 'last_checkpoint').exists()
-        cmd = upstream.command('train', str(config), '--work-dir', str(work), *(['--resume'] if resume else []))
-        call(cmd, upstream, threads, work / 'train.cmd')
-        checkpoint = last_checkpoint(work)
-        atomic_write(done, str(checkpoint) + '\n', overwrite=True)
-    return Path(done.read_text().strip())
+def _train_steps(scalars: Path | None) -> int:
+    """The last training iteration logged (mmengine logs train lines at the global iteration)."""
+    if scalars is None:
+        return 0
+    steps = [json.loads(line).get('step', 0) for line in scalars.read_text().splitlines() if '"loss"' in line]
+    return int(max(steps, default=0))
 
 
 def last_checkpoint(work: Path) -> Path:
@@ -191,7 +197,7 @@ def last_checkpoint(work: Path) -> Path:
     path = Path(marker.read_text().strip())
     path = path if path.is_absolute() else work / path.name
     if not path.exists():
-        raise HarnessError(f'{marker} names {path}, which does not exist')
+        raise HarnessError(f'{marker} names {path}, which does not exist; move {work} away and run again')
     return path
 
 
@@ -207,7 +213,7 @@ def test(upstream: Upstream, config: Path, checkpoint: Path, work: Path, threads
     call(upstream.command('test', str(test_config), str(checkpoint), '--work-dir', str(work / 'test')),
          upstream, threads, work / 'test.cmd')
     if not metrics_file.exists():
-        raise HarnessError(f'{test_config}: upstream\'s test wrote no metrics; see {work / "test"}')
+        raise HarnessError(f'{test_config}: upstream\'s test wrote no metrics; see {work / "test.log"}')
     return json.loads(metrics_file.read_text())
 
 
@@ -227,16 +233,26 @@ def write_test_config(config: Path, preds: Path, metrics_file: Path) -> Path:
 
 
 def call(cmd: list[str], upstream: Upstream, threads: int | None, log_cmd: Path) -> None:
-    """Run an upstream tool in the foreground (its own progress and logs); non-zero exit -> error.
+    """Run an upstream tool in the foreground; its output is shown and kept in ``<step>.log``.
 
     The command line is saved as ``log_cmd`` so that a failed step can be re-run by hand.
+
+    Raises:
+        HarnessError: a non-zero exit (naming the log and the command file).
     """
     atomic_write(log_cmd, ' '.join(cmd) + '\n', overwrite=True)
+    log = log_cmd.with_suffix('.log')
     print('$ ' + ' '.join(cmd), flush=True)
-    proc = subprocess.run(cmd, env=upstream.env(threads), cwd=upstream.root)
-    if proc.returncode != 0:
-        raise HarnessError(f'upstream {log_cmd.stem} exited with {proc.returncode} (its log is above; '
-                           f'the command is in {log_cmd})')
+    with open(log, 'a', encoding='utf-8') as keep:
+        proc = subprocess.Popen(cmd, env=upstream.env(threads), cwd=upstream.root, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            keep.write(line)
+        code = proc.wait()
+    if code != 0:
+        raise HarnessError(f'upstream {log_cmd.stem} exited with {code}; its log is {log}, '
+                           f'the command is in {log_cmd}')
 
 
 def cross_check(ours: dict, upstream_metrics: dict) -> dict:
@@ -255,10 +271,3 @@ def cross_check(ours: dict, upstream_metrics: dict) -> dict:
             raise HarnessError(f'evaluator cross-check failed: our {key} {mine} vs upstream {theirs_key} {theirs} '
                                f'(|diff| {diff:.2e} > {TOLERANCE}); the run is not trusted, report this')
     return {'tolerance': TOLERANCE, 'values': rows, 'passed': True}
-
-
-def merged_scalars(work: Path) -> Path | None:
-    """Training scalars of every log folder of the run (a resume starts a new one); None if none."""
-    if not list(work.glob('*/vis_data/scalars.json')):
-        return None
-    return merge_scalars(work)

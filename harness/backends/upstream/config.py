@@ -1,14 +1,14 @@
 """Upstream run configs: child config FILES over OneFormer3D's, one per arm.
 
 Why files: mmengine honours ``custom_imports`` only when a config file is
-loaded (specs/upstream-on-cpu.md), and upstream's tools/train.py takes a path.
+loaded, and upstream's tools/train.py takes a path.
 Each arm's file is ``_base_ = [<upstream config>]`` plus the smallest overlay
 that sets the runtime keys (the same for every arm) and, for Influencer arms,
 ``model.criterion.inst_criterion`` with ``_delete_=True`` (without it
 upstream's matcher keys would be merged into our criterion's kwargs).
 The overlay is checked by loading every file back through mmengine: the
 resolved config must equal the intended one, and two arms must differ in
-exactly ``model.criterion.inst_criterion``.
+exactly ``model.criterion.inst_criterion`` (harness.study.arms).
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from harness.study.arms import CRITERION_KEY, config_diff
-from harness.study.criteria import load_criteria
 from harness.core.errors import HarnessError
+from harness.core.tree import config_diff, set_dotted
+from harness.study.arms import ARM_KEY, BASELINE, block, check_baseline_block, one_key_diff, with_arm
 
 # Modules the run configs import through custom_imports, after upstream's own.
 PLUGINS = ['influencerformer.mmdet3d_plugin', 'harness.backends.upstream.plugin']
@@ -63,7 +63,8 @@ def _plain(value: Any) -> Any:
 
 
 def runtime_config(base: dict, spec: dict, seed: int, load_from: Path | None,
-                   data_root: Path, epochs: int | None = None, iters: int | None = None) -> dict:
+                   data_root: Path, epochs: int | None = None, iters: int | None = None,
+                   ablation: dict[str, Any] | None = None) -> dict:
     """Upstream's resolved config with the runtime keys every arm shares.
 
     The work_dir is NOT a config key: it differs per arm, so it is passed as
@@ -76,6 +77,7 @@ def runtime_config(base: dict, spec: dict, seed: int, load_from: Path | None,
         load_from: the pretrained checkpoint, or None for random init.
         data_root: prepared S3DIS root, set on every dataset.
         epochs / iters: schedule override (``EPOCHS=``); default from the spec.
+        ablation: dotted keys of an ablation point's ``config:`` axes, set after the spec's overrides.
     """
     cfg = copy.deepcopy(base)
     cfg['custom_imports'] = {'imports': _imports(cfg), 'allow_failed_imports': False}
@@ -90,8 +92,15 @@ def runtime_config(base: dict, spec: dict, seed: int, load_from: Path | None,
     else:
         _epoch_schedule(cfg, int(epochs or schedule.get('epochs', cfg['train_cfg']['max_epochs'])),
                         int(schedule.get('val_interval', cfg['train_cfg'].get('val_interval', 1))))
+    # TensorBoard next to mmengine's local scalars (`tensorboard --logdir work_dirs`)
+    cfg['visualizer'] = {'type': 'Visualizer', 'vis_backends': [{'type': 'LocalVisBackend'},
+                                                                {'type': 'TensorboardVisBackend'}]}
+    # stop at the first non-finite loss with the iteration named (our plugin's hook)
+    cfg['custom_hooks'] = [*(cfg.get('custom_hooks') or []), {'type': 'InfluencerDivergenceCheck'}]
     for key, value in (spec.get('overrides') or {}).items():
-        set_dotted(cfg, key, value)
+        set_dotted(cfg, key, value, where="upstream's config (the spec's overrides)")
+    for key, value in (ablation or {}).items():
+        set_dotted(cfg, key, value, where="upstream's config (an ablation axis)")
     return cfg
 
 
@@ -126,7 +135,7 @@ def _epoch_schedule(cfg: dict, epochs: int, val_interval: int) -> None:
 
 
 def _iter_schedule(cfg: dict, iters: int) -> None:
-    """A few iterations, training only (specs/upstream-on-cpu.md): CI and smoke runs."""
+    """A few iterations, training only (no validation loop: it would need a val split): CI and smoke runs."""
     cfg['train_cfg'] = {'type': 'IterBasedTrainLoop', 'max_iters': iters, 'val_interval': iters + 1}
     for sched in _as_list(cfg.get('param_scheduler')):
         sched.update(by_epoch=False, end=iters)
@@ -140,41 +149,6 @@ def _iter_schedule(cfg: dict, iters: int) -> None:
 
 def _as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value] if value else []
-
-
-def set_dotted(cfg: dict, key: str, value: Any, full_key: str | None = None) -> None:
-    """``a.b.0.c`` = value, ``*`` meaning every element of a list.
-
-    Raises:
-        HarnessError: a path element that does not exist (so typos fail loudly).
-    """
-    head, _, rest = key.partition('.')
-    for parent, index in _children(cfg, head, last=not rest, full_key=full_key or key):
-        if rest:
-            set_dotted(parent[index], rest, value, full_key or key)
-        else:
-            parent[index] = copy.deepcopy(value)
-
-
-def _children(node: Any, head: str, last: bool, full_key: str) -> list[tuple[Any, Any]]:
-    """(container, index) pairs that ``head`` names in ``node``; a new key only as the last element."""
-    if isinstance(node, list):
-        if head == '*':
-            return [(node, i) for i in range(len(node))]
-        if head.isdigit() and int(head) < len(node):
-            return [(node, int(head))]
-    elif isinstance(node, dict) and (head in node or last):
-        return [(node, head)]
-    raise HarnessError(f'override {full_key!r}: no {head!r} there in upstream\'s config; '
-                       'check the spec\'s overrides')
-
-
-def arm_config(runtime: dict, arm: str, block: dict) -> dict:
-    """The arm's resolved config: runtime config + its inst_criterion (hungarian: upstream's)."""
-    cfg = copy.deepcopy(runtime)
-    if arm != 'hungarian':
-        cfg['model']['criterion']['inst_criterion'] = copy.deepcopy(block)
-    return cfg
 
 
 def overlay(base: Any, new: Any) -> Any:
@@ -200,36 +174,15 @@ def render_child(base_path: Path, patch: dict, header: str) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def arm_diff(hungarian: dict, other: dict, block: dict) -> list[str]:
-    """Flattened differences between two resolved arms; anything but the criterion is an error.
-
-    Also checks that the arm's resolved inst_criterion is its criteria.yaml
-    block exactly (a missing ``_delete_`` would leak upstream's keys into it).
-    """
-    diff = config_diff(hungarian, other)
-    stray = [d for d in diff if not d.startswith(CRITERION_KEY + '.') and not d.startswith(CRITERION_KEY + ':')]
-    if stray:
-        raise HarnessError('derived arms differ outside model.criterion.inst_criterion: ' + '; '.join(stray[:5]))
-    got = other['model']['criterion']['inst_criterion']
-    if _plain(block) != got:
-        raise HarnessError(f'resolved inst_criterion {got} is not the arm\'s block {block} '
-                           '(a merge leaked keys; the overlay needs _delete_=True)')
-    return diff
-
-
-def check_hungarian(resolved: dict, criteria_file_block: dict) -> None:
-    """Upstream's own inst_criterion must be the ``hungarian`` block we record as published."""
-    got = resolved['model']['criterion']['inst_criterion']
-    if got != _plain(criteria_file_block):
-        raise HarnessError('upstream config\'s inst_criterion differs from baselines/criteria.yaml '
-                           f'hungarian ({got} vs {criteria_file_block}); wrong upstream commit?')
-
-
 def write_arm_configs(spec: dict, spec_path: Path, upstream_root: Path, out: Path, seed: int,
                       data_root: Path, load_from: Path | None,
                       arms: list[str] | None = None, epochs: int | None = None,
-                      iters: int | None = None, overwrite: bool = False) -> dict[str, Any]:
-    """Write ``out/<arm>.py`` per arm and ``out/diff.txt`` (hungarian vs each other arm).
+                      iters: int | None = None, overwrite: bool = False,
+                      ablation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``out/<arm>.py`` per arm and ``out/diff.txt`` (the baseline vs each other arm).
+
+    Args:
+        ablation: an ablation point, ``criterion.<key>`` / ``config.<dotted key>`` -> value.
 
     Returns:
         ``configs`` arm -> path, ``resolved`` arm -> resolved dict, ``diffs`` arm -> lines.
@@ -237,7 +190,7 @@ def write_arm_configs(spec: dict, spec_path: Path, upstream_root: Path, out: Pat
     Raises:
         HarnessError: upstream config missing, a file exists (unless
             ``overwrite``), a resolved file differs from its intent, or the
-            arms differ outside the criterion.
+            arms differ outside the arm key.
     """
     from harness.core.io import atomic_write
     base_path = Path(upstream_root).resolve() / spec['upstream']['config']
@@ -246,14 +199,16 @@ def write_arm_configs(spec: dict, spec_path: Path, upstream_root: Path, out: Pat
                            f'ONEFORMER3D_ROOT) to a checkout of {spec["upstream"]["repo"]} @ '
                            f'{spec["upstream"]["commit"][:7]}')
     base = load_resolved(base_path)
-    criteria = load_criteria()
-    check_hungarian(base, criteria['hungarian'])
-    runtime = runtime_config(base, spec, seed, load_from, data_root, epochs, iters)
-    arms = arms or spec['arms']
-    arms = ['hungarian'] + [a for a in arms if a != 'hungarian']
+    check_baseline_block(base['model']['criterion']['inst_criterion'], str(base_path))
+    ablation = ablation or {}
+    criterion = {k.split('.', 1)[1]: v for k, v in ablation.items() if k.startswith('criterion.')}
+    config = {k.split('.', 1)[1]: v for k, v in ablation.items() if k.startswith('config.')}
+    runtime = runtime_config(base, spec, seed, load_from, data_root, epochs, iters, config)
+    arms = [BASELINE] + [a for a in (arms or spec['arms']) if a != BASELINE]
     configs, resolved, diffs = {}, {}, {}
     for arm in arms:
-        intended = arm_config(runtime, arm, criteria[arm])
+        wanted = {} if arm == BASELINE else criterion
+        intended = with_arm(runtime, arm, wanted)
         header = HEADER.format(spec=spec_path, repo=spec['upstream']['repo'],
                                commit=spec['upstream']['commit'], arm=arm, seed=seed)
         text = render_child(base_path, overlay(base, intended), header)
@@ -263,9 +218,9 @@ def write_arm_configs(spec: dict, spec_path: Path, upstream_root: Path, out: Pat
         if wrong:
             raise HarnessError(f'{configs[arm]}: mmengine resolves it differently from the intent: '
                                + '; '.join(wrong[:5]))
-        if arm != 'hungarian':
-            diffs[arm] = arm_diff(resolved['hungarian'], resolved[arm], criteria[arm])
-    lines = [f'# {arm} vs hungarian: flattened keys that differ\n' + ''.join(d + '\n' for d in diff)
-             for arm, diff in diffs.items()]
+        if arm != BASELINE:
+            diffs[arm] = one_key_diff(resolved[BASELINE], resolved[arm], block(arm, wanted))
+    lines = [f'# {arm} vs {BASELINE}: flattened keys that differ (all under {ARM_KEY})\n'
+             + ''.join(d + '\n' for d in diff) for arm, diff in diffs.items()]
     atomic_write(Path(out) / 'diff.txt', '\n'.join(lines), overwrite=overwrite)
     return {'configs': configs, 'resolved': resolved, 'diffs': diffs}

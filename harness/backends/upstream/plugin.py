@@ -6,10 +6,13 @@
 * ``InfluencerMetricsDump`` (a hook): writes the metrics the test loop
   computed (upstream's ``all_ap``, ``all_ap_50%``, ``all_ap_25%``, ...) to a
   JSON file, for the built-in cross-check of our evaluator on every run.
+* ``InfluencerDivergenceCheck`` (a hook, added for every arm alike): stops
+  training at the first non-finite loss and leaves ``DIVERGED.json`` (the
+  iteration, the last finite loss) in the work dir for the harness to report.
 
 Both are registered in mmdet3d's registries under names upstream does not use.
 Importing this module also applies the spconv CPU backward shim when no GPU
-is visible (specs/me-and-spconv.md), so upstream's training runs on a CPU
+is visible (spconv's backward asks for a CUDA stream), so upstream's training runs on a CPU
 (the user's CI image) without touching upstream code; with CUDA it does nothing.
 """
 from __future__ import annotations
@@ -82,3 +85,27 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(value) else value
+
+
+@HOOKS.register_module(name='InfluencerDivergenceCheck')
+class DivergenceCheck(Hook):
+    """Raise at the first non-finite training loss; write ``<work_dir>/DIVERGED.json`` first."""
+
+    priority = 'VERY_HIGH'   # before the logger and the checkpoint: a NaN step is never saved
+
+    def __init__(self) -> None:
+        self.last_finite: float | None = None
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        loss = outputs.get('loss') if isinstance(outputs, dict) else None
+        if loss is None:
+            return
+        value = float(loss.detach()) if hasattr(loss, 'detach') else float(loss)
+        if math.isfinite(value):
+            self.last_finite = value
+            return
+        if is_main_process():
+            atomic_write(Path(runner.work_dir) / 'DIVERGED.json',
+                         json.dumps({'iteration': runner.iter + 1, 'loss': str(value),
+                                     'last_finite': self.last_finite}) + '\n', overwrite=True)
+        raise FloatingPointError(f'loss became {value} at iteration {runner.iter + 1}')

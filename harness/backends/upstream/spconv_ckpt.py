@@ -2,7 +2,7 @@
 
 mmdet3d's spconv loader permutes every sparse-conv weight by (4, 0, 1, 2, 3)
 unless the checkpoint's ``state_dict._metadata`` says version 2 for that
-module (specs/me-and-spconv.md). spconv 2.x keeps weights as
+module (mmdet3d's spconv2 loader hook). spconv 2.x keeps weights as
 [out, k0, k1, k2, in] (KRSC). So a KRSC checkpoint without version-2
 metadata (mmengine 0.7.3 dropped it) would be scrambled on load; upstream's
 tools/fix_spconv_checkpoint.py pre-permutes by (1, 2, 3, 4, 0) for that case.

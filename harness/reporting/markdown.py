@@ -1,0 +1,116 @@
+"""GitHub-readable tables: comparison.md and per_class.md."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from harness.reporting.compare import LABEL, METRICS, main_runs
+from harness.reporting.select import Selection
+from harness.study.arms import BASELINE
+
+DIRTY = '†'
+
+
+def pct(x: float | None, signed: bool = False) -> str:
+    """Percent with one decimal, like papers; '–' for missing."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return '–'
+    return f'{100 * x:+.1f}' if signed else f'{100 * x:.1f}'
+
+
+def _p(x: float) -> str:
+    return '–' if x is None or math.isnan(x) else (f'{x:.3f}' if x >= 0.001 else '<0.001')
+
+
+def _arm_line(r: dict) -> str:
+    cells = [f"{pct(r[f'{m}_mean'])} ± {pct(r[f'{m}_std'])}" if r['n'] > 1 else pct(r[f'{m}_mean'])
+             for m in METRICS]
+    seeds = f"{int(r['n'])}{DIRTY if r['dirty'] else ''}"
+    attempts = f"{int(r['attempts'])}" + (f" ({int(r['failed'])} failed)" if r['failed'] else '')
+    wall = '–' if math.isnan(r['wall_s']) else (f"{r['wall_s'] / 3600:.2f} h" if r['wall_s'] >= 3600
+                                                else f"{r['wall_s']:.0f} s")
+    spi = '–' if math.isnan(r['s_per_iter']) else f"{r['s_per_iter']:.3f}"
+    crit = '–' if math.isnan(r['criterion_ms']) else f"{r['criterion_ms']:.1f}"
+    return f"| {r['row']} | {seeds} | {attempts} | " + ' | '.join(cells) + f' | {wall} | {spi} | {crit} |'
+
+
+def _best_line(r: dict) -> str:
+    cells = [f"{pct(r[f'{m}_mean'])} ± {pct(r[f'{m}_std'])}" if r['n'] > 1 else pct(r[f'{m}_mean'])
+             for m in METRICS]
+    return f"| {r['row']} | {int(r['n'])} | – | " + ' | '.join(cells) + ' | | | |'
+
+
+def main_table(summary: pd.DataFrame, published: dict | None) -> list[str]:
+    """Arms (last checkpoint), the published row, the best-on-Area-5 extras."""
+    head = ('| arm | seeds | attempts | ' + ' | '.join(LABEL[m] for m in METRICS)
+            + ' | wall / run | s / iter | criterion fwd ms |')
+    lines = [head, '|' + '---|' * (len(METRICS) + 6)]
+    rows = summary.to_dict('records')
+    lines += [_arm_line(r) for r in rows if r['kind'] == 'arm']
+    if published:
+        vals = [pct(published['metrics'][m] / 100 if published['metrics'].get(m) is not None else None)
+                for m in METRICS]
+        lines.append(f"| {published['label']} | – | – | " + ' | '.join(vals) + ' | | | |')
+    lines += [_best_line(r) for r in rows if r['kind'] == 'best']
+    return lines
+
+
+def delta_table(summary: pd.DataFrame) -> list[str]:
+    """Per arm and metric: mean difference, t interval, p-values and every per-seed difference."""
+    rows = [r for r in summary.to_dict('records') if r['kind'] == 'delta']
+    if not rows:
+        return ['No other arm to compare with.']
+    lines = ['| arm − baseline | metric | seeds | mean Δ | 95% CI (t) | p (paired t) | p (sign-flip) | '
+             'per-seed Δ |', '|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        ci = (f"[{pct(r['ci_low'], True)}, {pct(r['ci_high'], True)}]" if not math.isnan(r['ci_low'])
+              else r['note'] or '–')
+        per_seed = ', '.join(f's{s} {pct(float(d), True)}' for s, d in zip(r['seeds'].split(), r['values'].split()))
+        lines.append(f"| {r['row']} | {LABEL[r['metric']]} | {int(r['n'])} | {pct(r['mean'], True)} | {ci} | "
+                     f"{_p(r['p_t'])} | {_p(r['p_signflip'])} | {per_seed} |")
+    return lines
+
+
+NOTES = ('Mean ± sample std over seeds, in percent, of the LAST checkpoint of each run. Δ: per-seed '
+         'difference from the baseline ({baseline}) on the same seed; 95% CI: Student-t over the seeds; '
+         'p: two-sided paired t-test and exact sign-flip test (with n seeds the sign-flip p is at least '
+         '2/2^n). Below 3 seeds no interval is given. The published row and the "{best}" rows come from the '
+         'checkpoint with the best validation AP50 on Area 5, which is also the test set: they are shown '
+         'for comparison with upstream, never as the result. spconv is not bitwise deterministic on GPU: '
+         'seeds differ, so compare across seeds. attempts: every attempt of the arm\'s runs (the first '
+         'finished one of each run counts, docs/run-records.md). {dirty} runs from a harness tree with '
+         'uncommitted changes.')
+
+
+def comparison_md(experiment: str, summary: pd.DataFrame, sel: Selection, published: dict | None,
+                  ablation_lines: list[str]) -> str:
+    """The whole comparison.md."""
+    from harness.reporting.compare import BEST_LABEL
+    lines = [f'# {experiment}: instance segmentation, last checkpoint', ''] + main_table(summary, published)
+    lines += ['', NOTES.format(baseline=BASELINE, best=BEST_LABEL, dirty=DIRTY)]
+    if published:
+        lines += ['', f"Published reference: {published['source'].strip()}"]
+    lines += ['', '## Paired differences', ''] + delta_table(summary)
+    lines += ['', '## Per seed', '', '| arm | seed | ' + ' | '.join(LABEL[m] for m in METRICS) + ' | run |',
+              '|' + '---|' * (len(METRICS) + 3)]
+    for r in main_runs(sel.runs).sort_values(['arm', 'seed']).itertuples():
+        mark = DIRTY if r.dirty else ''
+        lines.append(f'| {r.arm} | {r.seed}{mark} | ' + ' | '.join(pct(getattr(r, m)) for m in METRICS)
+                     + f' | {r.run_id} (attempt {r.attempt}) |')
+    lines += ablation_lines
+    lines += ['', '## Not included', ''] + ([f'- {e}' for e in sel.excluded] or ['- none'])
+    return '\n'.join(lines) + '\n'
+
+
+def per_class_md(experiment: str, table: pd.DataFrame) -> str:
+    """Per class: AP50, AP25, AP75 of each arm (mean over seeds, percent)."""
+    arms = list(dict.fromkeys(table['arm']))
+    cols = [(m, a) for m in ('ap50', 'ap25', 'ap75') for a in arms]
+    lines = [f'# {experiment}: per-class AP (mean over seeds, percent)', '',
+             '| class | ' + ' | '.join(f'{LABEL[m]} {a}' for m, a in cols) + ' |',
+             '|' + '---|' * (len(cols) + 1)]
+    wide = table.set_index(['class', 'arm'])
+    for name in dict.fromkeys(table['class']):
+        lines.append(f'| {name} | ' + ' | '.join(pct(wide.loc[(name, a), m]) for m, a in cols) + ' |')
+    return '\n'.join(lines) + '\n'

@@ -1,0 +1,134 @@
+"""Which runs a comparison counts, and why the others are left out.
+
+Rules (docs/run-records.md):
+
+1. Per run id, the FIRST finished attempt with a metrics.json counts. Later
+   attempts (``--force``) are listed, never averaged in, so a result cannot be
+   replaced by re-running until it looks better. Every attempt is counted in
+   the tables' ``attempts`` column.
+2. The counted runs of one experiment must share one setting: the same
+   resolved config apart from the arm key, the ablation keys, the seed and
+   the places (data root, checkpoint paths); the same iterations, data
+   (MANIFEST.json sha256) and code (harness git commit, upstream commit).
+   The setting most runs share is the reference; runs with another are listed
+   under "Not included" with the keys that differ. A tie is an error.
+3. Runs from a dirty harness tree are kept but marked in every table.
+"""
+from __future__ import annotations
+
+import fnmatch
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from harness.core.errors import HarnessError
+from harness.core.tree import canonical_hash, config_diff, diff_keys, flatten, under
+from harness.study.arms import ARM_KEY, BASELINE
+from harness.study.records import load_metrics, read_config
+
+METRICS = ('ap25', 'ap50', 'ap75', 'ap')   # paper order
+
+
+@dataclass
+class Selection:
+    """The counted runs (one row each) and one line for every record left out."""
+
+    runs: pd.DataFrame
+    excluded: list[str] = field(default_factory=list)
+    attempts: Counter = field(default_factory=Counter)     # arm -> attempts of its main runs (no ablation)
+    failed: Counter = field(default_factory=Counter)       # arm -> failed attempts among them
+
+
+def setting(record: dict, config: dict, ablated: set[str]) -> dict:
+    """What must be equal across an experiment's runs, flattened (see the module rules).
+
+    Args:
+        ablated: every config key that some run of the experiment ablates (left out for all runs).
+    """
+    places = record.get('location_keys', [])
+    flat = {k: v for k, v in flatten(config).items()
+            if not under(k, ARM_KEY) and k != 'randomness.seed' and not any(under(k, a) for a in ablated)
+            and not any(fnmatch.fnmatchcase(k, p) for p in places)}
+    env = record.get('env', {})
+    flat.update({'<iterations>': record.get('iterations_done'),
+                 '<data manifest>': (record.get('data') or {}).get('manifest_sha256'),
+                 '<harness commit>': (env.get('harness_git') or {}).get('sha'),
+                 '<upstream commit>': (record.get('upstream') or {}).get('commit')})
+    return flat
+
+
+def _status_line(r: dict) -> str:
+    why = r['status'] if r['status'] != 'finished' else 'finished but no metrics.json'
+    return f"{r['run_id']} attempt {r['attempt']}: {why}" + (f" ({r['error']})" if r.get('error') else '')
+
+
+def select(records: list[dict]) -> Selection:
+    """Apply the rules to one experiment's records."""
+    sel, counted = Selection(pd.DataFrame()), []
+    by_id: dict[str, list[dict]] = {}
+    for r in sorted(records, key=lambda r: (r['run_id'], r['attempt'])):
+        by_id.setdefault(r['run_id'], []).append(r)
+        if not r.get('ablation'):   # the headline table's columns: main runs only
+            sel.attempts[r['arm']] += 1
+            sel.failed[r['arm']] += r['status'] == 'failed'
+    for attempts in by_id.values():
+        chosen = None
+        for r in attempts:
+            metrics = load_metrics(r['_dir']) if r['status'] == 'finished' else None
+            if metrics is None:
+                sel.excluded.append(_status_line(r))
+            elif chosen is None:
+                chosen = (r, metrics)
+            else:
+                sel.excluded.append(f"{r['run_id']} attempt {r['attempt']}: extra attempt, not counted (the first "
+                                    f"finished attempt, {chosen[0]['attempt']}, counts)")
+        if chosen:
+            counted.append(chosen)
+    counted = _one_setting(counted, sel.excluded)
+    # the baseline first, then the other arms by name; seeds ascending
+    counted.sort(key=lambda rm: (rm[0]['arm'] != BASELINE, rm[0]['arm'], rm[0]['seed'], rm[0]['run_id']))
+    sel.runs = pd.DataFrame([_row(r, m) for r, m in counted])
+    return sel
+
+
+def _one_setting(counted: list[tuple[dict, dict]], excluded: list[str]) -> list[tuple[dict, dict]]:
+    """Keep the runs of the most common setting; list the others with the keys that differ."""
+    ablated = {k.split('.', 1)[1] for r, _ in counted for k in r.get('ablation', {}) if k.startswith('config.')}
+    settings = [setting(r, read_config(r['_dir']) or {}, ablated) for r, _ in counted]
+    hashes = [canonical_hash(s) for s in settings]
+    tally = Counter(hashes).most_common()
+    if len(tally) > 1 and tally[0][1] == tally[1][1]:
+        a, b = (settings[hashes.index(h)] for h, _ in tally[:2])
+        keys = diff_keys(config_diff(a, b))
+        raise HarnessError(f'the runs of this experiment were made with {len(tally)} different settings, '
+                           f'{tally[0][1]} runs each for the two largest (they differ in {", ".join(keys[:6])}); '
+                           'move one set into another --runs folder or give it another experiment name')
+    keep = tally[0][0] if tally else None
+    ref = settings[hashes.index(keep)] if tally else {}
+    out = []
+    for (r, m), s, h in zip(counted, settings, hashes):
+        if h == keep:
+            out.append((r, m))
+        else:
+            keys = diff_keys(config_diff(ref, s))
+            excluded.append(f"{r['run_id']} attempt {r['attempt']}: another setting than the experiment's other "
+                            f"runs (differs in {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''})")
+    return out
+
+
+def _row(r: dict, metrics: dict) -> dict:
+    timing = r.get('timing') or {}
+    return {'run_id': r['run_id'], 'attempt': r['attempt'], 'arm': r['arm'], 'seed': r['seed'],
+            'ablation': r.get('ablation') or {}, 'dir': r['_dir'], 'wall_s': r.get('wall_s'),
+            'iterations': r.get('iterations_done'), 's_per_iter': timing.get('s_per_iter'),
+            'dirty': bool(((r.get('env') or {}).get('harness_git') or {}).get('dirty')),
+            'executor': (r.get('executor') or {}).get('kind', 'local'),
+            **{m: metrics[m] for m in METRICS}, 'per_class': metrics['per_class']}
+
+
+def curves_of(run_dir: str | Path) -> pd.DataFrame:
+    """A run's curves.csv (empty frame when it has none)."""
+    path = Path(run_dir) / 'curves.csv'
+    return pd.read_csv(path) if path.exists() else pd.DataFrame()

@@ -1,0 +1,177 @@
+"""The run matrix of a spec: arms x seeds x ablation points, as :class:`RunPoint` s.
+
+``ablations:`` in a spec::
+
+    ablations:
+      mode: one-at-a-time        # or grid (every combination of the axes)
+      axes:
+        temperature: {criterion: temperature, values: [0.05, 0.1, 0.5]}
+        queries: {config: model.decoder.n_inst, values: [16, 64]}
+
+A ``criterion:`` axis sets a key of the arms' inst_criterion blocks; it applies
+to the non-baseline arms whose block has the key (the baseline stays as
+published and is the reference at the default point). A ``config:`` axis sets
+a dotted key of the run config (native: the spec's ``config``; upstream:
+upstream's config, like ``overrides``) for every arm, the baseline included,
+so the baseline is the reference at each such point. Either way the arms of
+one point differ in ``model.criterion.inst_criterion`` only.
+
+An arm's *effective* ablation drops values equal to its defaults, so a point
+that changes nothing for an arm is that arm's main run (one run id, run once).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.core.errors import HarnessError
+from harness.core.tree import get_dotted
+from harness.study import records
+from harness.study.arms import BASELINE, load_criteria
+
+MODES = ('one-at-a-time', 'grid')
+CRITERION, CONFIG = 'criterion', 'config'
+
+
+@dataclass(frozen=True)
+class RunPoint:
+    """One run of the matrix.
+
+    Attributes:
+        experiment / arm / seed: what runs.
+        ablation: sorted ``(target, value)`` pairs, target ``criterion.<key>``
+            or ``config.<dotted key>``; empty for a main run.
+    """
+
+    experiment: str
+    arm: str
+    seed: int
+    ablation: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def run_id(self) -> str:
+        return records.run_id(self.experiment, self.arm, self.seed, self.ablation_dict)
+
+    @property
+    def ablation_dict(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self.ablation}
+
+    def overrides(self, kind: str) -> dict[str, Any]:
+        """``criterion`` or ``config`` values of this point, keyed without the prefix."""
+        return {k.split('.', 1)[1]: v for k, v in self.ablation_dict.items() if k.startswith(kind + '.')}
+
+    def baseline(self) -> 'RunPoint':
+        """The baseline arm's run that this point is compared with (same seed, same config values)."""
+        return RunPoint(self.experiment, BASELINE, self.seed,
+                        tuple((k, v) for k, v in self.ablation if k.startswith(CONFIG + '.')))
+
+
+def make_point(experiment: str, arm: str, seed: int, ablation: dict[str, Any] | None = None) -> RunPoint:
+    """A RunPoint with a canonical ablation (values stored as JSON so points hash and compare)."""
+    items = tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in (ablation or {}).items()))
+    return RunPoint(experiment, arm, int(seed), items)
+
+
+def axes(spec: dict) -> dict[str, tuple[str, list]]:
+    """Axis name -> (target, values), target ``criterion.<key>`` or ``config.<key>``."""
+    section = spec.get('ablations') or {}
+    out = {}
+    for name, axis in (section.get('axes') or {}).items():
+        kind = CRITERION if CRITERION in axis else CONFIG
+        out[name] = (f'{kind}.{axis[kind]}', list(axis['values']))
+    return out
+
+
+def check_ablations(path: Path, spec: dict) -> None:
+    """Shape of ``ablations:``; a criterion key must belong to an arm of the spec.
+
+    Config keys are checked when a backend derives the configs (before training).
+    """
+    from harness.study.spec import check_keys, did_you_mean
+    section = spec['ablations']
+    check_keys(f'{path}: ablations', section, {'axes'}, {'mode'})
+    if section.get('mode', MODES[0]) not in MODES:
+        raise HarnessError(f'{path}: ablations.mode {section["mode"]!r}; use one of {list(MODES)}')
+    if not isinstance(section['axes'], dict) or not section['axes']:
+        raise HarnessError(f'{path}: ablations.axes must map axis names to {{criterion|config: key, values: [...]}}')
+    criteria = load_criteria()
+    arm_keys = {k for arm in spec['arms'] if arm != BASELINE for k in criteria[arm]} - {'type'}
+    for name, axis in section['axes'].items():
+        where = f'{path}: ablations.axes.{name}'
+        if not isinstance(axis, dict) or len({CRITERION, CONFIG} & set(axis)) != 1:
+            raise HarnessError(f'{where}: give exactly one of criterion: <key> or config: <dotted key>, and values')
+        check_keys(where, axis, {'values'}, {CRITERION, CONFIG})
+        if not isinstance(axis['values'], list) or not axis['values']:
+            raise HarnessError(f'{where}: values must be a non-empty list')
+        if CRITERION in axis and axis[CRITERION] not in arm_keys:
+            raise HarnessError(f'{where}: no non-baseline arm of the spec has criterion key {axis[CRITERION]!r}'
+                               f'{did_you_mean(str(axis[CRITERION]), arm_keys)}; keys: {sorted(arm_keys)}')
+
+
+def default_value(spec: dict, arm: str, target: str, criteria: dict, config: dict | None) -> Any:
+    """The value ``target`` has for ``arm`` without ablation (a missing key: a sentinel)."""
+    kind, key = target.split('.', 1)
+    if kind == CRITERION:
+        return criteria[arm].get(key, _MISSING)
+    if config is None:
+        return _MISSING   # upstream: the default lives in upstream's config; never equal
+    try:
+        return get_dotted(config, key)
+    except KeyError:
+        return _MISSING
+
+
+_MISSING = object()
+
+
+def effective(spec: dict, arm: str, point: dict[str, Any], criteria: dict) -> dict[str, Any] | None:
+    """What ``point`` changes for ``arm``: None if the arm is not part of it."""
+    config = spec.get('config')   # the native backend's config; upstream's defaults live upstream
+    out = {}
+    for target, value in point.items():
+        kind, key = target.split('.', 1)
+        if kind == CRITERION and (arm == BASELINE or key not in criteria[arm]):
+            continue
+        if value != default_value(spec, arm, target, criteria, config):
+            out[target] = value
+    return out
+
+
+def points(spec: dict) -> list[dict[str, Any]]:
+    """Ablation points as ``{target: value}``: ``{}`` (the main runs) first."""
+    ax = axes(spec)
+    if not ax:
+        return [{}]
+    mode = (spec.get('ablations') or {}).get('mode', MODES[0])
+    if mode == 'grid':
+        combos = [dict(zip([t for t, _ in ax.values()], vals)) for vals in itertools.product(*[v for _, v in ax.values()])]
+    else:
+        combos = [{target: v} for target, values in ax.values() for v in values]
+    return [{}] + combos
+
+
+def run_matrix(spec: dict, arms: list[str] | None = None, seeds: list[int] | None = None) -> list[RunPoint]:
+    """Every run of the spec, point-major, then seed-major (both arms of a seed finish close together).
+
+    Args:
+        arms / seeds: subsets of the spec's (``--arms`` / ``--seeds``); anything else is an error.
+    """
+    arms = arms or spec['arms']
+    seeds = seeds if seeds is not None else spec['seeds']
+    unknown = sorted(set(arms) - set(spec['arms']))
+    if unknown:
+        raise HarnessError(f'--arms {unknown} not in the spec\'s arms {spec["arms"]}')
+    criteria = load_criteria()
+    out, seen = [], set()
+    for point in points(spec):
+        for seed in seeds:
+            for arm in arms:
+                change = effective(spec, arm, point, criteria)
+                run = make_point(spec['experiment'], arm, seed, change)
+                if run not in seen:
+                    seen.add(run)
+                    out.append(run)
+    return out

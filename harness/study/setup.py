@@ -1,0 +1,48 @@
+"""What every invocation sets up before runs: the data (generated only where the spec says how) and threads."""
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+from harness.core.errors import HarnessError
+
+
+def data_root(spec: dict, given: Path | None = None) -> Path:
+    """``--data`` if given, else the spec's ``data.root`` (a path; nothing is checked or made)."""
+    return Path(given if given is not None else spec['data']['root'])
+
+
+def ensure_data(spec: dict, given: Path | None = None) -> Path:
+    """The prepared data root the runs use.
+
+    ``--data`` (``given``) must already hold a prepared dataset: it is never
+    generated, so a typo cannot silently create and train on new data. The
+    spec's own ``data.root`` is generated with synth (once, then cached) when
+    the spec has ``data.synth``.
+
+    Raises:
+        HarnessError: no prepared dataset there, and none to generate.
+    """
+    root = data_root(spec, given)
+    if (root / 'MANIFEST.json').exists():
+        return root
+    if given is not None:
+        raise HarnessError(f'--data {given}: no prepared dataset there (no MANIFEST.json); check the path, or '
+                           'leave --data out to use the spec\'s data.root')
+    synth = spec['data'].get('synth')
+    if synth is None:
+        raise HarnessError(f'{root}: no prepared dataset (no MANIFEST.json); run prepare-data (real S3DIS) or '
+                           f'give {spec["_path"]} a data.synth block')
+    from harness.data.synth import generate
+    with contextlib.redirect_stdout(io.StringIO()):
+        generate(root, rooms_per_area=synth['rooms_per_area'], seed=synth['seed'],
+                 points_per_room=synth['points_per_room'])
+    return root
+
+
+def set_threads(spec: dict) -> None:
+    """``threads:`` of the spec for torch in this process (one thread: spconv on CPU is bitwise reproducible)."""
+    if spec.get('threads'):
+        import torch
+        torch.set_num_threads(int(spec['threads']))

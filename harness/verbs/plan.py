@@ -1,0 +1,92 @@
+"""``python -m harness plan``: the run matrix of a spec, before anything runs."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from harness import backends
+from harness.core.io import result_line
+from harness.core.tree import get_dotted
+from harness.study import records
+from harness.study.matrix import RunPoint, run_matrix
+
+HELP = 'print the run matrix (arms x seeds x ablation points): run ids, state, estimated hours'
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the plan verb."""
+    parser.add_argument('--spec', type=Path, required=True, help='experiment spec')
+    parser.add_argument('--runs', type=Path, default=Path('results/runs'),
+                        help='run records: their state, and measured s/iteration for the estimate')
+    parser.add_argument('--arms', nargs='+', default=None, help='subset of the spec\'s arms')
+    parser.add_argument('--seeds', type=int, nargs='+', default=None, help='subset of the spec\'s seeds')
+
+
+def planned_iterations(spec: dict, point: RunPoint) -> int | None:
+    """Training iterations of a run when the spec fixes them (native config, upstream iteration schedule)."""
+    overrides = point.overrides('config')
+    if spec['backend'] == 'native':
+        return int(overrides.get('train.iters', get_dotted(spec['config'], 'train.iters')))
+    return (spec.get('schedule') or {}).get('iters')
+
+
+def measured(runs_dir: Path, experiment: str) -> dict[str, list[dict]]:
+    """Finished runs of the experiment with timings, per arm."""
+    out: dict[str, list[dict]] = {}
+    if not Path(runs_dir).is_dir():
+        return out
+    for r in records.load_runs(runs_dir):
+        if r['experiment'] == experiment and r['status'] == 'finished' and (r.get('timing') or {}).get('train_s'):
+            out.setdefault(r['arm'], []).append(r)
+    return out
+
+
+def estimate_hours(spec: dict, point: RunPoint, timings: dict[str, list[dict]]) -> float | None:
+    """s/iteration measured on this arm (else any arm) x planned iterations; else the mean training time."""
+    pool = timings.get(point.arm) or [r for rs in timings.values() for r in rs]
+    if not pool:
+        return None
+    iters = planned_iterations(spec, point)
+    if iters:
+        return float(np.mean([r['timing']['s_per_iter'] for r in pool])) * iters / 3600
+    return float(np.mean([r['timing']['train_s'] for r in pool])) / 3600
+
+
+def state(runs_dir: Path, point: RunPoint) -> tuple[str, int]:
+    """(status of the latest attempt or 'to run', attempts so far)."""
+    folders = records.attempts(runs_dir, point.run_id) if Path(runs_dir).is_dir() else []
+    if not folders:
+        return 'to run', 0
+    return records.load_record(folders[-1] / 'run.json')['status'], len(folders)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print one line per run and the totals; nothing is derived or trained."""
+    spec, _ = backends.load(args.spec)
+    points = run_matrix(spec, args.arms, args.seeds)
+    timings = measured(args.runs, spec['experiment'])
+    print(f'{"#":>4}  {"run id":<58} {"arm":<26} {"seed":>4}  {"ablation":<34} {"state":<14} {"est. h":>7}')
+    todo_hours, unmeasured, todo, states = 0.0, 0, 0, {}
+    for i, p in enumerate(points, 1):
+        (status, n), hours = state(args.runs, p), estimate_hours(spec, p, timings)
+        states[status] = states.get(status, 0) + 1
+        shown = status + (f' ({n} att.)' if n > 1 else '')
+        abl = ', '.join(f'{k}={v}' for k, v in p.ablation_dict.items()) or '-'
+        print(f'{i:>4}  {p.run_id:<58} {p.arm:<26} {p.seed:>4}  {abl:<34} {shown:<14} '
+              f'{"?" if hours is None else f"{hours:.2f}":>7}')
+        if status != 'finished':
+            todo += 1
+            todo_hours += hours or 0.0
+            unmeasured += hours is None
+    if todo and unmeasured == todo:
+        total = 'unknown (no finished run of this experiment in --runs to measure s/iteration from)'
+    else:
+        total = f'{todo_hours:.2f} h' + (f' + {unmeasured} runs not estimated' if unmeasured else '')
+    print(f'\n{len(points)} runs ({", ".join(f"{v} {k}" for k, v in sorted(states.items()))}); '
+          f'{todo} to do, estimated {total}')
+    print(result_line('plan', 'ok', experiment=spec['experiment'], runs=len(points), states=states, to_do=todo,
+                      hours_to_do=round(todo_hours, 3) if unmeasured < todo or not todo else None,
+                      unestimated=unmeasured))
+    return 0
