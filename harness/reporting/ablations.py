@@ -53,7 +53,8 @@ def axis_table(runs: pd.DataFrame, target: str) -> pd.DataFrame:
         if len(groups) == 1 and next(iter(groups.values()))[2] and not arm == BASELINE:
             continue   # the arm has no point on this axis (e.g. lacks the criterion key)
         for value, group, is_default in groups.values():
-            row = {'axis': target, 'arm': arm, 'value': value, 'default': is_default, 'n': len(group),
+            row = {'axis': target, 'arm': arm, 'value': value, 'label': 'reference' if value is None else
+                   json.dumps(value), 'default': is_default, 'n': len(group),
                    'seeds': ' '.join(map(str, sorted(group['seed'])))}
             for m in METRICS:
                 vals = group[m].astype(float).to_numpy()
@@ -82,12 +83,12 @@ def markdown(table: pd.DataFrame, metric: str = 'ap50') -> list[str]:
              'four metrics.']
     for axis, part in table.groupby('axis', sort=False):
         arms = list(dict.fromkeys(part['arm']))
-        values = sorted({json.dumps(v) for v in part['value']}, key=_sort_key)
+        values = sorted(set(part['label']), key=_label_key)
         lines += ['', f'### {axis}', '', '| value | ' + ' | '.join(arms) + ' |', '|' + '---|' * (len(arms) + 1)]
         for value in values:
             cells = []
             for arm in arms:
-                hit = part[(part['arm'] == arm) & (part['value'].map(json.dumps) == value)]
+                hit = part[(part['arm'] == arm) & (part['label'] == value)]
                 if hit.empty:
                     cells.append('')
                     continue
@@ -95,9 +96,13 @@ def markdown(table: pd.DataFrame, metric: str = 'ap50') -> list[str]:
                 ci = f" [{pct(r[f'{metric}_ci_low'])}, {pct(r[f'{metric}_ci_high'])}]" if not math.isnan(
                     r[f'{metric}_ci_low']) else ''
                 cells.append(f"{pct(r[f'{metric}_mean'])}{ci} ({r['n']}){' *' if r['default'] else ''}")
-            label = 'reference' if _is_reference(json.loads(value)) else value
-            lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+            lines.append(f'| {value} | ' + ' | '.join(cells) + ' |')
     return lines
+
+
+def _label_key(label: str):
+    """Numbers ascending, then other values, the reference last."""
+    return (3, 0.0, '') if label == 'reference' else _sort_key(label)
 
 
 def _sort_key(text: str):
@@ -114,7 +119,7 @@ def plot(table: pd.DataFrame, out) -> list:
     for axis, part in (table.groupby('axis', sort=False) if not table.empty else []):
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in part['value'].dropna())
         fig, axes = plt.subplots(1, len(METRICS), figsize=(3.6 * len(METRICS), 3.4), squeeze=False)
-        labels = sorted({json.dumps(v) for v in part['value'].dropna()}, key=_sort_key)
+        labels = sorted(set(part.loc[part['label'] != 'reference', 'label']), key=_label_key)
         for ax, m in zip(axes[0], METRICS):
             for i, arm in enumerate(dict.fromkeys(part['arm'])):
                 rows = part[part['arm'] == arm]
@@ -125,9 +130,10 @@ def plot(table: pd.DataFrame, out) -> list:
                     if not math.isnan(r[f'{m}_ci_low']):
                         ax.axhspan(100 * r[f'{m}_ci_low'], 100 * r[f'{m}_ci_high'], color=COLORS[i], alpha=0.1)
                 rows = rows[rows['value'].notna()]
-                order = sorted(range(len(rows)), key=lambda i: _sort_key(json.dumps(rows['value'].iloc[i])))
-                rows = rows.iloc[order]
-                x = rows['value'].astype(float) if numeric else [labels.index(json.dumps(v)) for v in rows['value']]
+                if rows.empty:
+                    continue
+                rows = rows.iloc[sorted(range(len(rows)), key=lambda i: _label_key(rows['label'].iloc[i]))]
+                x = rows['value'].astype(float) if numeric else [labels.index(v) for v in rows['label']]
                 low = 100 * (rows[f'{m}_mean'] - rows[f'{m}_ci_low']).fillna(0)
                 high = 100 * (rows[f'{m}_ci_high'] - rows[f'{m}_mean']).fillna(0)
                 ax.errorbar(x, 100 * rows[f'{m}_mean'], yerr=[low, high], color=COLORS[i], marker='o', capsize=3,
