@@ -90,3 +90,9 @@ def _children(node: Any, head: str, last: bool, full: str, where: str) -> list[t
     elif isinstance(node, dict) and (head in node or last):
         return [(node, head)]
     raise HarnessError(f'{full!r}: no {head!r} there in {where}; check the key')
+
+
+def without(tree: dict, patterns: list[str] | tuple[str, ...]) -> dict:
+    """The flattened tree minus keys matching any fnmatch pattern (e.g. places that are not settings)."""
+    import fnmatch
+    return {k: v for k, v in flatten(tree).items() if not any(fnmatch.fnmatchcase(k, p) for p in patterns)}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.core.errors import HarnessError
 from harness.core.io import atomic_write, now
 
 # Semantic ids of the five furniture classes mmdet3d boxes (table..board) -> box label 0..4.
@@ -55,7 +56,12 @@ def journal_entry(out: Path, name: str) -> dict | None:
     path = Path(out) / JOURNAL / f'{name}.json'
     if not path.exists():
         return None
-    entry = json.loads(path.read_text())
+    try:
+        entry = json.loads(path.read_text())
+        entry['n_points']
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+        print(f'note: {path}: unreadable journal entry ({err}); the room is converted again')
+        return None
     sizes = {'points': 24 * entry['n_points'], 'instance_mask': 8 * entry['n_points'],
              'semantic_mask': 8 * entry['n_points']}
     for sub, size in sizes.items():
@@ -104,6 +110,41 @@ def write_infos(out: Path, area: int, entries: list[dict]) -> Path:
                         overwrite=True)
 
 
+# What an mmdet3d v2 S3DIS info pkl may contain besides plain Python types:
+# numpy scalars (bbox_label_3d is a numpy int64), the dtypes they carry, and
+# _codecs.encode, which pickle protocol 2 uses to rebuild their bytes.
+_PICKLE_ALLOWED = {('_codecs', 'encode'), ('numpy.core.multiarray', 'scalar'), ('numpy._core.multiarray', 'scalar'), ('numpy', 'dtype'),
+                   ('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
+                   ('numpy', 'ndarray')}
+
+
+class _InfoUnpickler(pickle.Unpickler):
+    """Refuses every class or function outside the plain types of an info pkl: data never runs code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _PICKLE_ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f'refused {module}.{name}: an S3DIS info file holds only plain data')
+
+
+def read_infos(path: Path) -> dict:
+    """An ``s3dis_infos_Area_N.pkl``, read without executing anything it names.
+
+    Raises:
+        HarnessError: unreadable, not a pickle, or it names a class or function
+            an info file never holds (a crafted file); the message names the file.
+    """
+    import io
+    try:
+        info = _InfoUnpickler(io.BytesIO(Path(path).read_bytes())).load()
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
+        raise HarnessError(f'{path}: not a plain S3DIS info file ({err}); re-create it with prepare-data '
+                           '(never load a pkl from an untrusted source)') from err
+    if not isinstance(info, dict) or not isinstance(info.get('data_list'), list):
+        raise HarnessError(f'{path}: not a v2 S3DIS info file (no data_list); re-create it with prepare-data')
+    return info
+
+
 def write_manifest(out: Path, rooms: dict[str, dict], source: str, warnings: list[str], tool: str) -> Path:
     """MANIFEST.json: per room counts and hashes, info-pkl hashes, source, tool, warnings."""
     from harness import __version__ as harness_version  # noqa: PLC0415 - avoid an import cycle
@@ -116,6 +157,18 @@ def write_manifest(out: Path, rooms: dict[str, dict], source: str, warnings: lis
 
 
 def load_manifest(out: Path) -> dict | None:
-    """MANIFEST.json or None."""
+    """MANIFEST.json or None when there is none.
+
+    Raises:
+        HarnessError: not JSON, or without its ``rooms`` mapping (names the file and the fix).
+    """
     path = Path(out) / MANIFEST
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise HarnessError(f'{path}: not JSON ({err}); rerun prepare-data (or synth/subset) to rewrite it') from err
+    if not isinstance(manifest, dict) or not isinstance(manifest.get('rooms'), dict):
+        raise HarnessError(f'{path}: no "rooms" mapping; rerun prepare-data (or synth/subset) to rewrite it')
+    return manifest

@@ -138,7 +138,26 @@ def convert_room(room_dir: Path) -> RoomData:
                                for f in order])
     instance = np.concatenate([np.full(len(parsed[f]), ids[f], np.int64) for f in order])
     xyzrgb[:, :3] -= xyzrgb[:, :3].min(axis=0)   # float64, as mmdet3d, then float32
+    warnings += _unannotated(Path(room_dir), len(xyzrgb))
     return RoomData(xyzrgb.astype(np.float32), semantic, instance, warnings)
+
+
+def _unannotated(room_dir: Path, annotated: int) -> list[str]:
+    """A warning when the room-level ``<room>.txt`` has more points than the annotation files.
+
+    S3DIS ships every room twice: all points in ``<room>.txt`` and the same
+    points split by instance under ``Annotations/``. More points in the former
+    means an annotation file is missing or truncated: an instance silently gone.
+    """
+    whole = room_dir / f'{room_dir.name}.txt'
+    if not whole.is_file():
+        return []
+    with open(whole, 'rb') as f:
+        lines = sum(chunk.count(b'\n') for chunk in iter(lambda: f.read(1 << 24), b''))
+    if lines > annotated:
+        return [f'{whole}: {lines} points, the annotation files {annotated}: {lines - annotated} points are in no '
+                'file of Annotations/ (one missing or truncated? restore it from the S3DIS archive)']
+    return []
 
 
 def list_raw_rooms(raw: Path, area: int) -> list[str]:

@@ -51,7 +51,7 @@ def _memmap(path: Path, dtype: np.dtype, row: int) -> np.ndarray:
     if size % item:
         raise HarnessError(f'{path}: {size} bytes is not a whole number of {item}-byte rows; re-prepare this room')
     if size == 0:
-        return np.zeros((0, row) if row > 1 else 0, dtype=dtype)
+        raise HarnessError(f'{path}: empty (0 points); re-prepare this room (prepare-data) or remove it')
     data = np.memmap(path, dtype=dtype, mode='r')
     return data.reshape(-1, row) if row > 1 else data
 

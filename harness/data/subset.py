@@ -1,23 +1,21 @@
 """A tiny, valid prepared dataset cut from a prepared one (``python -m harness subset``)."""
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from harness.core.errors import HarnessError
-from harness.data.layout import furniture_boxes, info_entry, write_infos, write_manifest, write_room
+from harness.data.layout import furniture_boxes, info_entry, read_infos, write_infos, write_manifest, write_room
 from harness.data.reader import list_rooms, read_room
-
 
 
 def area_rooms(src: Path, area: int) -> list[str]:
     """Rooms of an area in its info pkl's order (else sorted names)."""
     pkl = src / f's3dis_infos_Area_{area}.pkl'
     if pkl.exists():
-        return [Path(e['lidar_points']['lidar_path']).stem for e in pickle.loads(pkl.read_bytes())['data_list']]
+        return [Path(e['lidar_points']['lidar_path']).stem for e in read_infos(pkl)['data_list']]
     return list_rooms(src, area)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import pickle
 import re
 from collections import Counter
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from harness.core.errors import HarnessError
-from harness.data.layout import INFO_CATEGORIES, SUBDIRS, load_manifest
+from harness.data.layout import INFO_CATEGORIES, SUBDIRS, load_manifest, read_infos
 from harness.data.reader import CLASS_NAMES, read_room
 
 
@@ -71,11 +70,13 @@ def check_infos(root: Path, on_disk: set[str]) -> list[str]:
     problems, listed = [], set()
     for pkl in sorted(root.glob('s3dis_infos_Area_*.pkl')):
         try:
-            info = pickle.loads(pkl.read_bytes())
-            entries = info['data_list']
-            assert info['metainfo']['categories'] == INFO_CATEGORIES
-        except Exception as err:  # noqa: BLE001 - any failure means the same fix
-            problems.append(f'{pkl}: not a v2 S3DIS info file ({err!r}); rerun prepare-data')
+            info = read_infos(pkl)
+        except HarnessError as err:
+            problems.append(str(err))
+            continue
+        entries = info['data_list']
+        if (info.get('metainfo') or {}).get('categories') != INFO_CATEGORIES:
+            problems.append(f'{pkl}: not a v2 S3DIS info file (metainfo.categories differ); rerun prepare-data')
             continue
         for entry in entries:
             name = Path(entry['lidar_points']['lidar_path']).stem
@@ -88,6 +89,36 @@ def check_infos(root: Path, on_disk: set[str]) -> list[str]:
                     problems.append(f'{root / sub / (name + ".bin")}: listed in {pkl.name} but missing; {_fix(name)}')
     for name in sorted(on_disk - listed):
         problems.append(f'{root}/points/{name}.bin: in no s3dis_infos_Area_N.pkl; {_fix(name)}')
+    return problems
+
+
+ROW_BYTES = {'points': 24, 'instance_mask': 8, 'semantic_mask': 8}   # float32 x 6, int64, int64
+
+
+def quick_check(root: Path, areas: list[int]) -> list[str]:
+    """What a run checks before training, in milliseconds: the manifest lists rooms of every area
+    used, and each of their files exists with the size its point count implies (a truncated or
+    missing file is caught; ``verify-data`` also checks hashes and labels)."""
+    root = Path(root)
+    manifest = load_manifest(root)
+    if manifest is None:
+        return [f'{root}/MANIFEST.json: missing; rerun prepare-data (or synth/subset)']
+    problems = []
+    for area in areas:
+        rooms = {n: e for n, e in manifest['rooms'].items() if e.get('area') == area}
+        if not rooms:
+            problems.append(f'{root}/MANIFEST.json: no room of Area_{area}; prepare that area or change the spec')
+        for name, entry in rooms.items():
+            n = entry.get('n_points')
+            if not isinstance(n, int) or n <= 0:
+                problems.append(f'{root}/MANIFEST.json: room {name} has {n!r} points; {_fix(name)}')
+                continue
+            for sub, row in ROW_BYTES.items():
+                path = root / sub / f'{name}.bin'
+                size = path.stat().st_size if path.exists() else None
+                if size != n * row:
+                    problems.append(f'{path}: {"missing" if size is None else f"{size} bytes"}, the manifest '
+                                    f'says {n} points ({n * row} bytes); {_fix(name)}')
     return problems
 
 

@@ -43,25 +43,51 @@ def save_predictions(path: Path, masks: np.ndarray, labels: np.ndarray, scores: 
     return atomic_write(path, buf.getvalue(), overwrite=overwrite)
 
 
-def load_predictions(path: Path) -> dict[str, np.ndarray]:
-    """One room's predictions as the evaluator's keys.
+def load_predictions(path: Path, num_classes: int = 13) -> dict[str, np.ndarray]:
+    """One room's predictions as the evaluator's keys, every field checked.
 
     Returns:
         ``pred_masks`` bool (P, N), ``pred_labels`` int64 (P,), ``pred_scores`` float32 (P,).
 
     Raises:
-        HarnessError: not a readable file of this format (names the file).
+        HarnessError: not a readable file of this format, or a field with the
+            wrong dtype, shape or values (unpacked masks, float labels, labels
+            out of range, non-finite scores, lengths that disagree); names the
+            file and the field.
     """
     try:
         with np.load(path, allow_pickle=False) as f:
             if str(f['format']) != FORMAT:
                 raise HarnessError(f'{path}: format {f["format"]!s}, expected {FORMAT}; re-dump the predictions')
-            n = int(f['n_points'])
-            masks = np.unpackbits(f['masks'], axis=1, count=n).astype(bool)
-            return {'pred_masks': masks, 'pred_labels': f['labels'], 'pred_scores': f['scores']}
-    except (OSError, KeyError, ValueError) as err:
+            n, packed, labels, scores = int(f['n_points']), f['masks'], f['labels'], f['scores']
+    except (OSError, KeyError, ValueError, EOFError) as err:
         raise HarnessError(f'{path}: not a prediction file ({err}); re-dump the predictions '
-                           f'(format {FORMAT}, see harness/predictions.py)') from err
+                           f'(format {FORMAT}, see harness/evaluation/predictions.py)') from err
+    problem = _check_fields(n, packed, labels, scores, num_classes)
+    if problem:
+        raise HarnessError(f'{path}: {problem}; re-dump the predictions with save_predictions')
+    masks = np.unpackbits(packed, axis=1, count=n).astype(bool)
+    return {'pred_masks': masks, 'pred_labels': labels.astype(np.int64), 'pred_scores': scores}
+
+
+def _check_fields(n: int, packed: np.ndarray, labels: np.ndarray, scores: np.ndarray,
+                  num_classes: int) -> str | None:
+    """What is wrong with a file's fields, or None."""
+    width = (n + 7) // 8
+    if packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != width:
+        return (f'masks are {packed.dtype} {packed.shape}, expected uint8 (P, {width}) bit-packed over '
+                f'{n} points (np.packbits(masks, axis=1))')
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        return f'labels are {labels.dtype} {labels.shape}, expected integer class ids (P,)'
+    if scores.ndim != 1 or not np.issubdtype(scores.dtype, np.floating):
+        return f'scores are {scores.dtype} {scores.shape}, expected floats (P,)'
+    if not len(packed) == len(labels) == len(scores):
+        return f'{len(packed)} masks, {len(labels)} labels and {len(scores)} scores: one each per prediction'
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        return f'labels {labels.min()}..{labels.max()} outside 0..{num_classes - 1}'
+    if not np.isfinite(scores).all():
+        return f'{int((~np.isfinite(scores)).sum())} scores are NaN or infinite'
+    return None
 
 
 def prediction_files(folder: Path) -> dict[str, Path]:

@@ -76,7 +76,11 @@ def select(records: list[dict]) -> Selection:
     for attempts in by_id.values():
         chosen = None
         for r in attempts:
-            metrics = load_metrics(r['_dir']) if r['status'] == 'finished' else None
+            try:
+                metrics = load_metrics(r['_dir']) if r['status'] == 'finished' else None
+            except HarnessError as err:
+                sel.excluded.append(f"{r['run_id']} attempt {r['attempt']}: {err}")
+                continue
             if metrics is None:
                 sel.excluded.append(_status_line(r))
             elif chosen is None:

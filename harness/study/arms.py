@@ -13,11 +13,14 @@ compared with.
 from __future__ import annotations
 
 import copy
+import fnmatch
+import inspect
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from harness.core import schema as sc
 from harness.core.errors import HarnessError
 from harness.core.paths import BASELINES
 from harness.core.tree import config_diff, diff_keys, get_dotted, set_dotted, under
@@ -104,15 +107,54 @@ def check_baseline_block(resolved_block: dict, source: str) -> None:
                            f'({resolved_block} vs {want}); wrong upstream commit?')
 
 
+# Checks of criterion keys by name (first match wins); a key of the class's
+# signature that matches none is only checked to exist.
+KEY_CHECKS: list[tuple[str, sc.Check]] = [
+    ('fix_*', sc.boolean), ('iter_matcher', sc.boolean),
+    ('temperature', sc.positive),
+    ('rep_margin', sc.non_negative),
+    ('loss_weight', sc.list_of(sc.non_negative, 2, 4)),
+    ('*_weight', sc.non_negative),
+    ('num_classes', sc.positive_int),
+    ('mask_norm', sc.one_of('sigmoid', 'softmax')),
+]
+
+
+def _classes() -> dict[str, type]:
+    from influencerformer import HungarianCriterion, InfluencerCriterion
+    return {'InstanceCriterion': HungarianCriterion, 'HungarianCriterion': HungarianCriterion,
+            'InfluencerCriterion': InfluencerCriterion}
+
+
+def check_block(where: str, spec_block: dict[str, Any]) -> None:
+    """An inst_criterion block against its class's signature and the value ranges above.
+
+    Raises:
+        HarnessError: unknown type, unknown or missing keys (did-you-mean), a value out of range.
+    """
+    classes = _classes()
+    name = spec_block.get('type')
+    if name not in classes:
+        raise HarnessError(f'{where}: criterion type {name!r} unknown{sc.did_you_mean(str(name), classes)}; '
+                           f'use one of {sorted(classes)}')
+    params = inspect.signature(classes[name].__init__).parameters
+    keys = {k: p for k, p in params.items() if k != 'self'}
+    required = {k for k, p in keys.items() if p.default is inspect.Parameter.empty}
+    sc.check_keys(where, spec_block, required | {'type'}, set(keys) - required)
+    for key, value in spec_block.items():
+        rule = next((check for pattern, check in KEY_CHECKS if fnmatch.fnmatchcase(key, pattern)), None)
+        problem = rule(value) if rule else None
+        if problem:
+            raise HarnessError(f'{where}.{key}: {value!r} {problem}; fix the value')
+
+
 def build_criterion(spec_block: dict[str, Any]):
     """Our PyTorch implementation of an inst_criterion block (upstream's InstanceCriterion -> HungarianCriterion).
 
     Raises:
         HarnessError: unknown type or keys (named).
     """
-    from influencerformer import HungarianCriterion, InfluencerCriterion
-    classes = {'InstanceCriterion': HungarianCriterion, 'HungarianCriterion': HungarianCriterion,
-               'InfluencerCriterion': InfluencerCriterion}
+    classes = _classes()
     kwargs = dict(spec_block)
     name = kwargs.pop('type')
     if name not in classes:

@@ -30,7 +30,7 @@ from typing import Any
 from harness.core.errors import HarnessError
 from harness.core.tree import get_dotted
 from harness.study import records
-from harness.study.arms import BASELINE, load_criteria
+from harness.study.arms import BASELINE, block, check_block, load_criteria
 
 MODES = ('one-at-a-time', 'grid')
 CRITERION, CONFIG = 'criterion', 'config'
@@ -90,7 +90,7 @@ def check_ablations(path: Path, spec: dict) -> None:
 
     Config keys are checked when a backend derives the configs (before training).
     """
-    from harness.study.spec import check_keys, did_you_mean
+    from harness.core.schema import check_keys, did_you_mean
     section = spec['ablations']
     check_keys(f'{path}: ablations', section, {'axes'}, {'mode'})
     if section.get('mode', MODES[0]) not in MODES:
@@ -109,6 +109,10 @@ def check_ablations(path: Path, spec: dict) -> None:
         if CRITERION in axis and axis[CRITERION] not in arm_keys:
             raise HarnessError(f'{where}: no non-baseline arm of the spec has criterion key {axis[CRITERION]!r}'
                                f'{did_you_mean(str(axis[CRITERION]), arm_keys)}; keys: {sorted(arm_keys)}')
+        if CRITERION in axis:
+            for arm in [a for a in spec['arms'] if a != BASELINE and axis[CRITERION] in criteria[a]]:
+                for value in axis['values']:
+                    check_block(f'{where} (value {value!r}, arm {arm})', block(arm, {axis[CRITERION]: value}))
 
 
 def default_value(spec: dict, arm: str, target: str, criteria: dict, config: dict | None) -> Any:
@@ -164,6 +168,10 @@ def run_matrix(spec: dict, arms: list[str] | None = None, seeds: list[int] | Non
     unknown = sorted(set(arms) - set(spec['arms']))
     if unknown:
         raise HarnessError(f'--arms {unknown} not in the spec\'s arms {spec["arms"]}')
+    extra = sorted(set(seeds) - set(spec['seeds']))
+    if extra:
+        raise HarnessError(f'--seeds {extra} not in the spec\'s seeds {spec["seeds"]}; add them to '
+                           f'{spec.get("_path", "the spec")} (the spec is the study\'s record of what ran)')
     criteria = load_criteria()
     out, seen = [], set()
     for point in points(spec):

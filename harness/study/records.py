@@ -170,9 +170,24 @@ def write_metrics(folder: Path, metrics: dict) -> Path:
     return atomic_write(Path(folder) / 'metrics.json', json.dumps(metrics, indent=1) + '\n', overwrite=True)
 
 
+METRIC_KEYS = ('ap', 'ap50', 'ap25', 'ap75', 'per_class')
+
+
 def load_metrics(folder: Path) -> dict | None:
-    """A run's metrics.json, or None if it has none."""
-    return _read_json(Path(folder) / 'metrics.json', 're-run the evaluation of this run')
+    """A run's metrics.json, or None if it has none.
+
+    Raises:
+        HarnessError: not JSON, or without a key the tables need (named, with the fix).
+    """
+    path = Path(folder) / 'metrics.json'
+    metrics = _read_json(path, 're-run the evaluation of this run')
+    if metrics is None:
+        return None
+    missing = [k for k in METRIC_KEYS if not isinstance(metrics, dict) or k not in metrics]
+    if missing:
+        raise HarnessError(f'{path}: no {", ".join(missing)}; re-evaluate the run '
+                           f'(python -m harness evaluate <work_dir>/predictions --out {path} --force)')
+    return metrics
 
 
 def _read_json(path: Path, fix: str) -> Any:

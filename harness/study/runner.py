@@ -12,6 +12,7 @@ record. A failure is recorded with its first line; the next run goes on.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import traceback
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write
-from harness.core.tree import canonical_hash, config_diff, diff_keys
+from harness.core.tree import canonical_hash, config_diff, diff_keys, without
 from harness.evaluation.folder import evaluate_folder
 from harness.study import records
 from harness.study.backend import Backend, Derived, RunContext, RunOptions, Trained
@@ -50,8 +51,10 @@ def classify(point: RunPoint, derived: Derived, options: RunOptions) -> Planned:
     latest = folders[-1]
     record = records.load_record(latest / 'run.json')
     old = records.read_config(latest)
-    if old is None or canonical_hash(old) != canonical_hash(derived.config):
-        keys = diff_keys(config_diff(old or {}, derived.config))
+    # places (data root, checkpoint paths) are not settings: the data's identity is checked by its manifest
+    places = record.get('location_keys', [])
+    if old is None or canonical_hash(without(old, places)) != canonical_hash(without(derived.config, places)):
+        keys = diff_keys(config_diff(without(old or {}, places), without(derived.config, places)))
         shown = ', '.join(keys[:6]) + (f' and {len(keys) - 6} more' if len(keys) > 6 else '')
         return Planned(point, derived, 'refused', latest,
                        f'{latest}: its config differs from what the spec derives now in {shown or "(no config.json)"};'
@@ -77,12 +80,31 @@ def plan(spec: dict, backend: Backend, points: list[RunPoint], options: RunOptio
     return plans
 
 
+def same_data(plans: list[Planned], root: Path) -> None:
+    """Runs to resume or keep must have used this very data (its manifest hash); else refuse them all."""
+    current = _data_identity(root)['manifest_sha256']
+    wrong = []
+    for p in plans:
+        if p.folder is None or p.action == 'new':
+            continue
+        recorded = (records.load_record(p.folder / 'run.json').get('data') or {}).get('manifest_sha256')
+        if recorded and recorded != current:
+            wrong.append(p)
+            print(f'refused: {p.folder}: trained on other data (MANIFEST.json sha256 {recorded[:12]}, now '
+                  f'{current[:12] if current else None}); point --data at that data, or give the experiment '
+                  'a new name', file=sys.stderr)
+    if wrong:
+        raise HarnessError(f'{len(wrong)} of {len(plans)} runs refused: their data differs (listed above); '
+                           'nothing was trained')
+
+
 def run_all(spec: dict, backend: Backend, points: list[RunPoint], options: RunOptions) -> dict[str, str]:
     """Plan (refusals first), then make the data, then execute every run; returns run id -> final status."""
     shared = backend.prepare(spec, options)
     root = data_root(spec, options.data)
     plans = plan(spec, backend, points, options, root)
     ensure_data(spec, options.data)
+    same_data(plans, root)
     status, t0 = {}, time.perf_counter()
     for i, p in enumerate(plans, 1):
         print(f'[{i}/{len(plans)}] {p.point.run_id}: {p.action}', flush=True)
@@ -97,23 +119,35 @@ def execute(spec: dict, backend: Backend, planned: Planned, options: RunOptions,
     if planned.action == 'done':
         return 'done (already finished)'
     folder = planned.folder or _open_new(spec, backend, planned, options, data_root, shared)
-    with records.lock(folder):
-        resumed = bool(records.load_record(folder / 'run.json').get('sessions'))
-        records.begin_session(folder)
-        work_dir = (Path(options.work_dirs) / folder.name).resolve()
-        ctx = RunContext(spec, planned.point, planned.derived, options, folder, work_dir, data_root, resumed)
+    with contextlib.ExitStack() as stack:
         try:
-            if planned.action != 'complete':
-                _train_and_evaluate(backend, ctx)
-            records.finish_run(folder)
-            return 'finished'
-        except Exception as err:  # noqa: BLE001 - recorded, then the next run goes on
-            message = f'{type(err).__name__}: {err}'.splitlines()[0]
-            records.finish_run(folder, status='failed', error=message)
-            if not isinstance(err, HarnessError):
-                traceback.print_exc()
-            print(f'error: {planned.point.run_id}: {message}', file=sys.stderr)
-            return 'failed'
+            stack.enter_context(records.lock(folder))
+        except HarnessError as err:   # another process trains it: leave it alone, go on with the others
+            print(f'refused: {err}', file=sys.stderr)
+            return 'refused (being trained elsewhere)'
+        return _locked(spec, backend, planned, options, data_root, folder)
+
+
+def _locked(spec: dict, backend: Backend, planned: Planned, options: RunOptions, data_root: Path,
+            folder: Path) -> str:
+    """The run under its lock: a session, training and evaluation, the record closed either way."""
+    resumed = bool(records.load_record(folder / 'run.json').get('sessions'))
+    records.begin_session(folder)
+    work_dir = (Path(options.work_dirs) / folder.name).resolve()
+    ctx = RunContext(spec, planned.point, planned.derived, options, folder, work_dir, data_root, resumed)
+    try:
+        if planned.action != 'complete':
+            _train_and_evaluate(backend, ctx)
+        records.finish_run(folder)
+        return 'finished'
+    except Exception as err:  # noqa: BLE001 - recorded, then the next run goes on
+        text = str(err) if isinstance(err, HarnessError) else f'{type(err).__name__}: {err}'
+        message = (text.splitlines() or [type(err).__name__])[0]
+        records.finish_run(folder, status='failed', error=message)
+        if not isinstance(err, HarnessError):
+            traceback.print_exc()
+        print(f'error: {planned.point.run_id}: {message}', file=sys.stderr)
+        return 'failed'
 
 
 def _open_new(spec: dict, backend: Backend, planned: Planned, options: RunOptions, data_root: Path,

@@ -26,7 +26,7 @@ def ensure_data(spec: dict, given: Path | None = None) -> Path:
     """
     root = data_root(spec, given)
     if (root / 'MANIFEST.json').exists():
-        return root
+        return check_data(spec, root)
     if given is not None:
         raise HarnessError(f'--data {given}: no prepared dataset there (no MANIFEST.json); check the path, or '
                            'leave --data out to use the spec\'s data.root')
@@ -38,6 +38,21 @@ def ensure_data(spec: dict, given: Path | None = None) -> Path:
     with contextlib.redirect_stdout(io.StringIO()):
         generate(root, rooms_per_area=synth['rooms_per_area'], seed=synth['seed'],
                  points_per_room=synth['points_per_room'])
+    return check_data(spec, root)
+
+
+def check_data(spec: dict, root: Path) -> Path:
+    """The data the runs train and test on, checked cheaply against its manifest before any training.
+
+    Raises:
+        HarnessError: the first problems found (file, size, fix) and how to check everything.
+    """
+    from harness.data.verify import quick_check
+    areas = [*spec['data']['train_areas'], spec['data']['test_area']]
+    problems = quick_check(root, areas)
+    if problems:
+        more = f' (+{len(problems) - 3} more)' if len(problems) > 3 else ''
+        raise HarnessError('; '.join(problems[:3]) + more + f'; `python -m harness verify-data {root}` checks all')
     return root
 
 

@@ -7,43 +7,24 @@ raised before any data is generated or anything trains.
 """
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from harness.core import schema as sc
 from harness.core.errors import HarnessError
-from harness.study.arms import BASELINE, load_criteria
+from harness.core.schema import check_keys, did_you_mean
+from harness.study.arms import BASELINE, CRITERIA_FILE, check_block, load_criteria
 
 COMMON_REQUIRED = {'experiment', 'backend', 'arms', 'seeds', 'data'}
 COMMON_OPTIONAL = {'description', 'threads', 'ablations'}
-DATA_KEYS = ({'root', 'train_areas', 'test_area'}, {'synth', 'num_points'})
+DATA = {'root': sc.text, 'train_areas': sc.list_of(sc.area, 1, 5), 'test_area': sc.area,
+        'num_points?': sc.optional(sc.positive_int),
+        'synth?': {'rooms_per_area': sc.positive_int, 'points_per_room': sc.positive_int, 'seed': sc.non_negative_int}}
 # Experiment and arm names become folder names: no separators, no '..'.
 NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]*')
-
-
-def did_you_mean(key: str, allowed: set[str] | list[str]) -> str:
-    """' (did you mean 'x'?)' for a close allowed key, else ''."""
-    close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
-    return f' (did you mean {close[0]!r}?)' if close else ''
-
-
-def check_keys(where: str, block: Any, required: set[str], optional: set[str]) -> None:
-    """A mapping with every required key and no unknown one.
-
-    Raises:
-        HarnessError: ``<where>: unknown key 'x' (did you mean 'y'?); allowed: [...]``.
-    """
-    if not isinstance(block, dict):
-        raise HarnessError(f'{where}: expected a mapping with keys {sorted(required | optional)}')
-    for key in sorted(set(block) - required - optional):
-        raise HarnessError(f'{where}: unknown key {key!r}{did_you_mean(key, required | optional)}; '
-                           f'allowed: {sorted(required | optional)}')
-    missing = sorted(required - set(block))
-    if missing:
-        raise HarnessError(f'{where}: missing key(s) {missing}')
 
 
 def load_spec(path: Path, backends: list[str]) -> dict:
@@ -71,7 +52,12 @@ def load_spec(path: Path, backends: list[str]) -> dict:
                            f'{sorted(COMMON_REQUIRED)} and backend one of {sorted(backends)}')
     _check_names(path, spec)
     _check_seeds(path, spec['seeds'] if 'seeds' in spec else None)
-    check_keys(f'{path}: data', spec.get('data'), *DATA_KEYS)
+    sc.validate(spec.get('data'), DATA, f'{path}: data')
+    if spec['data']['test_area'] in spec['data']['train_areas']:
+        raise HarnessError(f'{path}: data.test_area {spec["data"]["test_area"]} is also a training area; '
+                           'remove it from data.train_areas')
+    if 'threads' in spec and sc.positive_int(spec['threads']):
+        raise HarnessError(f'{path}: threads: {spec["threads"]!r} {sc.positive_int(spec["threads"])}')
     if 'ablations' in spec:
         from harness.study.matrix import check_ablations
         check_ablations(path, spec)
@@ -93,6 +79,8 @@ def _check_names(path: Path, spec: dict) -> None:
         if arm not in criteria:
             raise HarnessError(f'{path}: arms: {arm!r} is not in baselines/criteria.yaml'
                                f'{did_you_mean(arm, set(criteria))}')
+    for arm in spec['arms']:
+        check_block(f'{CRITERIA_FILE}: {arm}', criteria[arm])
     if BASELINE not in spec['arms']:
         raise HarnessError(f'{path}: arms must include {BASELINE} (every arm is compared with it)')
     if len(set(spec['arms'])) != len(spec['arms']):

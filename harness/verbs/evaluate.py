@@ -22,10 +22,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--force', action='store_true', help='replace an existing --out file')
 
 
+def writable(folder: Path) -> None:
+    """``folder`` exists (or can be made) and takes a file; else a one-line error naming it."""
+    import tempfile
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise HarnessError(f'{folder}: cannot write there ({err.strerror}); choose another --out') from err
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate every room of the area; missing or unknown rooms are errors."""
     if args.out is not None and args.out.exists() and not args.force:
         raise HarnessError(f'{args.out} exists; pass --force to replace it or choose another --out')
+    if args.out is not None:
+        writable(args.out.parent)   # before minutes of evaluation, not after
     result, record = evaluate_folder(args.predictions, args.data, args.area)
     rooms = range(record['n_rooms'])
     if args.out is not None:

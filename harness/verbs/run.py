@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     print(f'{spec["experiment"]}: {len(points)} runs ({spec["backend"]} backend)')
     set_threads(spec)
     status = run_all(spec, backend, points, options(args))
-    failed = sorted(k for k, v in status.items() if v == 'failed')
+    failed = sorted(k for k, v in status.items() if v == 'failed' or v.startswith('refused'))
     print(result_line('run', 'ok' if not failed else 'failed', experiment=spec['experiment'], runs=status,
                       failed=failed, minutes=round((time.perf_counter() - t0) / 60, 2)))
     return 1 if failed else 0

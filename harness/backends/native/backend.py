@@ -4,11 +4,34 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+from harness.core import schema as sc
 from harness.core.tree import set_dotted
 from harness.study.arms import BASELINE, block, one_key_diff, with_arm
 from harness.study.backend import Backend, Derived, RunContext, RunOptions, Trained
 from harness.study.matrix import RunPoint
-from harness.study.spec import check_backend_keys, check_keys
+from harness.core.errors import HarnessError
+from harness.study.spec import check_backend_keys
+
+
+def _null(x) -> str | None:
+    return None if x is None else 'must be null: each arm sets it from baselines/criteria.yaml'
+
+
+# The native model's config (NativeOneFormer3D and its training); upstream's key names where they exist.
+CONFIG = {
+    'model': {
+        'type': sc.one_of('NativeOneFormer3D'), 'voxel_size': sc.positive, 'num_classes': sc.positive_int,
+        'backbone': {'in_channels': sc.positive_int, 'channels': sc.list_of(sc.positive_int, 1)},
+        'decoder': {'d_model': sc.positive_int, 'n_inst': sc.positive_int, 'n_sem': sc.positive_int,
+                    'n_layers': sc.positive_int, 'n_heads': sc.positive_int, 'hidden': sc.positive_int},
+        'criterion': {'sem_loss_weight': sc.non_negative, 'inst_criterion': _null},
+        'test_cfg': {'topk_insts': sc.positive_int, 'obj_normalization_thr': sc.fraction,
+                     'sp_score_thr': sc.fraction, 'inst_score_thr': sc.fraction, 'npoint_thr': sc.non_negative_int},
+    },
+    'train': {'iters': sc.positive_int, 'batch_size': sc.positive_int, 'lr': sc.positive,
+              'weight_decay': sc.non_negative, 'val_interval?': sc.positive_int},
+    'randomness?': {'deterministic': sc.boolean},
+}
 
 
 class NativeBackend(Backend):
@@ -21,15 +44,21 @@ class NativeBackend(Backend):
     def validate(self, spec: dict) -> None:
         path = spec['_path']
         check_backend_keys(path, spec, set(self.spec_keys[0]), set(self.spec_keys[1]))
-        check_keys(f'{path}: config', spec['config'], {'model', 'train'}, {'randomness'})
+        sc.validate(spec['config'], CONFIG, f'{path}: config')
+        decoder = spec['config']['model']['decoder']
+        if decoder['d_model'] % decoder['n_heads']:
+            raise HarnessError(f'{path}: config.model.decoder.d_model {decoder["d_model"]} is not divisible by '
+                               f'n_heads {decoder["n_heads"]}; change one of them')
 
     def derive(self, spec: dict, point: RunPoint, options: RunOptions, data_root: Path) -> Derived:
         """The spec's config + data + seed + the point's config values, then the arm's criterion."""
         cfg = copy.deepcopy(spec['config'])
-        cfg['randomness'] = {'deterministic': False, **cfg.get('randomness', {}), 'seed': point.seed}
-        cfg['data'] = {**{k: v for k, v in spec['data'].items() if k != 'synth'}, 'root': str(data_root)}
         for key, value in point.overrides('config').items():
             set_dotted(cfg, key, value, where=f'{spec["_path"]}: config (ablation axis)')
+        if point.overrides('config'):
+            sc.validate(cfg, CONFIG, f'{spec["_path"]}: config at ablation point {point.ablation_dict}')
+        cfg['randomness'] = {'deterministic': False, **cfg.get('randomness', {}), 'seed': point.seed}
+        cfg['data'] = {**{k: v for k, v in spec['data'].items() if k != 'synth'}, 'root': str(data_root)}
         criterion = point.overrides('criterion')
         mine = with_arm(cfg, point.arm, criterion)
         diff = one_key_diff(with_arm(cfg, BASELINE), mine, block(point.arm, criterion))

@@ -115,10 +115,7 @@ def train(cfg, work_dir: Path) -> dict:
         HarnessError: the loss or the model's outputs became non-finite (names the iteration).
     """
     work_dir = Path(work_dir)
-    resume = (work_dir / 'last_checkpoint').exists()
-    if not resume and any(work_dir.glob('iter_*.pth')):
-        raise HarnessError(f'{work_dir}: checkpoints but no last_checkpoint marker; move the folder away '
-                           '(its training state is unknown) and run again')
+    resume = _resume_point(work_dir)
     runner = runner_for(cfg, work_dir, resume=resume)
     start = time.perf_counter()
     # torch >= 2.6 loads weights only by default, which mmengine's resume cannot
@@ -130,6 +127,40 @@ def train(cfg, work_dir: Path) -> dict:
     checkpoint = work_dir / Path((work_dir / 'last_checkpoint').read_text().strip()).name
     return {'model': runner.model.eval(), 'iterations': runner.iter, 'iters_this_session': runner.iter - first,
             'seconds': seconds, 'scalars': merge_scalars(work_dir), 'checkpoint': checkpoint, 'resumed': resume}
+
+
+def _resume_point(work_dir: Path) -> bool:
+    """Whether to resume, after making ``last_checkpoint`` name a checkpoint that loads.
+
+    A checkpoint that was deleted, or torn by a full disk, is passed over for
+    the newest older one that loads (each step is printed); with none left the
+    run starts again from iteration 0 (its earlier logs are superseded).
+    """
+    marker = work_dir / 'last_checkpoint'
+    if not marker.exists():
+        return False
+    named = work_dir / Path(marker.read_text().strip()).name
+    candidates = sorted(work_dir.glob('iter_*.pth'), key=lambda p: int(p.stem.split('_')[1]), reverse=True)
+    for path in [named] + [c for c in candidates if c != named]:
+        if _loads(path):
+            if path != named:
+                print(f'note: {named.name} is missing or unreadable; resuming from {path.name}')
+                marker.write_text(str(path))
+            return True
+        print(f'note: {path.name} is missing or unreadable (deleted, or torn by a full disk); passed over')
+    print(f'note: {work_dir}: no loadable checkpoint; training starts again from iteration 0')
+    marker.unlink()
+    return False
+
+
+def _loads(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        torch.load(path, map_location='cpu', weights_only=False)   # this run's own checkpoint
+        return True
+    except Exception:  # noqa: BLE001 - a torn file fails in many ways; all mean "not this one"
+        return False
 
 
 def _hook(runner, name: str):

@@ -1,0 +1,115 @@
+"""Small declarative checks for spec sections: unknown keys (with a did-you-mean), types and ranges.
+
+A schema is a dict: key -> check or nested schema; a key ending in ``?`` is
+optional. A check takes the value and returns None when it is fine, else what
+is wrong ("must be a number > 0").
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable
+
+from harness.core.errors import HarnessError
+
+Check = Callable[[Any], 'str | None']
+
+
+def did_you_mean(key: str, allowed) -> str:
+    """' (did you mean 'x'?)' for a close allowed key, else ''."""
+    close = difflib.get_close_matches(str(key), sorted(map(str, allowed)), n=1, cutoff=0.6)
+    return f' (did you mean {close[0]!r}?)' if close else ''
+
+
+def check_keys(where: str, block: Any, required: set[str], optional: set[str]) -> None:
+    """A mapping with every required key and no unknown one.
+
+    Raises:
+        HarnessError: ``<where>: unknown key 'x' (did you mean 'y'?); allowed: [...]``.
+    """
+    if not isinstance(block, dict):
+        raise HarnessError(f'{where}: expected a mapping with keys {sorted(required | optional)}, got {block!r}')
+    unknown = sorted(set(block) - required - optional, key=str)
+    if unknown:
+        raise HarnessError(f'{where}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], required | optional)}; '
+                           f'allowed: {sorted(required | optional)}')
+    missing = sorted(required - set(block))
+    if missing:
+        raise HarnessError(f'{where}: missing key(s) {missing}')
+
+
+def validate(tree: Any, schema: dict, where: str) -> None:
+    """Check ``tree`` against ``schema`` (recursively); the first problem is raised, naming the key.
+
+    Raises:
+        HarnessError: ``<where>.<key>: <value> <problem>``.
+    """
+    required = {k for k in schema if not k.endswith('?')}
+    optional = {k[:-1] for k in schema if k.endswith('?')}
+    check_keys(where, tree, required, optional)
+    for key, value in tree.items():
+        rule = schema.get(key, schema.get(f'{key}?'))
+        if isinstance(rule, dict):
+            validate(value, rule, f'{where}.{key}')
+            continue
+        problem = rule(value)
+        if problem:
+            raise HarnessError(f'{where}.{key}: {value!r} {problem}; fix the value')
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x   # not NaN
+
+
+def positive(x: Any) -> str | None:
+    return None if _number(x) and x > 0 else 'must be a number > 0'
+
+
+def non_negative(x: Any) -> str | None:
+    return None if _number(x) and x >= 0 else 'must be a number >= 0'
+
+
+def fraction(x: Any) -> str | None:
+    return None if _number(x) and 0 <= x <= 1 else 'must be a number in [0, 1]'
+
+
+def positive_int(x: Any) -> str | None:
+    return None if isinstance(x, int) and not isinstance(x, bool) and x > 0 else 'must be an integer > 0'
+
+
+def non_negative_int(x: Any) -> str | None:
+    return None if isinstance(x, int) and not isinstance(x, bool) and x >= 0 else 'must be an integer >= 0'
+
+
+def boolean(x: Any) -> str | None:
+    return None if isinstance(x, bool) else 'must be true or false'
+
+
+def text(x: Any) -> str | None:
+    return None if isinstance(x, str) and x else 'must be a non-empty string'
+
+
+def anything(x: Any) -> str | None:
+    return None
+
+
+def one_of(*choices: Any) -> Check:
+    return lambda x: None if x in choices else f'must be one of {list(choices)}'
+
+
+def list_of(check: Check, min_len: int = 1, max_len: int | None = None) -> Check:
+    def run(x: Any) -> str | None:
+        if not isinstance(x, list) or len(x) < min_len or (max_len is not None and len(x) > max_len):
+            size = f'{min_len}' if max_len == min_len else f'{min_len}..{max_len or "n"}'
+            return f'must be a list of {size} items'
+        bad = [v for v in x if check(v)]
+        return f'has bad items {bad}: each {check(bad[0])}' if bad else None
+    return run
+
+
+def optional(check: Check) -> Check:
+    """``check``, or null."""
+    return lambda x: None if x is None else check(x)
+
+
+def area(x: Any) -> str | None:
+    return None if isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 6 else 'must be an S3DIS area 1..6'
