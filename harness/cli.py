@@ -16,6 +16,7 @@ VERBS = {
     'verify-data': 'harness.verbs.verify_data',
     'subset': 'harness.verbs.subset',
     'plan': 'harness.verbs.plan',
+    'status': 'harness.verbs.status',
     'run': 'harness.verbs.run',
     'derive': 'harness.verbs.derive',
     'doctor': 'harness.verbs.doctor',

@@ -78,3 +78,26 @@ def capture() -> dict:
         # Set by our Docker images (docker/); absent outside a container.
         'image': {'tag': os.environ.get('HARNESS_IMAGE'), 'digest': os.environ.get('HARNESS_IMAGE_DIGEST')},
     }
+
+
+def executor() -> dict:
+    """Where this process runs: ``local`` (host) or ``slurm`` (job id, array index, node, partition, GPUs)."""
+    env = os.environ
+    gpus = env.get('CUDA_VISIBLE_DEVICES')
+    if 'SLURM_JOB_ID' not in env:
+        return {'kind': 'local', 'host': socket.gethostname(), 'cuda_visible_devices': gpus}
+    return {'kind': 'slurm', 'job_id': env['SLURM_JOB_ID'], 'array_job_id': env.get('SLURM_ARRAY_JOB_ID'),
+            'array_task_id': env.get('SLURM_ARRAY_TASK_ID'), 'node': env.get('SLURMD_NODENAME'),
+            'partition': env.get('SLURM_JOB_PARTITION'), 'restarts': env.get('SLURM_RESTART_COUNT'),
+            'cuda_visible_devices': gpus, 'host': socket.gethostname()}
+
+
+def squeue_state(job_id: str) -> str | None:
+    """Slurm's state of a job (RUNNING, PENDING, ...), None when Slurm no longer knows it or is absent."""
+    try:
+        out = subprocess.run(['squeue', '-h', '-j', str(job_id), '-o', '%T'], capture_output=True, text=True,
+                             timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    state = out.stdout.strip().splitlines()
+    return state[0] if out.returncode == 0 and state else None

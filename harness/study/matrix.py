@@ -157,11 +157,13 @@ def points(spec: dict) -> list[dict[str, Any]]:
     return [{}] + combos
 
 
-def run_matrix(spec: dict, arms: list[str] | None = None, seeds: list[int] | None = None) -> list[RunPoint]:
+def run_matrix(spec: dict, arms: list[str] | None = None, seeds: list[int] | None = None,
+               only: list[str] | None = None) -> list[RunPoint]:
     """Every run of the spec, point-major, then seed-major (both arms of a seed finish close together).
 
     Args:
         arms / seeds: subsets of the spec's (``--arms`` / ``--seeds``); anything else is an error.
+        only: run ids to keep (a Slurm job's one run); an id not in the matrix is an error.
     """
     arms = arms or spec['arms']
     seeds = seeds if seeds is not None else spec['seeds']
@@ -182,4 +184,10 @@ def run_matrix(spec: dict, arms: list[str] | None = None, seeds: list[int] | Non
                 if run not in seen:
                     seen.add(run)
                     out.append(run)
+    if only is not None:
+        missing = sorted(set(only) - {r.run_id for r in out})
+        if missing:
+            raise HarnessError(f'--only {missing}: not in the run matrix of {spec.get("_path", "the spec")}; '
+                               '`python -m harness plan` lists its run ids')
+        out = [r for r in out if r.run_id in only]
     return out

@@ -210,7 +210,8 @@ def lock(folder: Path, owner: dict | None = None) -> Iterator[None]:
         HarnessError: another live process holds the lock (names it).
     """
     path = Path(folder) / LOCK
-    mine = {'host': socket.gethostname(), 'pid': os.getpid(), 'since': now(), **(owner or {})}
+    mine = {'host': socket.gethostname(), 'pid': os.getpid(), 'since': now(),
+            'slurm_job_id': os.environ.get('SLURM_JOB_ID'), **(owner or {})}
     while True:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -235,6 +236,15 @@ def lock(folder: Path, owner: dict | None = None) -> Iterator[None]:
         path.unlink(missing_ok=True)
 
 
+def lock_holder(folder: Path) -> dict | None:
+    """Who holds a run's lock and whether it is still alive: the holder's fields + ``alive``; None if unlocked."""
+    path = Path(folder) / LOCK
+    if not path.exists():
+        return None
+    holder = _holder(path) or {}
+    return {**holder, 'alive': bool(holder) and not _stale(holder)}
+
+
 def _mtime(path: Path) -> float:
     try:
         return path.stat().st_mtime
@@ -250,9 +260,25 @@ def _holder(path: Path) -> dict | None:
 
 
 def _stale(holder: dict) -> bool:
-    """A holder on this host whose pid is gone (other hosts: live unless the executor knows better)."""
+    """A holder whose process is gone: on this host by its pid; a Slurm job by its job id.
+
+    A Slurm job's lock is stale when the job is this very job (requeued after a
+    time limit or preemption) or when Slurm no longer runs it.
+    """
+    job = holder.get('slurm_job_id')
+    if job:
+        if job == os.environ.get('SLURM_JOB_ID'):
+            return True
+        if env.squeue_state(job) not in ('RUNNING', 'COMPLETING', 'CONFIGURING', 'SUSPENDED', 'STOPPED'):
+            return holder.get('host') != socket.gethostname() or _pid_gone(holder)
+        return False
     if holder.get('host') != socket.gethostname():
         return False
+    return _pid_gone(holder)
+
+
+def _pid_gone(holder: dict) -> bool:
+    """The holder's pid no longer exists on this host."""
     try:
         os.kill(int(holder['pid']), 0)
     except ProcessLookupError:

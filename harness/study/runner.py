@@ -16,9 +16,10 @@ import contextlib
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.core import env
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write
 from harness.core.tree import canonical_hash, config_diff, diff_keys, without
@@ -41,6 +42,7 @@ class Planned:
     action: str
     folder: Path | None = None
     reason: str = ''
+    shared: dict = field(default_factory=dict)   # record fields of every run (backend.prepare)
 
 
 def classify(point: RunPoint, derived: Derived, options: RunOptions) -> Planned:
@@ -98,17 +100,26 @@ def same_data(plans: list[Planned], root: Path) -> None:
                            'nothing was trained')
 
 
-def run_all(spec: dict, backend: Backend, points: list[RunPoint], options: RunOptions) -> dict[str, str]:
-    """Plan (refusals first), then make the data, then execute every run; returns run id -> final status."""
+def prepare_runs(spec: dict, backend: Backend, points: list[RunPoint], options: RunOptions) -> list[Planned]:
+    """Everything before training: backend checks, derive + classify (refusals), data, data identity."""
     shared = backend.prepare(spec, options)
     root = data_root(spec, options.data)
     plans = plan(spec, backend, points, options, root)
     ensure_data(spec, options.data)
     same_data(plans, root)
+    for p in plans:
+        p.shared = shared
+    return plans
+
+
+def run_all(spec: dict, backend: Backend, points: list[RunPoint], options: RunOptions) -> dict[str, str]:
+    """Plan (refusals first), then make the data, then execute every run; returns run id -> final status."""
+    plans = prepare_runs(spec, backend, points, options)
+    root = data_root(spec, options.data)
     status, t0 = {}, time.perf_counter()
     for i, p in enumerate(plans, 1):
         print(f'[{i}/{len(plans)}] {p.point.run_id}: {p.action}', flush=True)
-        status[p.point.run_id] = execute(spec, backend, p, options, root, shared)
+        status[p.point.run_id] = execute(spec, backend, p, options, root, p.shared)
         print(f'[{time.perf_counter() - t0:7.1f} s] {p.point.run_id}: {status[p.point.run_id]}', flush=True)
     return status
 
@@ -132,8 +143,10 @@ def _locked(spec: dict, backend: Backend, planned: Planned, options: RunOptions,
             folder: Path) -> str:
     """The run under its lock: a session, training and evaluation, the record closed either way."""
     resumed = bool(records.load_record(folder / 'run.json').get('sessions'))
-    records.begin_session(folder)
+    where = env.executor()
+    records.begin_session(folder, executor=where)
     work_dir = (Path(options.work_dirs) / folder.name).resolve()
+    records.update_record(folder, executor=where, work_dir=str(work_dir))
     ctx = RunContext(spec, planned.point, planned.derived, options, folder, work_dir, data_root, resumed)
     try:
         if planned.action != 'complete':

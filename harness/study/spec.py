@@ -19,10 +19,14 @@ from harness.core.schema import check_keys, did_you_mean
 from harness.study.arms import BASELINE, CRITERIA_FILE, check_block, load_criteria
 
 COMMON_REQUIRED = {'experiment', 'backend', 'arms', 'seeds', 'data'}
-COMMON_OPTIONAL = {'description', 'threads', 'ablations'}
+COMMON_OPTIONAL = {'description', 'threads', 'ablations', 'slurm', 'container'}
 DATA = {'root': sc.text, 'train_areas': sc.list_of(sc.area, 1, 5), 'test_area': sc.area,
         'num_points?': sc.optional(sc.positive_int),
         'synth?': {'rooms_per_area': sc.positive_int, 'points_per_room': sc.positive_int, 'seed': sc.non_negative_int}}
+# --executor slurm resources (harness.execution.slurm.Resources has the defaults)
+SLURM = {'partition?': sc.optional(sc.text), 'account?': sc.optional(sc.text), 'qos?': sc.optional(sc.text),
+         'time_min?': sc.positive_int, 'gpus_per_job?': sc.non_negative_int, 'cpus_per_task?': sc.positive_int,
+         'mem_gb?': sc.positive_int, 'constraint?': sc.optional(sc.text), 'array_parallelism?': sc.positive_int}
 # Experiment and arm names become folder names: no separators, no '..'.
 NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]*')
 
@@ -58,6 +62,10 @@ def load_spec(path: Path, backends: list[str]) -> dict:
                            'remove it from data.train_areas')
     if 'threads' in spec and sc.positive_int(spec['threads']):
         raise HarnessError(f'{path}: threads: {spec["threads"]!r} {sc.positive_int(spec["threads"])}')
+    if 'slurm' in spec:
+        sc.validate(spec['slurm'], SLURM, f'{path}: slurm')
+    if 'container' in spec and not str(spec['container']).startswith('apptainer:'):
+        raise HarnessError(f'{path}: container: {spec["container"]!r}; use apptainer:/path/to/image.sif')
     if 'ablations' in spec:
         from harness.study.matrix import check_ablations
         check_ablations(path, spec)

@@ -1,0 +1,54 @@
+"""``python -m harness status``: one table of a run matrix, for local and Slurm runs alike."""
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+from harness.core.io import result_line
+from harness.execution.status import table
+
+HELP = 'state of every run: pending / to run / running (iteration, ETA) / interrupted / finished / failed / refused'
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the status verb."""
+    parser.add_argument('--runs', type=Path, default=Path('results/runs'), help='folder of run records')
+    parser.add_argument('--spec', type=Path, default=None,
+                        help="the experiment's spec: list its whole matrix (runs never started too) and "
+                             'mark runs whose config changed as refused')
+
+
+def refused_runs(spec_path: Path, runs: Path) -> tuple[list, set[str]]:
+    """The spec's matrix and the run ids the runner would refuse (derived here, nothing trains)."""
+    from harness import backends
+    from harness.study.backend import RunOptions
+    from harness.study.matrix import run_matrix
+    from harness.study.runner import classify
+    from harness.study.setup import data_root
+    spec, backend = backends.load(spec_path)
+    matrix = run_matrix(spec)
+    options = RunOptions(runs=runs)
+    try:
+        backend.prepare(spec, options)
+        root = data_root(spec)
+        refused = {p.run_id for p in matrix if classify(p, backend.derive(spec, p, options, root), options).action
+                   == 'refused'}
+    except Exception as err:  # noqa: BLE001 - status still shows the matrix; say why refusals are unknown
+        print(f'note: refusals not checked ({err})')
+        refused = set()
+    return matrix, refused
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the table and the counts."""
+    matrix, refused = refused_runs(args.spec, args.runs) if args.spec else (None, set())
+    rows = table(args.runs, matrix, refused)
+    width = max([len(r['run_id']) for r in rows] + [6])
+    print(f'{"run id":<{width}}  {"state":<12} {"job":<10} {"att.":>4}  detail')
+    for r in rows:
+        print(f'{r["run_id"]:<{width}}  {r["state"]:<12} {str(r["job"] or "-"):<10} {r["attempts"]:>4}  {r["detail"]}')
+    counts = Counter(r['state'] for r in rows)
+    print('\n' + ', '.join(f'{n} {s}' for s, n in sorted(counts.items())) if rows else 'no runs')
+    print(result_line('status', 'ok', runs=str(args.runs), states=dict(counts)))
+    return 0
