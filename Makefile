@@ -4,9 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --quiet --disable-pip-version-check
 DEVICE ?= cpu
+# PyPI's Linux torch is the CUDA build (gigabytes of nvidia-* wheels): `make venv` takes the CPU build
+# from TORCH_INDEX, unless pip can install it without any index (a local wheelhouse in pip's
+# find-links, as on the project's own machines, which cannot reach that index). TORCH_INDEX= (empty):
+# pip's own configuration decides.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: help venv test smoke compare bench-criterion bench-eval bench-data \
-	image data reproduce-baseline train-influencer doctor check-pins ci-upstream
+.PHONY: help venv test smoke compare bench-criterion bench-eval bench-data host-dirs \
+	image data reproduce-baseline train-influencer doctor check-pins ci-upstream \
+	image-stack upstream-imports test-image-stack
 
 # Upstream backend: BACKEND=docker (default) runs `python -m harness` in the
 # compose service SERVICE (gpu | cpu); BACKEND=upstream runs it here, in an
@@ -34,8 +40,11 @@ help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 # The stamp re-runs the install only when the dependency files change.
-$(VENV)/.installed: pyproject.toml requirements/cpu.txt requirements/mm-registry.txt
+$(VENV)/.installed: pyproject.toml requirements/torch-cpu.txt requirements/cpu.txt requirements/mm-registry.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	if [ -z "$(TORCH_INDEX)" ] || $(PIP) install --dry-run --no-index --no-deps -r requirements/torch-cpu.txt \
+	    >/dev/null 2>&1; then $(PIP) install -r requirements/torch-cpu.txt; \
+	else $(PIP) install --index-url $(TORCH_INDEX) -r requirements/torch-cpu.txt; fi
 	$(PIP) install -r requirements/cpu.txt -e '.[dev]'
 	$(PIP) install --no-deps -r requirements/mm-registry.txt
 	touch $@
@@ -60,6 +69,14 @@ bench-eval: venv  ## time the instance-AP evaluator (UPSTREAM=path to also time 
 
 bench-data: venv  ## time prepare-data on generated raw rooms (MMDET3D=path to also time mmdet3d's converters)
 	$(PY) -m harness bench data $(if $(MMDET3D),--mmdet3d-root $(MMDET3D))
+
+# The containers run as the host user (compose.yaml): the volumes' folders must exist first, or
+# Docker creates them as root and the container cannot write to them.
+host-dirs:
+	mkdir -p data work_dirs results
+ifeq ($(BACKEND),docker)
+doctor data reproduce-baseline train-influencer ci-upstream: host-dirs
+endif
 
 image:  ## build the compose image of SERVICE (gpu | cpu)
 	$(COMPOSE) build $(SERVICE)
@@ -92,3 +109,17 @@ check-pins:  ## every pinned wheel of the images exists for their Python (3.10, 
 	    --implementation cp --abi cp310 --abi abi3 --abi none --platform manylinux2014_x86_64 \
 	    --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --platform linux_x86_64 \
 	    -d .pins -r $$f; done; echo "all pins exist"
+
+# The images cannot be built here (no Docker engine): replicate their Python stacks instead
+# (docker/README.md says what that proves). Venvs in .replica/, sdist-built wheels in
+# ~/.cache/influencerformer/wheels (IMAGE_STACK_WHEELS) so that later builds take minutes.
+image-stack:  ## SERVICE's stack replicated in .replica/SERVICE (Python 3.10, as its Dockerfile installs), then doctor + every upstream import [MMDET3D_ROOT, ONEFORMER3D_ROOT]
+	$(PYTHON) docker/image_stack.py build --service $(SERVICE)
+
+upstream-imports:  ## re-derive docker/upstream-imports.txt (needs ONEFORMER3D_ROOT and MMDET3D_ROOT checkouts)
+	@test -n "$(ONEFORMER3D_ROOT)" -a -n "$(MMDET3D_ROOT)" || { echo "error: set ONEFORMER3D_ROOT and MMDET3D_ROOT" >&2; exit 2; }
+	$(PYTHON) docker/image_stack.py install --service cpu
+	$(PYTHON) docker/image_stack.py derive-imports
+
+test-image-stack: venv  ## the replica tests with both replicas required (CI runs it after make image-stack for gpu and cpu)
+	IMAGE_STACK_REQUIRED=1 $(PY) -m pytest -q tests/test_image_stack.py

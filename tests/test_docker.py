@@ -97,3 +97,51 @@ def test_every_pin_is_exact():
             line = line.split('#')[0].strip()
             if line and not line.startswith('--'):
                 assert re.fullmatch(r'[A-Za-z0-9_.-]+==[A-Za-z0-9_.+]+', line), f'{req.name}: {line}'
+
+
+def make_lines(*args: str) -> list[str]:
+    out = subprocess.run(['make', '-n', '--no-print-directory', '-C', str(REPO), *args], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
+@pytest.mark.parametrize('target', ['doctor', 'reproduce-baseline', 'train-influencer', 'ci-upstream', 'data'])
+def test_make_creates_the_volume_folders_before_any_compose_run(target):
+    """The containers run as the host user: folders Docker creates for volumes would be root's."""
+    lines = make_lines(target, 'S3DIS_RAW=/raw')
+    first_run = next(i for i, line in enumerate(lines) if 'compose run' in line)
+    assert 'mkdir -p data work_dirs results' in lines[:first_run]
+    assert not any('mkdir' in line for line in make_lines(target, 'S3DIS_RAW=/raw', 'BACKEND=upstream'))
+
+
+def test_venv_takes_the_cpu_torch_from_torch_index_unless_a_local_wheel_has_it(tmp_path):
+    recipe = '\n'.join(make_lines('venv', f'VENV={tmp_path / "v"}'))
+    assert ('install --dry-run --no-index --no-deps -r requirements/torch-cpu.txt' in recipe
+            and 'install --index-url https://download.pytorch.org/whl/cpu -r requirements/torch-cpu.txt' in recipe)
+    assert '--index-url https://example.invalid/cpu' in '\n'.join(
+        make_lines('venv', f'VENV={tmp_path / "v"}', 'TORCH_INDEX=https://example.invalid/cpu'))
+    # on Linux only the +cpu build satisfies the pin: PyPI's Linux torch (CUDA, GBs of nvidia-*) never does
+    pins = (REPO / 'requirements' / 'torch-cpu.txt').read_text()
+    assert re.search(r'^torch==[\d.]+\+cpu ; sys_platform == "linux"$', pins, re.M)
+
+
+@pytest.mark.parametrize('minor', [10, 11, 12, 13])
+def test_host_pins_cover_every_python_the_project_supports(minor):
+    from packaging.requirements import Requirement
+    env = {'python_version': f'3.{minor}', 'python_full_version': f'3.{minor}.0', 'sys_platform': 'linux'}
+    reqs = [Requirement(line) for line in (REPO / 'requirements' / 'cpu.txt').read_text().splitlines()
+            if line.strip() and not line.startswith('#')]
+    numpy = [r for r in reqs if r.name == 'numpy' and (r.marker is None or r.marker.evaluate(env))]
+    assert len(numpy) == 1
+    version = str(numpy[0].specifier).lstrip('=')
+    # the numpy wheels' own floor: 2.3 needs 3.11, 2.2 is the last for 3.10; np.in1d is gone in 2.4
+    assert (minor >= 11 or version.startswith('2.2.')) and tuple(map(int, version.split('.')[:2])) < (2, 4)
+
+
+def test_image_stack_targets_and_ci_order():
+    assert make_lines('image-stack', 'SERVICE=cpu', 'PYTHON=py') == ['py docker/image_stack.py build --service cpu']
+    ci = (REPO / '.ci' / 'run').read_text()
+    order = ['make test\n', 'make image-stack SERVICE=gpu\n', 'make image-stack SERVICE=cpu\n',
+             'make test-image-stack\n']
+    assert all(s in ci for s in order) and [ci.index(s) for s in order] == sorted(ci.index(s) for s in order)
