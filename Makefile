@@ -111,9 +111,9 @@ check-pins:  ## every pinned wheel of the images exists for their Python (3.10, 
 	    -d .pins -r $$f; done; echo "all pins exist"
 
 # The images cannot be built here (no Docker engine): replicate their Python stacks instead
-# (docker/README.md says what that proves). Venvs in .replica/, sdist-built wheels in
-# ~/.cache/influencerformer/wheels (IMAGE_STACK_WHEELS) so that later builds take minutes.
-image-stack:  ## SERVICE's stack replicated in .replica/SERVICE (Python 3.10, as its Dockerfile installs), then doctor + every upstream import [MMDET3D_ROOT, ONEFORMER3D_ROOT]
+# (docker/README.md says what that proves). Venvs in ~/.cache/influencerformer/replica (IMAGE_STACK_DIR),
+# sdist-built wheels in ~/.cache/influencerformer/wheels (IMAGE_STACK_WHEELS): a fresh clone reuses both.
+image-stack:  ## SERVICE's stack replicated (Python 3.10, as its Dockerfile installs), then doctor + every upstream import [MMDET3D_ROOT, ONEFORMER3D_ROOT]
 	$(PYTHON) docker/image_stack.py build --service $(SERVICE)
 
 upstream-imports:  ## re-derive docker/upstream-imports.txt (needs ONEFORMER3D_ROOT and MMDET3D_ROOT checkouts)

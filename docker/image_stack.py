@@ -1,8 +1,9 @@
 """Offline replica of an image's Python stack: ``make image-stack SERVICE=gpu|cpu``.
 
 Replays the service's Dockerfile ``pip install`` steps, in order and with the
-same flags, into a Python 3.10 virtualenv (.replica/<service>/venv; the
-substitutions where a source is out of reach are listed in docker/stack_plan.py),
+same flags, into a Python 3.10 virtualenv
+(~/.cache/influencerformer/replica/<service>/venv; the substitutions where a
+source is out of reach are listed in docker/stack_plan.py),
 then runs the image's last build step (``python -m harness doctor``) and imports
 every module the images' own steps load (docker/upstream-imports.txt,
 derived by ``make upstream-imports``). Stdlib only; runs under any Python >= 3.10.
@@ -32,7 +33,10 @@ from stack_plan import DOCKERFILES, FROM_SDIST, REPO, plan
 
 PROBE = REPO / 'docker' / 'stack_probe.py'
 IMPORTS_LIST = REPO / 'docker' / 'upstream-imports.txt'
-REPLICA = Path(os.environ.get('IMAGE_STACK_DIR', REPO / '.replica'))
+CACHE = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'influencerformer'
+# The venvs live outside the checkout, so that a fresh clone (CI) finds them current; one checkout at a
+# time: each build points the venv's editable install of our package at the checkout that runs it.
+REPLICA = Path(os.environ.get('IMAGE_STACK_DIR', CACHE / 'replica'))
 BUILD_TOOLS = ['ninja==1.11.1.1', 'psutil==5.9.8', 'wheel==0.43.0']  # for sdist builds; kept out of the venv
 
 
@@ -55,8 +59,7 @@ def find_python() -> str:
 
 def wheelhouse() -> Path:
     """Wheels built here from sdists, per torch release: survive a fresh clone, so rebuilds are instant."""
-    cache = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache'))
-    return Path(os.environ.get('IMAGE_STACK_WHEELS', cache / 'influencerformer' / 'wheels'))
+    return Path(os.environ.get('IMAGE_STACK_WHEELS', CACHE / 'wheels'))
 
 
 def run(cmd: list[str], env: dict | None = None, cwd: Path = REPO) -> int:
@@ -116,11 +119,13 @@ def unpack_commit(spec: str, dest: Path) -> Path:
     return out
 
 
-def install(service: str, py: str, venv: Path, mmdet3d_root: Path | None) -> None:
-    """Replay the Dockerfile's installs; print each step next to the Dockerfile's line."""
+def install(service: str, py: str, venv: Path, mmdet3d_root: Path | None, only_ours: bool = False) -> None:
+    """Replay the Dockerfile's installs (``only_ours``: just our editable package); print each step."""
     pip = [py, '-m', 'pip', 'install', '--quiet']
     start = time.monotonic()
     for step, actions in plan(service, mmdet3d_root):
+        if only_ours and step.kind != 'editable':
+            continue
         print(f'\n== [{time.monotonic() - start:5.0f} s] {DOCKERFILES[service].name}: {step.line}', flush=True)
         for how, args in actions:
             if how == 'sdist':
@@ -147,7 +152,7 @@ def stamp_of(service: str, py: str, mmdet3d_root: Path | None) -> dict:
 
 
 def build(service: str, mmdet3d_root: Path | None, force: bool) -> Path:
-    """Create .replica/<service>/venv unless the stamp says it is current."""
+    """Create REPLICA/<service>/venv unless its stamp is current; either way install our package from REPO."""
     py = find_python()
     version = subprocess.run([py, '-c', 'import sys; print("%d.%d.%d" % sys.version_info[:3])'],
                              capture_output=True, text=True).stdout.strip()
@@ -157,7 +162,9 @@ def build(service: str, mmdet3d_root: Path | None, force: bool) -> Path:
     venv, stamp_file = home / 'venv', home / 'stamp.json'
     stamp = stamp_of(service, py, mmdet3d_root)
     if not force and stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp:
-        print(f'{venv}: up to date with {DOCKERFILES[service].name} and docker/requirements (Python {version})')
+        print(f'{venv}: up to date with {DOCKERFILES[service].name} and docker/requirements (Python {version}); '
+              f'our package from {REPO}')
+        install(service, str(venv / 'bin' / 'python'), venv, mmdet3d_root, only_ours=True)
         return venv
     shutil.rmtree(home, ignore_errors=True)
     must([py, '-m', 'venv', str(venv)])
