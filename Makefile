@@ -7,7 +7,7 @@ DEVICE ?= cpu
 # PyPI's Linux torch is the CUDA build (gigabytes of nvidia-* wheels): `make venv` takes the CPU build
 # from TORCH_INDEX, unless pip can install it without any index (a local wheelhouse in pip's
 # find-links, as on the project's own machines, which cannot reach that index). TORCH_INDEX= (empty):
-# pip's own configuration decides.
+# pip's own configuration decides. A torch already in the venv (a GPU user's CUDA build) is kept.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: help venv test smoke compare bench-criterion bench-eval bench-data host-dirs \
@@ -42,7 +42,8 @@ help:  ## list targets
 # The stamp re-runs the install only when the dependency files change.
 $(VENV)/.installed: pyproject.toml requirements/torch-cpu.txt requirements/cpu.txt requirements/mm-registry.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	if [ -z "$(TORCH_INDEX)" ] || $(PIP) install --dry-run --no-index --no-deps -r requirements/torch-cpu.txt \
+	if $(PY) -c 'import torch' 2>/dev/null; then echo "keeping the venv's torch"; \
+	elif [ -z "$(TORCH_INDEX)" ] || $(PIP) install --dry-run --no-index --no-deps -r requirements/torch-cpu.txt \
 	    >/dev/null 2>&1; then $(PIP) install -r requirements/torch-cpu.txt; \
 	else $(PIP) install --index-url $(TORCH_INDEX) -r requirements/torch-cpu.txt; fi
 	$(PIP) install -r requirements/cpu.txt -e '.[dev]'
