@@ -35,6 +35,10 @@ EPILOG = """examples:
   python -m harness bench eval                      # evaluator throughput, 68 rooms x 200 preds x 100k points
   python -m harness evaluate work_dirs/run/preds --data data/s3dis --area 5 --out metrics.json
   python -m harness derive --spec baselines/s3dis-area5.yaml --upstream-root ../oneformer3d --out /tmp/cfgs
+  python -m harness plan --spec baselines/s3dis-area5-ablations.yaml   # the run matrix, estimated hours
+  python -m harness run --spec baselines/smoke-native.yaml --runs results/smoke/runs
+  python -m harness run --spec baselines/s3dis-area5.yaml --executor slurm --container apptainer:if.sif
+  python -m harness status --runs results/runs --spec baselines/s3dis-area5.yaml
   python -m harness compare --runs results/runs --experiment s3dis-area5 --out results/
   python -m harness study toy                       # criteria on free parameters, results/toy/
 """

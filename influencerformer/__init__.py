@@ -7,7 +7,9 @@ from .criterion import InfluencerCriterion
 from .hungarian import HungarianCriterion, HungarianMatcher
 from .loss import MaskInfluencerLoss
 from .ops import InstanceGT
+from .seeded import SeededInfluencerCriterion
+from .transport import TransportCriterion
 
-__all__ = ['InfluencerCriterion', 'HungarianCriterion', 'HungarianMatcher',
-           'MaskInfluencerLoss', 'InstanceGT']
+__all__ = ['InfluencerCriterion', 'HungarianCriterion', 'HungarianMatcher', 'MaskInfluencerLoss',
+           'InstanceGT', 'SeededInfluencerCriterion', 'TransportCriterion']
 __version__ = '0.1.0'

@@ -9,8 +9,10 @@ from mmdet3d.registry import MODELS
 
 from .criterion import InfluencerCriterion
 from .hungarian import HungarianCriterion
+from .seeded import SeededInfluencerCriterion
+from .transport import TransportCriterion
 
-REGISTERED = ('InfluencerCriterion', 'HungarianCriterion')
+REGISTERED = ('InfluencerCriterion', 'HungarianCriterion', 'TransportCriterion', 'SeededInfluencerCriterion')
 
-MODELS.register_module(name='InfluencerCriterion', module=InfluencerCriterion)
-MODELS.register_module(name='HungarianCriterion', module=HungarianCriterion)
+for _cls in (InfluencerCriterion, HungarianCriterion, TransportCriterion, SeededInfluencerCriterion):
+    MODELS.register_module(name=_cls.__name__, module=_cls)

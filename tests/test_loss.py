@@ -1,4 +1,6 @@
 """MaskInfluencerLoss: the seed formulation, exactly, and numerically safe."""
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -224,3 +226,31 @@ def test_softmax_variant_uses_log_softmax_over_queries():
     assert torch.allclose(out['attractive'], (-torch.logsumexp(lg, 1)).mean())
     with pytest.raises(ValueError, match='mask_norm'):
         MaskInfluencerLoss(mask_norm='sparsemax')
+
+
+def test_the_seed_loss_prefers_each_query_covering_all_instances_but_one():
+    """The degenerate optimum (docs/influencer-loss.md): with 8 queries and 5 instances the seed loss
+    is 0 for one query per instance, -1.08 for every query on every instance (the hinge costs the
+    margin), and lower still, -1.85, when each query skips one instance: no two instance profiles
+    are closer than sqrt(2) > margin, so the repulsive hinge is exactly 0."""
+    m, k, per = 8, 5, 20
+    gt = torch.zeros(k, k * per, dtype=torch.bool)
+    for i in range(k):
+        gt[i, i * per:(i + 1) * per] = True
+
+    def loss_of(cover):
+        x = torch.full((m, k * per), -30.0)
+        for q, i in cover.nonzero().tolist():
+            x[q, i * per:(i + 1) * per] = 30.0
+        return MaskInfluencerLoss()(x, gt)
+    one = torch.zeros(m, k, dtype=torch.bool)
+    one[torch.arange(k), torch.arange(k)] = True
+    every = torch.ones(m, k, dtype=torch.bool)
+    all_but_one = torch.ones(m, k, dtype=torch.bool)
+    all_but_one[torch.arange(m), torch.arange(m) % k] = False
+    assert float(loss_of(one)['loss']) == pytest.approx(0.0, abs=1e-6)
+    assert float(loss_of(every)['loss']) == pytest.approx(1 - math.log(8), abs=1e-4)
+    skip = loss_of(all_but_one)
+    assert float(skip['repulsive']) == 0.0
+    assert float(skip['loss']) == pytest.approx(-(3 * math.log(6) + 2 * math.log(7)) / 5, abs=1e-4)
+    assert float(skip['loss']) < float(loss_of(every)['loss']) < float(loss_of(one)['loss'])

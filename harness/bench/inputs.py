@@ -35,8 +35,9 @@ def random_pred(sizes: list[int], n_queries: int, n_classes: int = 13, n_aux: in
 
     Returns:
         dict with lists over the batch: ``cls_preds`` (M, n_classes + 1),
-        ``scores`` (M, 1), ``masks`` (M, S_i) logits ~ N(0, scale^2), and
-        ``aux_outputs``: ``n_aux`` dicts with the same three keys.
+        ``scores`` (M, 1), ``masks`` (M, S_i) logits ~ N(0, scale^2),
+        ``aux_outputs``: ``n_aux`` dicts with the same three keys, and
+        ``query_seeds``: long (M,) a random seed point per query.
     """
     gen = torch.Generator().manual_seed(seed)
 
@@ -51,6 +52,8 @@ def random_pred(sizes: list[int], n_queries: int, n_classes: int = 13, n_aux: in
 
     pred = layer()
     pred['aux_outputs'] = [layer() for _ in range(n_aux)]
+    # where each query was seeded (read only by the seeded criterion)
+    pred['query_seeds'] = [torch.randint(0, s, (n_queries,), generator=gen).to(device) for s in sizes]
     return pred
 
 

@@ -83,12 +83,23 @@ NOTES = ('Mean ± sample std over seeds, in percent, of the LAST checkpoint of e
          'uncommitted changes.')
 
 
+def arm_differences(runs: pd.DataFrame) -> dict[str, list[str]]:
+    """Arm -> the config keys it sets (its criterion, and a second key where an arm declares one)."""
+    out: dict[str, list[str]] = {}
+    for r in runs.itertuples():
+        if r.arm != BASELINE:
+            out.setdefault(r.arm, list(r.arm_keys))
+    return out
+
+
 def comparison_md(experiment: str, summary: pd.DataFrame, sel: Selection, published: dict | None,
                   ablation_lines: list[str]) -> str:
     """The whole comparison.md."""
     from harness.reporting.compare import BEST_LABEL
     lines = [f'# {experiment}: instance segmentation, last checkpoint', ''] + main_table(summary, published)
     lines += ['', NOTES.format(baseline=BASELINE, best=BEST_LABEL, dirty=DIRTY)]
+    lines += ['', 'What differs from the baseline: ' + '; '.join(
+        f"{arm}: {', '.join(keys)}" for arm, keys in arm_differences(sel.runs).items()) + '.']
     if published:
         lines += ['', f"Published reference: {published['source'].strip()}"]
     lines += ['', '## Paired differences', ''] + delta_table(summary)

@@ -48,8 +48,9 @@ def setting(record: dict, config: dict, ablated: set[str]) -> dict:
         ablated: every config key that some run of the experiment ablates (left out for all runs).
     """
     places = record.get('location_keys', [])
+    own = record.get('arm_keys') or [ARM_KEY]   # what the arm sets: its criterion (and any second key)
     flat = {k: v for k, v in flatten(config).items()
-            if not under(k, ARM_KEY) and k != 'randomness.seed' and not any(under(k, a) for a in ablated)
+            if not any(under(k, a) for a in own) and k != 'randomness.seed' and not any(under(k, a) for a in ablated)
             and not any(fnmatch.fnmatchcase(k, p) for p in places)}
     env = record.get('env', {})
     flat.update({'<iterations>': record.get('iterations_done'),
@@ -129,6 +130,7 @@ def _row(r: dict, metrics: dict) -> dict:
             'iterations': r.get('iterations_done'), 's_per_iter': timing.get('s_per_iter'),
             'dirty': bool(((r.get('env') or {}).get('harness_git') or {}).get('dirty')),
             'executor': (r.get('executor') or {}).get('kind', 'local'),
+            'arm_keys': r.get('arm_keys') or [ARM_KEY],
             **{m: metrics[m] for m in METRICS}, 'per_class': metrics['per_class']}
 
 

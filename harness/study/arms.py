@@ -28,6 +28,9 @@ from harness.core.tree import config_diff, diff_keys, get_dotted, set_dotted, un
 CRITERIA_FILE = BASELINES / 'criteria.yaml'
 BASELINE = 'hungarian'
 ARM_KEY = 'model.criterion.inst_criterion'
+# criteria.yaml's entry of arms that need a model setting besides their criterion
+# (a second key: recorded in every diff and named in the comparison).
+SECOND_KEYS = '_second_keys'
 
 
 def load_criteria(path: Path = CRITERIA_FILE) -> dict[str, dict]:
@@ -42,10 +45,22 @@ def load_criteria(path: Path = CRITERIA_FILE) -> dict[str, dict]:
         raise HarnessError(f'{path}: unreadable criteria file ({err})') from err
     if not isinstance(table, dict) or BASELINE not in table:
         raise HarnessError(f'{path}: a mapping of arm name -> inst_criterion block, with a {BASELINE!r} arm')
+    table = {k: v for k, v in table.items() if k != SECOND_KEYS}
     for arm, block in table.items():
         if not isinstance(block, dict) or 'type' not in block:
             raise HarnessError(f'{path}: arm {arm!r} needs a mapping with a type key')
     return table
+
+
+def second_keys(arm: str, path: Path = CRITERIA_FILE) -> dict[str, Any]:
+    """The dotted config keys an arm sets besides its criterion (``{}`` for almost every arm)."""
+    table = yaml.safe_load(Path(path).read_text()) or {}
+    return dict((table.get(SECOND_KEYS) or {}).get(arm) or {})
+
+
+def arm_keys(arm: str) -> list[str]:
+    """Every config key the arm sets: the criterion key, then its second keys."""
+    return [ARM_KEY, *second_keys(arm)]
 
 
 def block(arm: str, overrides: dict[str, Any] | None = None, criteria: dict | None = None) -> dict:
@@ -70,28 +85,36 @@ def with_arm(config: dict, arm: str, overrides: dict[str, Any] | None = None) ->
     """A copy of ``config`` whose ``ARM_KEY`` is the arm's block (the only key an arm sets)."""
     cfg = copy.deepcopy(config)
     set_dotted(cfg, ARM_KEY, block(arm, overrides), where='the run config')
+    for key, value in second_keys(arm).items():
+        set_dotted(cfg, key, value, where=f'the run config (second key of arm {arm})')
     return cfg
 
 
-def one_key_diff(baseline: dict, other: dict, expected_block: dict) -> list[str]:
+def one_key_diff(baseline: dict, other: dict, expected_block: dict, arm: str | None = None) -> list[str]:
     """The flattened differences between the baseline arm's config and another arm's.
 
     Args:
         baseline / other: resolved run configs (plain dicts) of the same seed
             and ablation point.
         expected_block: the block ``other`` must carry at ``ARM_KEY``.
+        arm: the other arm's name: its second keys may differ too (and must hold its values).
 
     Returns:
-        ``'key: old -> new'`` lines, every key under ``ARM_KEY``.
+        ``'key: old -> new'`` lines, every key under the arm's keys.
 
     Raises:
-        HarnessError: any difference outside ``ARM_KEY``, or a resolved block
-            that is not the arm's (a config merge leaked keys into it).
+        HarnessError: any difference outside them, or a resolved block that is
+            not the arm's (a config merge leaked keys into it).
     """
+    extra = second_keys(arm) if arm else {}
+    allowed = [ARM_KEY, *extra]
     diff = config_diff(baseline, other)
-    stray = [line for line, key in zip(diff, diff_keys(diff)) if not under(key, ARM_KEY)]
+    stray = [line for line, key in zip(diff, diff_keys(diff)) if not any(under(key, a) for a in allowed)]
     if stray:
-        raise HarnessError(f'derived arms differ outside {ARM_KEY}: ' + '; '.join(stray[:5]))
+        raise HarnessError(f'derived arms differ outside {", ".join(allowed)}: ' + '; '.join(stray[:5]))
+    for key, value in extra.items():
+        if get_dotted(other, key) != value:
+            raise HarnessError(f'{key} is {get_dotted(other, key)!r}, arm {arm} needs {value!r}')
     got = get_dotted(other, ARM_KEY)
     if got != expected_block:
         raise HarnessError(f'resolved {ARM_KEY} {got} is not the arm\'s block {expected_block} '
@@ -116,14 +139,18 @@ KEY_CHECKS: list[tuple[str, sc.Check]] = [
     ('loss_weight', sc.list_of(sc.non_negative, 2, 4)),
     ('*_weight', sc.non_negative),
     ('num_classes', sc.positive_int),
+    ('sinkhorn_iters', sc.positive_int), ('min_mass', sc.fraction),
     ('mask_norm', sc.one_of('sigmoid', 'softmax')),
 ]
 
 
 def _classes() -> dict[str, type]:
-    from influencerformer import HungarianCriterion, InfluencerCriterion
+    """Criterion type name (as a config spells it) -> our implementation."""
+    from influencerformer import (HungarianCriterion, InfluencerCriterion, SeededInfluencerCriterion,
+                                  TransportCriterion)
     return {'InstanceCriterion': HungarianCriterion, 'HungarianCriterion': HungarianCriterion,
-            'InfluencerCriterion': InfluencerCriterion}
+            'InfluencerCriterion': InfluencerCriterion, 'TransportCriterion': TransportCriterion,
+            'SeededInfluencerCriterion': SeededInfluencerCriterion}
 
 
 def check_block(where: str, spec_block: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ from harness.core.io import atomic_write
 from harness.core.tree import canonical_hash, config_diff, diff_keys, without
 from harness.evaluation.folder import evaluate_folder
 from harness.study import records
+from harness.study.arms import arm_keys
 from harness.study.backend import Backend, Derived, RunContext, RunOptions, Trained
 from harness.study.curves import write_curves
 from harness.study.matrix import RunPoint
@@ -169,7 +170,8 @@ def _open_new(spec: dict, backend: Backend, planned: Planned, options: RunOption
     point = planned.point
     folder = records.new_attempt(options.runs, point.run_id, experiment=point.experiment, arm=point.arm,
                                  seed=point.seed, ablation=point.ablation_dict, backend=backend.name,
-                                 location_keys=list(backend.location_keys), **shared)
+                                 arm_keys=arm_keys(point.arm), location_keys=list(backend.location_keys),
+                                 **shared)
     config = records.write_config(folder, planned.derived.config)
     for name, text in planned.derived.files.items():
         atomic_write(folder / 'configs' / name, text, overwrite=True)

@@ -23,7 +23,8 @@ CONFIG = {
         'type': sc.one_of('NativeOneFormer3D'), 'voxel_size': sc.positive, 'num_classes': sc.positive_int,
         'backbone': {'in_channels': sc.positive_int, 'channels': sc.list_of(sc.positive_int, 1)},
         'decoder': {'d_model': sc.positive_int, 'n_inst': sc.positive_int, 'n_sem': sc.positive_int,
-                    'n_layers': sc.positive_int, 'n_heads': sc.positive_int, 'hidden': sc.positive_int},
+                    'n_layers': sc.positive_int, 'n_heads': sc.positive_int, 'hidden': sc.positive_int,
+                    'query_init?': sc.one_of('learned', 'seeded')},
         'criterion': {'sem_loss_weight': sc.non_negative, 'inst_criterion': _null},
         'test_cfg': {'topk_insts': sc.positive_int, 'obj_normalization_thr': sc.fraction,
                      'sp_score_thr': sc.fraction, 'inst_score_thr': sc.fraction, 'npoint_thr': sc.non_negative_int},
@@ -61,7 +62,7 @@ class NativeBackend(Backend):
         cfg['data'] = {**{k: v for k, v in spec['data'].items() if k != 'synth'}, 'root': str(data_root)}
         criterion = point.overrides('criterion')
         mine = with_arm(cfg, point.arm, criterion)
-        diff = one_key_diff(with_arm(cfg, BASELINE), mine, block(point.arm, criterion))
+        diff = one_key_diff(with_arm(cfg, BASELINE), mine, block(point.arm, criterion), point.arm)
         return Derived(config=mine, diff=diff, iterations=int(cfg['train']['iters']))
 
     def train(self, ctx: RunContext) -> Trained:

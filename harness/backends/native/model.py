@@ -77,15 +77,23 @@ class DecoderLayer(nn.Module):
 
 
 class QueryDecoder(nn.Module):
-    """Learned queries, iterative prediction after the input projection and every layer."""
+    """Instance + semantic queries, iterative prediction after the input projection and every layer.
+
+    ``query_init``: ``learned`` (upstream's S3DIS model: one embedding per
+    query) or ``seeded`` (as Mask3D and OneFormer3D's ScanNet model: each
+    instance query starts from the feature of a sampled voxel, its seed).
+    """
 
     def __init__(self, in_channels: int, d_model: int = 64, n_inst: int = 32, n_sem: int = 13,
-                 n_classes: int = 13, n_layers: int = 2, n_heads: int = 4, hidden: int = 128) -> None:
+                 n_classes: int = 13, n_layers: int = 2, n_heads: int = 4, hidden: int = 128,
+                 query_init: str = 'learned') -> None:
         super().__init__()
-        self.n_inst, self.n_sem = n_inst, n_sem
+        self.n_inst, self.n_sem, self.query_init = n_inst, n_sem, query_init
         self.input_proj = nn.Sequential(nn.Linear(in_channels, d_model), nn.LayerNorm(d_model), nn.ReLU())
         self.x_mask = nn.Sequential(nn.Linear(in_channels, d_model), nn.ReLU(), nn.Linear(d_model, d_model))
-        self.query = nn.Embedding(n_inst + n_sem, d_model)
+        self.query = nn.Embedding(n_sem + (n_inst if query_init == 'learned' else 0), d_model)
+        if query_init == 'seeded':
+            self.seed_proj = nn.Sequential(nn.Linear(in_channels, d_model), nn.LayerNorm(d_model))
         self.layers = nn.ModuleList(DecoderLayer(d_model, n_heads, hidden) for _ in range(n_layers))
         self.out_norm = nn.LayerNorm(d_model)
         self.cls = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, n_classes + 1))
@@ -95,17 +103,35 @@ class QueryDecoder(nn.Module):
         q = self.out_norm(q)
         return self.cls(q), self.score(q), q @ mask_feats.T
 
-    def forward(self, feats: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
-        """feats (V, C) of one scene -> per prediction: cls (Q, C+1), score (Q, 1), mask logits (Q, V)."""
+    def initial_queries(self, feats: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(Q, d) starting queries, instance queries first; and the seed voxel of each (None if learned).
+
+        Seeds are drawn at random (the global RNG while training; a fixed
+        generator in eval mode, so predictions are reproducible).
+        """
+        if self.query_init == 'learned':
+            return self.query.weight, None
+        n = feats.shape[0]
+        gen = None if self.training else torch.Generator().manual_seed(0)
+        seeds = torch.randperm(n, generator=gen)[:self.n_inst]
+        if n < self.n_inst:   # fewer voxels than queries: some voxels seed two queries
+            seeds = torch.cat([seeds, torch.randint(0, n, (self.n_inst - n,), generator=gen)])
+        seeds = seeds.to(feats.device)
+        return torch.cat([self.seed_proj(feats[seeds]), self.query.weight]), seeds
+
+    def forward(self, feats: Tensor) -> tuple[list[tuple[Tensor, Tensor, Tensor]], Tensor | None]:
+        """feats (V, C) of one scene -> per prediction: cls (Q, C+1), score (Q, 1), mask logits (Q, V);
+        and the instance queries' seed voxels (long (n_inst,), or None)."""
         x, mask_feats = self.input_proj(feats)[None], self.x_mask(feats)
-        q = self.query.weight[None]
+        q0, seeds = self.initial_queries(feats)
+        q = q0[None]
         preds = [self._head(q[0], mask_feats)]
         for layer in self.layers:
             attn = preds[-1][2].detach().sigmoid() < 0.5
             attn[attn.all(1)] = False  # a query that would see nothing sees everything
             q = layer(q, x, attn)
             preds.append(self._head(q[0], mask_feats))
-        return preds
+        return preds, seeds
 
 
 class NativeOneFormer3D(BaseModel):
@@ -138,16 +164,17 @@ class NativeOneFormer3D(BaseModel):
     def forward(self, scenes: list[dict], data_samples=None, mode: str = 'loss'):
         """'loss' -> dict of losses; 'predict' -> list of evaluator predictions per scene."""
         voxels, feats = self._features(scenes)
-        preds = [self.decoder(f) for f in feats]
+        decoded = [self.decoder(f) for f in feats]
+        preds, seeds = [d[0] for d in decoded], [d[1] for d in decoded]
         if mode == 'loss':
-            return self.loss(scenes, voxels, preds)
+            return self.loss(scenes, voxels, preds, seeds)
         if mode == 'predict':
             return [predict_instances(p[-1][0][:self.decoder.n_inst], p[-1][1][:self.decoder.n_inst],
                                       p[-1][2][:self.decoder.n_inst], v.inverse, self.test_cfg)
                     for p, v in zip(preds, voxels)]
         raise ValueError(f"mode must be 'loss' or 'predict', got {mode!r}")
 
-    def loss(self, scenes: list[dict], voxels: list, preds: list) -> dict[str, Tensor]:
+    def loss(self, scenes: list[dict], voxels: list, preds: list, seeds: list) -> dict[str, Tensor]:
         """Unified criterion: instance queries -> inst_criterion, semantic queries -> CE over voxels."""
         n = self.decoder.n_inst
         gts, sem_labels = [], []
@@ -160,6 +187,8 @@ class NativeOneFormer3D(BaseModel):
         if not all(torch.isfinite(m).all() for m in layers[-1]['masks']):
             raise FloatingPointError('model outputs became non-finite')   # e.g. NaN weights after a bad step
         pred = dict(layers[-1], aux_outputs=layers[:-1])
+        if seeds[0] is not None:
+            pred['query_seeds'] = seeds
         start = time.perf_counter()
         out = self.inst_criterion(pred, gts)
         # forward time of the instance criterion (its backward runs inside the whole model's)

@@ -31,6 +31,7 @@ from harness.backends.upstream.pretrained import ensure_pretrained, pretrained_p
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write
 from harness.core.paths import REPO
+from harness.study.arms import second_keys
 from harness.study.backend import Backend, Derived, RunContext, RunOptions, Trained
 from harness.study.curves import merge_scalars
 from harness.study.matrix import RunPoint
@@ -101,6 +102,10 @@ class UpstreamBackend(Backend):
         check_keys(f'{path}: schedule', spec['schedule'], set(), {'epochs', 'iters', 'val_interval'})
         if spec['pretrained'] is not None:
             check_keys(f'{path}: pretrained', spec['pretrained'], {'url'}, {'sha256'})
+        for arm in spec['arms']:
+            if second_keys(arm):
+                raise HarnessError(f'{path}: arm {arm} also needs {second_keys(arm)}, which upstream\'s model does '
+                                   'not have (only criterion-only arms run on the upstream backend)')
 
     def prepare(self, spec: dict, options: RunOptions) -> dict:
         """The checkout (at the pinned commit unless allowed otherwise) and the pretrained backbone."""

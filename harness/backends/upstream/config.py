@@ -219,7 +219,7 @@ def write_arm_configs(spec: dict, spec_path: Path, upstream_root: Path, out: Pat
             raise HarnessError(f'{configs[arm]}: mmengine resolves it differently from the intent: '
                                + '; '.join(wrong[:5]))
         if arm != BASELINE:
-            diffs[arm] = one_key_diff(resolved[BASELINE], resolved[arm], block(arm, wanted))
+            diffs[arm] = one_key_diff(resolved[BASELINE], resolved[arm], block(arm, wanted), arm)
     lines = [f'# {arm} vs {BASELINE}: flattened keys that differ (all under {ARM_KEY})\n'
              + ''.join(d + '\n' for d in diff) for arm, diff in diffs.items()]
     atomic_write(Path(out) / 'diff.txt', '\n'.join(lines), overwrite=overwrite)

@@ -1,0 +1,49 @@
+"""The regime of a prepared dataset: how many instances a room holds, of which classes, how big.
+
+The numbers that decide how hard set prediction is for a criterion: instances
+per room against the model's queries, the class mix (many small clutter and
+chairs, a few huge planes) and the spread of instance sizes. Works on real
+S3DIS and on synthetic rooms alike (docs/influencer-loss.md compares them).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from harness.data.reader import CLASS_NAMES, list_rooms, read_room
+
+PLANAR = ('ceiling', 'floor', 'wall')
+
+
+def regime(root: Path, areas: list[int]) -> dict:
+    """Statistics over every room of ``areas``.
+
+    Returns:
+        ``rooms``; ``instances_per_room`` {mean, min, max}; ``class_mix``
+        (fraction of instances per class, descending); ``planar_point_fraction``
+        (points in ceiling / floor / wall); ``instance_share`` {p5, p50, p95}
+        (an instance's fraction of its room's points) and ``size_ratio``
+        (largest / smallest instance, in points).
+    """
+    per_room, classes, shares, sizes, planar = [], Counter(), [], [], []
+    for area in areas:
+        for name in list_rooms(root, area):
+            room = read_room(root, name)
+            inst, sem = np.asarray(room.instance), np.asarray(room.semantic)
+            ids, counts = np.unique(inst[inst > 0], return_counts=True)
+            per_room.append(len(ids))
+            first = {i: sem[inst == i][0] for i in ids}
+            classes.update(CLASS_NAMES[first[i]] for i in ids)
+            shares += list(counts / len(inst))
+            sizes += list(counts)
+            planar.append(np.isin(sem, [CLASS_NAMES.index(c) for c in PLANAR]).mean())
+    total = sum(classes.values())
+    return {'rooms': len(per_room),
+            'instances_per_room': {'mean': float(np.mean(per_room)), 'min': int(min(per_room)),
+                                   'max': int(max(per_room))},
+            'class_mix': {c: round(n / total, 3) for c, n in classes.most_common()},
+            'planar_point_fraction': float(np.mean(planar)),
+            'instance_share': {f'p{q}': float(np.percentile(shares, q)) for q in (5, 50, 95)},
+            'size_ratio': float(max(sizes) / min(sizes))}
