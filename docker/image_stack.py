@@ -95,10 +95,11 @@ def sdist_wheel(py: str, venv: Path, req: str) -> Path:
         tools = wheelhouse() / 'buildtools-cp310'
         if not (tools / 'ninja').is_dir():
             must([py, '-m', 'pip', 'install', '--quiet', '--target', str(tools), *BUILD_TOOLS])
-        print(f'building {req} from PyPI\'s sdist with ops against torch {torch_version(py)} '
-              f'(mmcv: ~20 min on 2 cores; once: kept in {house})', flush=True)
+        print(f'building {req} from PyPI\'s sdist against torch {torch_version(py)} '
+              f'(mmcv: 10-20 min on 2 cores; once: kept in {house})', flush=True)
+        # CFLAGS=-g0: no debug info (Python's own CFLAGS carry -g), the same code at -O3 in about half the time
         env = venv_env(venv, PYTHONPATH=str(tools), PATH=f'{tools / "bin"}{os.pathsep}{venv_env(venv)["PATH"]}',
-                       MAX_JOBS=os.environ.get('MAX_JOBS', '2'), **FROM_SDIST[name])
+                       MAX_JOBS=os.environ.get('MAX_JOBS', '2'), CFLAGS='-g0', **FROM_SDIST[name])
         must([py, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-w', str(house), req], env)
     return sorted(house.glob(pattern))[-1]
 

@@ -133,16 +133,11 @@ MISSING_PINS = {
 }
 
 
-@pytest.mark.parametrize('service', ['gpu', 'cpu'])
-def test_replica_imports_everything_upstream_loads(service):
-    out = probe(replica(service), 'imports', str(IMPORTS))
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
-
-
 @pytest.mark.parametrize('dist', sorted(MISSING_PINS))
-@pytest.mark.parametrize('service', ['gpu', 'cpu'])
-def test_a_missing_pin_fails_the_imports_naming_the_module(service, dist):
-    out = probe(replica(service), 'imports', str(IMPORTS), '--hide', dist)
+def test_a_missing_pin_fails_the_imports_naming_the_module(dist):
+    """On the cpu replica (the pins are common.txt's, the same in both; `make image-stack` already showed
+    that both import everything)."""
+    out = probe(replica('cpu'), 'imports', str(IMPORTS), '--hide', dist)
     assert out.returncode == 1, out.stdout[-3000:]
     module, broken = MISSING_PINS[dist]
     line = next((x for x in out.stdout.splitlines() if x.startswith(f"FAIL  No module named '{module}'")), '')
