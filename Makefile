@@ -10,31 +10,40 @@ DEVICE ?= cpu
 # pip's own configuration decides. A torch already in the venv (a GPU user's CUDA build) is kept.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: help venv test smoke compare bench-criterion bench-eval bench-data host-dirs \
+.PHONY: help venv test smoke compare plan status bench-criterion bench-eval bench-data host-dirs \
 	image data reproduce-baseline train-influencer doctor check-pins ci-upstream \
 	image-stack upstream-imports test-image-stack
 
 # Upstream backend: BACKEND=docker (default) runs `python -m harness` in the
 # compose service SERVICE (gpu | cpu); BACKEND=upstream runs it here, in an
 # environment with upstream's stack installed and ONEFORMER3D_ROOT set.
+# EXECUTOR=slurm submits the runs as a Slurm job array from this machine's venv
+# (a login node); each job runs in CONTAINER (apptainer:/path/image.sif) if given.
 BACKEND ?= docker
 SERVICE ?= gpu
 SPEC ?= baselines/s3dis-area5.yaml
-SEEDS ?= 0 1 2
+SEEDS ?=
 EPOCHS ?=
+EXECUTOR ?= local
+CONTAINER ?=
 GPUS ?= 1
 ARM ?= influencer
 COMPOSE ?= docker compose
 export HOST_UID := $(shell id -u)
 export HOST_GID := $(shell id -g)
-ifeq ($(BACKEND),docker)
+ifeq ($(EXECUTOR),slurm)
+HARNESS := $(PY) -m harness
+else ifeq ($(BACKEND),docker)
 HARNESS := $(COMPOSE) run --rm $(SERVICE) python -m harness
 else ifeq ($(BACKEND),upstream)
 HARNESS := $(PYTHON) -m harness
 else
 $(error BACKEND=$(BACKEND): use docker or upstream)
 endif
-RUN_ARGS = --spec $(SPEC) --seeds $(SEEDS) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(filter-out 1,$(GPUS)),--gpus $(GPUS))
+# SEEDS empty: the spec's seeds (5 for s3dis-area5); SEEDS="0 1" runs a subset of them.
+RUN_ARGS = $(strip --spec $(SPEC) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+	$(if $(filter-out 1,$(GPUS)),--gpus $(GPUS)) $(if $(filter slurm,$(EXECUTOR)),--executor slurm \
+	$(if $(CONTAINER),--container $(CONTAINER))))
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -55,9 +64,17 @@ venv: $(VENV)/.installed  ## create the CPU virtualenv (.venv) and install every
 test: venv  ## run the test suite
 	$(PY) -m pytest -q
 
-smoke: venv  ## the whole pipeline on synthetic rooms, CPU, minutes: results/smoke/
-	$(PY) -m harness run --spec baselines/smoke-native.yaml --runs results/smoke/runs
-	$(PY) -m harness compare --runs results/smoke/runs --experiment smoke-native --out results/smoke
+# The smoke runs' records go to work_dirs/smoke (not committed): a repeated `make smoke` re-renders
+# them, a fresh clone trains them; only the tables and plots land in results/smoke/.
+smoke: venv  ## the whole pipeline on synthetic rooms, CPU, seconds: results/smoke/
+	$(PY) -m harness run --spec baselines/smoke-native.yaml --runs work_dirs/smoke/runs --work-dirs work_dirs/smoke
+	$(PY) -m harness compare --runs work_dirs/smoke/runs --experiment smoke-native --out results/smoke
+
+plan: venv  ## the run matrix of SPEC with each run's state and estimated hours (RUNS=results/runs)
+	$(PY) -m harness plan --spec $(SPEC) --runs $(or $(RUNS),results/runs)
+
+status: venv  ## every run of SPEC: pending / running (iteration, ETA) / finished / failed (RUNS=results/runs)
+	$(PY) -m harness status --spec $(SPEC) --runs $(or $(RUNS),results/runs)
 
 compare: venv  ## tables + plots from results/runs into results/ (EXPERIMENT=name if several)
 	$(PY) -m harness compare --runs results/runs --out results $(if $(EXPERIMENT),--experiment $(EXPERIMENT))
@@ -75,8 +92,11 @@ bench-data: venv  ## time prepare-data on generated raw rooms (MMDET3D=path to a
 # Docker creates them as root and the container cannot write to them.
 host-dirs:
 	mkdir -p data work_dirs results
-ifeq ($(BACKEND),docker)
+ifeq ($(BACKEND)$(EXECUTOR),dockerlocal)
 doctor data reproduce-baseline train-influencer ci-upstream: host-dirs
+endif
+ifeq ($(EXECUTOR),slurm)
+reproduce-baseline train-influencer: venv
 endif
 
 image:  ## build the compose image of SERVICE (gpu | cpu)
@@ -94,10 +114,10 @@ else
 endif
 	$(HARNESS) verify-data data/s3dis
 
-reproduce-baseline:  ## upstream OneFormer3D, Hungarian arm: SEEDS="0 1 2" [EPOCHS=512] [GPUS=1]
+reproduce-baseline:  ## upstream OneFormer3D, Hungarian arm, the spec's seeds [SEEDS="0 1"] [EPOCHS=512] [GPUS=1] [EXECUTOR=slurm]
 	$(HARNESS) run $(RUN_ARGS) --arms hungarian
 
-train-influencer:  ## the same model and seeds, Influencer arm (ARM=influencer | another arm of the spec)
+train-influencer:  ## the same model and seeds, Influencer arm (ARM=influencer | another arm of the spec) [EXECUTOR=slurm]
 	$(HARNESS) run $(RUN_ARGS) --arms $(ARM)
 
 ci-upstream:  ## the user's CI job: upstream code on CPU, a few iterations per arm, then compare

@@ -58,14 +58,19 @@ def make_n(*args: str) -> list[str]:
 
 
 def test_make_targets_are_one_line_over_the_harness():
+    assert make_n('reproduce-baseline') == [   # the spec's seeds: no --seeds, no SEEDS default in make
+        'docker compose run --rm gpu python -m harness run --spec baselines/s3dis-area5.yaml --arms hungarian']
     assert make_n('reproduce-baseline', 'SEEDS=0 1') == [
-        'docker compose run --rm gpu python -m harness run --spec baselines/s3dis-area5.yaml --seeds 0 1   '
+        'docker compose run --rm gpu python -m harness run --spec baselines/s3dis-area5.yaml --seeds 0 1 '
         '--arms hungarian']
     assert make_n('train-influencer', 'SEEDS=2', 'EPOCHS=64', 'GPUS=4') == [
         'docker compose run --rm gpu python -m harness run --spec baselines/s3dis-area5.yaml --seeds 2 '
         '--epochs 64 --gpus 4 --arms influencer']
     assert make_n('reproduce-baseline', 'BACKEND=upstream', 'PYTHON=py') == [
-        'py -m harness run --spec baselines/s3dis-area5.yaml --seeds 0 1 2   --arms hungarian']
+        'py -m harness run --spec baselines/s3dis-area5.yaml --arms hungarian']
+    assert make_n('train-influencer', 'EXECUTOR=slurm', 'CONTAINER=apptainer:/img.sif')[-1] == (
+        '.venv/bin/python -m harness run --spec baselines/s3dis-area5.yaml --executor slurm '
+        '--container apptainer:/img.sif --arms influencer')
     data = make_n('data', 'S3DIS_RAW=/raw/s3dis')
     assert data[-2:] == ['docker compose run --rm -v "/raw/s3dis":/raw:ro gpu python -m harness prepare-data '
                          '--raw /raw --out data/s3dis',

@@ -202,8 +202,11 @@ def run(args: argparse.Namespace) -> int:
         lambda: check_import('mmengine.config', 'mmengine'),
         lambda: check_import('mmcv'), check_mmcv_ops, lambda: check_import('mmdet'),
         lambda: check_import('mmdet3d'),
-        # what `import oneformer3d` loads of mmdet3d (datasets pulls in lyft / nuScenes devkits)
+        # what `import oneformer3d` loads of mmdet3d; evaluation pulls in the lyft / nuScenes devkits (sklearn)
         lambda: check_import('mmdet3d.datasets', 'mmdet3d'), lambda: check_import('mmdet3d.models', 'mmdet3d'),
+        lambda: check_import('mmdet3d.evaluation', 'mmdet3d'),
+        # every derived config logs to TensorBoard: mmengine imports this when a Runner starts
+        lambda: check_import('torch.utils.tensorboard', 'tensorboard', 'pip install tensorboard (pinned in the images)'),
         lambda: check_import('torch_scatter', 'torch-scatter', 'pip install torch-scatter for this torch/CUDA'),
         lambda: check_spconv(args.require_cuda), lambda: check_cuda(args.require_cuda), check_minkowski,
         lambda: check_import('influencerformer', fix='pip install -e .'), check_registry,
