@@ -31,9 +31,6 @@ from harness.study.curves import write_curves
 from harness.study.matrix import RunPoint
 from harness.study.setup import data_root, ensure_data
 
-ACTIONS = ('new', 'resume', 'done', 'complete', 'refused')
-
-
 @dataclass
 class Planned:
     """One run as planned: what to do with it, and where (None: a new attempt folder)."""
@@ -193,14 +190,14 @@ def _train_and_evaluate(backend: Backend, ctx: RunContext) -> None:
         atomic_write(ctx.work_dir / 'configs' / name, text, overwrite=True)
     trained = backend.train(ctx)
     _record_timing(ctx.record_dir, trained)
+    records.update_record(ctx.record_dir, checkpoint={'evaluated': 'last', 'path': str(trained.checkpoint)
+                                                       if trained.checkpoint else None})
     predictions = backend.predict(ctx, trained)
     _, metrics = evaluate_folder(predictions, ctx.data_root, ctx.spec['data']['test_area'])
     metrics.update(backend.check_metrics(ctx, metrics))
     if trained.scalars is not None:
         write_curves(trained.scalars, ctx.record_dir)
     records.write_metrics(ctx.record_dir, metrics)
-    records.update_record(ctx.record_dir, checkpoint={'evaluated': 'last', 'path': str(trained.checkpoint)
-                                                       if trained.checkpoint else None})
 
 
 def _record_timing(folder: Path, trained: Trained) -> None:
