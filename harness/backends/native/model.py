@@ -71,8 +71,9 @@ class DecoderLayer(nn.Module):
 
     def forward(self, q: Tensor, x: Tensor, attn_mask: Tensor) -> Tensor:
         """q (1, Q, d), x (1, V, d), attn_mask bool (Q, V), True = not attended."""
-        q = self.norms[0](q + self.cross(q, x, x, attn_mask=attn_mask)[0])
-        q = self.norms[1](q + self.self_attn(q, q, q)[0])
+        # need_weights=False: the fused attention kernel, without averaging per-head weights nobody reads
+        q = self.norms[0](q + self.cross(q, x, x, attn_mask=attn_mask, need_weights=False)[0])
+        q = self.norms[1](q + self.self_attn(q, q, q, need_weights=False)[0])
         return self.norms[2](q + self.ffn(q))
 
 

@@ -1,0 +1,44 @@
+"""The native matching-free study's synthetic rooms are in S3DIS's regime (docs/influencer-loss.md)."""
+import numpy as np
+import pytest
+
+from harness import backends
+from harness.data.reader import list_rooms, read_room
+from harness.data.regime import regime
+from harness.data.synth import generate
+
+SPEC = 'baselines/matching-free-native.yaml'
+
+
+@pytest.fixture(scope='module')
+def study(tmp_path_factory):
+    spec, _ = backends.load(SPEC)
+    synth = spec['data']['synth']
+    root = tmp_path_factory.mktemp('regime') / 'data'
+    generate(root, synth['rooms_per_area'], synth['seed'], synth['points_per_room'])
+    return spec, root
+
+
+def test_queries_outnumber_instances_as_in_oneformer3d(study):
+    spec, root = study
+    stats = regime(root, [1, 2, 3, 4, 5, 6])
+    queries = spec['config']['model']['decoder']['n_inst']
+    assert queries >= 100 and 12 <= stats['instances_per_room']['min'] <= stats['instances_per_room']['max'] <= 40
+    assert queries >= 3 * stats['instances_per_room']['max']
+
+
+def test_class_mix_and_sizes_are_s3dis_like(study):
+    _, root = study
+    stats = regime(root, [1, 2, 3, 4, 5, 6])
+    assert list(stats['class_mix'])[:3] == ['wall', 'clutter', 'chair']   # many walls, clutter, chairs
+    assert set(stats['class_mix']) == {'ceiling', 'floor', 'wall', 'beam', 'column', 'window', 'door', 'table',
+                                       'chair', 'sofa', 'bookcase', 'board', 'clutter'}
+    assert stats['planar_point_fraction'] >= 0.6                          # a few huge planes hold most points
+    assert stats['size_ratio'] >= 100                                      # sizes span two orders of magnitude
+
+
+def test_every_point_belongs_to_an_instance(study):
+    """S3DIS has no background (clutter is a class): the background terms of a loss are inert."""
+    _, root = study
+    for name in list_rooms(root, 5):
+        assert (np.asarray(read_room(root, name).instance) > 0).all()
