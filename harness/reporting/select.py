@@ -41,16 +41,17 @@ class Selection:
     failed: Counter = field(default_factory=Counter)       # arm -> failed attempts among them
 
 
-def setting(record: dict, config: dict, ablated: set[str]) -> dict:
+def setting(record: dict, config: dict, ablated: set[str], arm_set: set[str]) -> dict:
     """What must be equal across an experiment's runs, flattened (see the module rules).
 
     Args:
         ablated: every config key that some run of the experiment ablates (left out for all runs).
+        arm_set: every key some arm sets (its criterion, any second key): left out for all runs.
     """
     places = record.get('location_keys', [])
-    own = record.get('arm_keys') or [ARM_KEY]   # what the arm sets: its criterion (and any second key)
+    skip = ablated | arm_set
     flat = {k: v for k, v in flatten(config).items()
-            if not any(under(k, a) for a in own) and k != 'randomness.seed' and not any(under(k, a) for a in ablated)
+            if k != 'randomness.seed' and not any(under(k, a) for a in skip)
             and not any(fnmatch.fnmatchcase(k, p) for p in places)}
     env = record.get('env', {})
     flat.update({'<iterations>': record.get('iterations_done'),
@@ -101,7 +102,8 @@ def select(records: list[dict]) -> Selection:
 def _one_setting(counted: list[tuple[dict, dict]], excluded: list[str]) -> list[tuple[dict, dict]]:
     """Keep the runs of the most common setting; list the others with the keys that differ."""
     ablated = {k.split('.', 1)[1] for r, _ in counted for k in r.get('ablation', {}) if k.startswith('config.')}
-    settings = [setting(r, read_config(r['_dir']) or {}, ablated) for r, _ in counted]
+    arm_set = {k for r, _ in counted for k in (r.get('arm_keys') or [ARM_KEY])}
+    settings = [setting(r, read_config(r['_dir']) or {}, ablated, arm_set) for r, _ in counted]
     hashes = [canonical_hash(s) for s in settings]
     tally = Counter(hashes).most_common()
     if len(tally) > 1 and tally[0][1] == tally[1][1]:
