@@ -12,7 +12,7 @@ from harness.data import CLASS_NAMES
 from harness.evaluation.ap import summarise
 from harness.evaluation.folder import metrics_record
 from harness.study import records
-from harness.study.arms import block
+from harness.study.arms import arm_keys, with_arm
 from harness.study.curves import write_curves
 
 CONFIG = {'model': {'decoder': {'n_inst': 32}, 'criterion': {'inst_criterion': None}},
@@ -47,16 +47,15 @@ def make_run(runs: Path, arm: str, seed: int, level: float, status: str = 'finis
              config: dict | None = None, ablation: dict | None = None, dirty: bool = False) -> Path:
     """One run attempt with run.json and config.json (+ metrics.json and curves.csv when finished)."""
     rng = np.random.default_rng([seed, len(arm), int(1000 * level)])
-    cfg = copy.deepcopy(config or CONFIG)
     criterion = {k.split('.', 1)[1]: v for k, v in (ablation or {}).items() if k.startswith('criterion.')}
-    cfg['model']['criterion']['inst_criterion'] = block(arm, criterion)
+    cfg = with_arm(copy.deepcopy(config or CONFIG), arm, criterion)   # as the runner derives it
     for key, value in (ablation or {}).items():
         if key.startswith('config.'):
             set_dotted(cfg, key.split('.', 1)[1], value)
     cfg['randomness']['seed'] = seed
     rid = records.run_id(experiment, arm, seed, ablation)
     folder = records.new_attempt(runs, rid, experiment=experiment, arm=arm, seed=seed, ablation=ablation or {},
-                                 backend='native', location_keys=['data.root'])
+                                 backend='native', arm_keys=arm_keys(arm), location_keys=['data.root'])
     records.update_record(folder, config=records.write_config(folder, cfg), iterations_done=40,
                           data={'root': 'data/x', 'manifest_sha256': '1' * 64})
     env = records.load_record(folder / 'run.json')['env']

@@ -110,6 +110,30 @@ def test_runs_of_another_setting_are_not_included_and_say_which_keys(runs, tmp_p
            "(differs in train.lr)" in md
 
 
+def test_an_arm_with_a_second_key_is_compared_and_its_key_named(runs, tmp_path):
+    # influencer-seeded also sets model.decoder.query_init (criteria.yaml's _second_keys): that key is
+    # part of the arm, not another setting, so its runs are counted and the key is named
+    for seed in (0, 1, 2):
+        make_run(runs, 'influencer-seeded', seed, 0.45)
+    assert compare(runs, tmp_path / 'out') == 0
+    md = (tmp_path / 'out' / 'comparison.md').read_text()
+    assert '| influencer-seeded | 3 | 3 |' in md and 'influencer-seeded__s0 attempt 1: another setting' not in md
+    assert 'influencer-seeded: model.criterion.inst_criterion, model.decoder.query_init' in md
+    assert 'influencer: model.criterion.inst_criterion;' in md
+
+
+def test_a_run_that_sets_a_second_key_without_declaring_it_is_another_setting(runs, tmp_path):
+    for seed in (0, 1, 2):   # an arm declares the key: it is still checked in every other arm's runs
+        make_run(runs, 'influencer-seeded', seed, 0.45)
+    seeded = json.loads(json.dumps(CONFIG))
+    seeded['model']['decoder']['query_init'] = 'seeded'   # on an arm that does not declare the key
+    make_run(runs, 'influencer', 5, 0.9, config=seeded)
+    assert compare(runs, tmp_path / 'out') == 0
+    md = (tmp_path / 'out' / 'comparison.md').read_text()
+    assert "s3dis-area5__influencer__s5 attempt 1: another setting than the experiment's other runs " \
+           "(differs in model.decoder.query_init)" in md
+
+
 def test_two_settings_of_equal_size_are_an_error(tmp_path, capsys):
     root = tmp_path / 'runs'
     other = json.loads(json.dumps(CONFIG))

@@ -7,8 +7,9 @@ Rules (docs/run-records.md):
    replaced by re-running until it looks better. Every attempt is counted in
    the tables' ``attempts`` column.
 2. The counted runs of one experiment must share one setting: the same
-   resolved config apart from the arm key, the ablation keys, the seed and
-   the places (data root, checkpoint paths); the same iterations, data
+   resolved config apart from the run's arm keys (its criterion, and a second
+   key its arm declares, which every other arm's runs must share), the
+   ablation keys, the seed and the places (data root, checkpoint paths); the same iterations, data
    (MANIFEST.json sha256) and code (harness git commit, upstream commit).
    The setting most runs share is the reference; runs with another are listed
    under "Not included" with the keys that differ. A tie is an error.
@@ -46,7 +47,7 @@ def setting(record: dict, config: dict, ablated: set[str], arm_set: set[str]) ->
 
     Args:
         ablated: every config key that some run of the experiment ablates (left out for all runs).
-        arm_set: every key some arm sets (its criterion, any second key): left out for all runs.
+        arm_set: the keys this run's arm sets (its criterion, any second key): left out.
     """
     places = record.get('location_keys', [])
     skip = ablated | arm_set
@@ -102,8 +103,9 @@ def select(records: list[dict]) -> Selection:
 def _one_setting(counted: list[tuple[dict, dict]], excluded: list[str]) -> list[tuple[dict, dict]]:
     """Keep the runs of the most common setting; list the others with the keys that differ."""
     ablated = {k.split('.', 1)[1] for r, _ in counted for k in r.get('ablation', {}) if k.startswith('config.')}
-    arm_set = {k for r, _ in counted for k in (r.get('arm_keys') or [ARM_KEY])}
-    settings = [setting(r, read_config(r['_dir']) or {}, ablated, arm_set) for r, _ in counted]
+    owns = [set(r.get('arm_keys') or [ARM_KEY]) for r, _ in counted]
+    settings = [setting(r, read_config(r['_dir']) or {}, ablated, own) for (r, _), own in zip(counted, owns)]
+    _fill_second_keys(settings, owns)
     hashes = [canonical_hash(s) for s in settings]
     tally = Counter(hashes).most_common()
     if len(tally) > 1 and tally[0][1] == tally[1][1]:
@@ -123,6 +125,26 @@ def _one_setting(counted: list[tuple[dict, dict]], excluded: list[str]) -> list[
             excluded.append(f"{r['run_id']} attempt {r['attempt']}: another setting than the experiment's other "
                             f"runs (differs in {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''})")
     return out
+
+
+def _fill_second_keys(settings: list[dict], owns: list[set[str]]) -> None:
+    """A second key (one arm's model setting) takes, in its own arm's runs, the value the other runs share.
+
+    So the key is no difference for the arm that declares it, while any other
+    run that changes it still has another setting (a key is never left out of
+    every run only because one arm declares it).
+    """
+    second = set().union(*owns) - {ARM_KEY} if owns else set()
+    for key in sorted(second):
+        others = [s for s, own in zip(settings, owns) if key not in own]
+        if not others:
+            continue
+        parts = [{k: v for k, v in s.items() if under(k, key)} for s in others]
+        common = Counter(canonical_hash(p) for p in parts).most_common(1)[0][0]
+        value = next(p for p in parts if canonical_hash(p) == common)
+        for s, own in zip(settings, owns):
+            if key in own:
+                s.update(value)
 
 
 def _row(r: dict, metrics: dict) -> dict:
