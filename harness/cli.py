@@ -22,6 +22,7 @@ VERBS = {
     'doctor': 'harness.verbs.doctor',
     'evaluate': 'harness.verbs.evaluate',
     'compare': 'harness.verbs.compare',
+    'diagnose': 'harness.verbs.diagnose',
     'study': 'harness.verbs.study',
     'bench': 'harness.verbs.bench',
 }

@@ -61,6 +61,15 @@ def test_compare_writes_tables_and_plots(smoke, tmp_path):
     assert all((tmp_path / 'plots' / f'{n}.png').exists() for n in ('ap_bars', 'per_class', 'curves', 'timing'))
 
 
+def test_diagnose_reads_every_counted_run_from_its_checkpoint(smoke, tmp_path):
+    _, _, runs = smoke
+    code, out, err = harness('diagnose', '--runs', runs, '--out', tmp_path)
+    assert code == 0, out + err
+    table = pd.read_csv(tmp_path / 'diagnosis.csv')
+    assert sorted(table['arm']) == ['hungarian', 'influencer'] and (table['gts'] > 0).all()
+    assert table['oracle_recall50'].between(0, 1).all() and '| hungarian |' in (tmp_path / 'diagnosis.md').read_text()
+
+
 def test_a_finished_run_is_not_redone(smoke):
     tmp, path, runs = smoke
     code, out, err = harness('run', '--spec', path, '--runs', runs, '--work-dirs', tmp / 'work')

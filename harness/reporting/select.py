@@ -67,6 +67,18 @@ def _status_line(r: dict) -> str:
     return f"{r['run_id']} attempt {r['attempt']}: {why}" + (f" ({r['error']})" if r.get('error') else '')
 
 
+def pick_experiment(records: list[dict], wanted: str | None, runs: Path) -> str:
+    """The one experiment to compare; several without --experiment is an error (never mixed)."""
+    names = sorted({r['experiment'] for r in records})
+    if wanted is not None:
+        if wanted not in names:
+            raise HarnessError(f'{runs}: no runs of experiment {wanted!r}; found {names}')
+        return wanted
+    if len(names) != 1:
+        raise HarnessError(f'{runs}: runs of {len(names)} experiments {names}; pick one with --experiment')
+    return names[0]
+
+
 def select(records: list[dict]) -> Selection:
     """Apply the rules to one experiment's records."""
     sel, counted = Selection(pd.DataFrame()), []

@@ -12,7 +12,7 @@ from harness.core.paths import BASELINES
 from harness.reporting import ablations, plots
 from harness.reporting.compare import main_runs, per_class_table, summarise, with_timing
 from harness.reporting.markdown import comparison_md, per_class_md
-from harness.reporting.select import select
+from harness.reporting.select import pick_experiment, select
 from harness.study.records import load_runs
 
 HELP = 'tables (comparison, per class, ablations) and plots from run records; re-renders without re-training'
@@ -52,18 +52,6 @@ def run(args: argparse.Namespace) -> int:
     print(result_line('compare', 'ok', experiment=experiment, runs=len(sel.runs), excluded=len(sel.excluded),
                       out=str(args.out), figures=[str(args.out / f.relative_to(tmp)) for f in figures]))
     return 0
-
-
-def pick_experiment(records: list[dict], wanted: str | None, runs: Path) -> str:
-    """The one experiment to compare; several without --experiment is an error (never mixed)."""
-    names = sorted({r['experiment'] for r in records})
-    if wanted is not None:
-        if wanted not in names:
-            raise HarnessError(f'{runs}: no runs of experiment {wanted!r}; found {names}')
-        return wanted
-    if len(names) != 1:
-        raise HarnessError(f'{runs}: runs of {len(names)} experiments {names}; pick one with --experiment')
-    return names[0]
 
 
 def load_published(path: Path, experiment: str) -> dict | None:

@@ -1,0 +1,74 @@
+"""``python -m harness diagnose``: why each arm's AP is what it is (native runs, from their checkpoints)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from harness.core.errors import HarnessError
+from harness.core.io import atomic_write, result_line
+from harness.reporting.select import pick_experiment, select
+from harness.study.records import load_record, load_runs, read_config
+
+HELP = ('mask fit, class, ranking and duplicates of every query of the counted native runs '
+        '(what AP mixes, measured apart); writes diagnosis.csv and diagnosis.md')
+COLUMNS = ['oracle_recall50', 'mean_best_iou', 'right_class', 'ranked_first', 'duplicates',
+           'no_object_queries', 'active_queries']
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the diagnose verb."""
+    parser.add_argument('--runs', type=Path, default=Path('results/runs'), help='folder of run records')
+    parser.add_argument('--experiment', default=None, help='experiment to diagnose (needed if several)')
+    parser.add_argument('--data', type=Path, default=None,
+                        help="prepared data root (default: the runs' recorded data.root, from the current folder)")
+    parser.add_argument('--out', type=Path, default=Path('results'),
+                        help='where diagnosis.csv / .md go (derived from the checkpoints: re-written)')
+
+
+def run(args: argparse.Namespace) -> int:
+    """The runs compare counts (same selection), each through its evaluated checkpoint."""
+    from harness.backends.native.diagnose import diagnose_run
+    records = load_runs(args.runs)
+    experiment = pick_experiment(records, args.experiment, args.runs)
+    sel = select([r for r in records if r['experiment'] == experiment])
+    if sel.runs.empty:
+        raise HarnessError(f'{args.runs}: no counted run of {experiment} to diagnose')
+    rows = []
+    for r in tqdm(list(sel.runs.itertuples()), desc='diagnose', unit='run'):
+        record, config = load_record(Path(r.dir) / 'run.json'), read_config(r.dir)
+        if record.get('backend') != 'native':
+            raise HarnessError(f'{r.dir}: a {record.get("backend")} run; diagnose reads native models only')
+        root = args.data or Path(config['data']['root'])
+        if not root.is_dir():
+            raise HarnessError(f'{root}: no such data folder (the run\'s data.root); pass --data')
+        rows.append({'arm': r.arm, 'seed': r.seed, 'ap50': r.ap50, **diagnose_run(record, config, root)})
+    table = pd.DataFrame(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.out / 'diagnosis.csv', table.to_csv(index=False), overwrite=True)
+    atomic_write(args.out / 'diagnosis.md', markdown(experiment, table), overwrite=True)
+    print(markdown(experiment, table))
+    print(result_line('diagnose', 'ok', runs=len(table), out=str(args.out / 'diagnosis.md')))
+    return 0
+
+
+def markdown(experiment: str, table: pd.DataFrame) -> str:
+    """Per arm: mean over seeds of every column (test area, last checkpoint, before top-k / NMS)."""
+    means = table.groupby('arm', sort=False)[['ap50', *COLUMNS]].mean()
+    lines = [f'# {experiment}: what the queries do (mean over {table.seed.nunique()} seeds)', '',
+             '| arm | AP50 | GTs some query fits (IoU >= 0.5) | mean best IoU | best query right class | '
+             'best query ranked first | further queries on a fitted GT | no-object queries | active queries |',
+             '|---|---|---|---|---|---|---|---|---|']
+    for arm, m in means.iterrows():
+        lines.append(f'| {arm} | {100 * m.ap50:.1f} | {m.oracle_recall50:.2f} | {m.mean_best_iou:.2f} | '
+                     f'{m.right_class:.2f} | {m.ranked_first:.2f} | {m.duplicates:.1f} | '
+                     f'{m.no_object_queries:.2f} | {m.active_queries:.2f} |')
+    lines += ['', 'Over the test rooms\' GT instances of >= 100 points (those AP counts), from each run\'s evaluated checkpoint, masks binarised '
+              'as inference does (sp_score_thr), before top-k, NMS and thresholds. "fits": some query\'s mask '
+              'has IoU >= 0.5 with the GT (the best AP50 recall any ranking could give); "right class": the '
+              'best-IoU query\'s most likely object class is the GT\'s; "ranked first": among the queries '
+              'that fit the GT, the best-IoU one has the highest inference score (class probability x '
+              'objectness); "further queries": duplicates that also fit. Rates over fitted GTs.', '']
+    return '\n'.join(lines)

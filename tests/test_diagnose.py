@@ -1,0 +1,41 @@
+"""diagnose: what AP mixes (mask fit, class, ranking, duplicates), measured apart on hand-made scenes."""
+import numpy as np
+import torch
+
+from harness.backends.native.diagnose import query_stats, summarise
+
+
+def scene():
+    """450 points: GT 0 (class 2) on 0-199, GT 1 (class 5) on 200-399, GT 2 (50 points, under AP's 100) after."""
+    instance = torch.cat([torch.zeros(200), torch.ones(200), torch.full((50,), 2)]).long()
+    semantic = torch.cat([torch.full((200,), 2), torch.full((200,), 5), torch.full((50,), 7)]).long()
+    probs = torch.zeros(3, 450)
+    probs[0, :200] = 0.9            # fits GT 0 exactly
+    probs[1, :150] = 0.9            # fits GT 0 at IoU 0.75: a duplicate, and scored higher
+    probs[2, 200:260] = 0.9         # covers 30% of GT 1: fits nothing
+    cls = torch.full((3, 14), -5.0)
+    cls[0, 2] = cls[1, 2] = 5.0
+    cls[2, 13] = 5.0                # no-object
+    score = torch.tensor([[0.5], [0.9], [0.9]])
+    return probs, cls, score, instance, semantic
+
+
+def test_each_part_is_measured_on_its_own():
+    stats = query_stats(*scene(), thr=0.15)
+    np.testing.assert_allclose(stats['best_iou'], [1.0, 0.3])   # the 50-point GT is left out, as AP does
+    assert stats['hits'].tolist() == [2, 0]
+    assert bool(stats['right_class'][0]) and not bool(stats['ranked_first'][0])
+    assert stats['no_object'].tolist() == [False, False, True] and stats['active'].all()
+
+
+def test_ranking_follows_the_inference_score():
+    probs, cls, score, instance, semantic = scene()
+    score[0] = 0.99                 # now the best-IoU query also scores highest
+    assert bool(query_stats(probs, cls, score, instance, semantic, 0.15)['ranked_first'][0])
+
+
+def test_summary_pools_gts_and_rates_only_fitted_ones():
+    row = summarise([query_stats(*scene(), thr=0.15)])
+    assert row['gts'] == 2 and row['oracle_recall50'] == 0.5 and row['duplicates'] == 1.0
+    assert row['right_class'] == 1.0 and row['ranked_first'] == 0.0
+    assert abs(row['no_object_queries'] - 1 / 3) < 1e-12 and abs(row['mean_best_iou'] - 0.65) < 1e-6
