@@ -208,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
         # every derived config logs to TensorBoard: mmengine imports this when a Runner starts
         lambda: check_import('torch.utils.tensorboard', 'tensorboard', 'pip install tensorboard (pinned in the images)'),
         lambda: check_import('torch_scatter', 'torch-scatter', 'pip install torch-scatter for this torch/CUDA'),
+        # --executor slurm submits job arrays through it, from inside the image on a cluster
+        lambda: check_import('submitit', fix='pip install submitit (pinned in the images)'),
         lambda: check_spconv(args.require_cuda), lambda: check_cuda(args.require_cuda), check_minkowski,
         lambda: check_import('influencerformer', fix='pip install -e .'), check_registry,
         lambda: skipped_upstream() if args.skip_upstream else check_upstream(args.spec, args.upstream_root)]
