@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from harness import backends
-from harness.data.reader import list_rooms, read_room
+from harness.data.reader import CLASS_NAMES, list_rooms, read_room
 from harness.data.regime import regime
 from harness.data.synth import generate
 
@@ -42,3 +42,18 @@ def test_every_point_belongs_to_an_instance(study):
     _, root = study
     for name in list_rooms(root, 5):
         assert (np.asarray(read_room(root, name).instance) > 0).all()
+
+
+def test_the_share_of_instances_ap_counts_is_measured(study):
+    """At 20k points per room every clutter instance is under AP's 100 points (docs/influencer-loss.md)."""
+    _, root = study
+    counted = regime(root, [5])['ap_counted']
+    sizes = {}
+    for name in list_rooms(root, 5):
+        room = read_room(root, name)
+        inst, sem = np.asarray(room.instance), np.asarray(room.semantic)
+        for i in np.unique(inst):
+            sizes.setdefault(int(sem[inst == i][0]), []).append(int((inst == i).sum()))
+    for c, n in sizes.items():
+        assert counted[CLASS_NAMES[c]] == round(float(np.mean(np.array(n) >= 100)), 3)
+    assert counted['ceiling'] == counted['floor'] == 1.0

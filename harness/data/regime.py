@@ -15,9 +15,12 @@ import numpy as np
 from harness.data.reader import CLASS_NAMES, list_rooms, read_room
 
 PLANAR = ('ceiling', 'floor', 'wall')
+# The AP protocol ignores GT instances under 100 points (harness.evaluation.ap.MIN_REGION_SIZE,
+# which this layer cannot import): what a class's share of instances means for the metric.
+AP_MIN_POINTS = 100
 
 
-def regime(root: Path, areas: list[int]) -> dict:
+def regime(root: Path, areas: list[int], min_points: int = AP_MIN_POINTS) -> dict:
     """Statistics over every room of ``areas``.
 
     Returns:
@@ -25,9 +28,10 @@ def regime(root: Path, areas: list[int]) -> dict:
         (fraction of instances per class, descending); ``planar_point_fraction``
         (points in ceiling / floor / wall); ``instance_share`` {p5, p50, p95}
         (an instance's fraction of its room's points) and ``size_ratio``
-        (largest / smallest instance, in points).
+        (largest / smallest instance, in points); ``ap_counted`` (fraction of
+        each class's instances with >= ``min_points`` points, those AP counts).
     """
-    per_room, classes, shares, sizes, planar = [], Counter(), [], [], []
+    per_room, classes, counted, shares, sizes, planar = [], Counter(), Counter(), [], [], []
     for area in areas:
         for name in list_rooms(root, area):
             room = read_room(root, name)
@@ -36,6 +40,7 @@ def regime(root: Path, areas: list[int]) -> dict:
             per_room.append(len(ids))
             first = {i: sem[inst == i][0] for i in ids}
             classes.update(CLASS_NAMES[first[i]] for i in ids)
+            counted.update(CLASS_NAMES[first[i]] for i, n in zip(ids, counts) if n >= min_points)
             shares += list(counts / len(inst))
             sizes += list(counts)
             planar.append(np.isin(sem, [CLASS_NAMES.index(c) for c in PLANAR]).mean())
@@ -46,4 +51,5 @@ def regime(root: Path, areas: list[int]) -> dict:
             'class_mix': {c: round(n / total, 3) for c, n in classes.most_common()},
             'planar_point_fraction': float(np.mean(planar)),
             'instance_share': {f'p{q}': float(np.percentile(shares, q)) for q in (5, 50, 95)},
-            'size_ratio': float(max(sizes) / min(sizes))}
+            'size_ratio': float(max(sizes) / min(sizes)),
+            'ap_counted': {c: round(counted[c] / n, 3) for c, n in classes.most_common()}}
