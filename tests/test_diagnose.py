@@ -39,3 +39,12 @@ def test_summary_pools_gts_and_rates_only_fitted_ones():
     assert row['gts'] == 2 and row['oracle_recall50'] == 0.5 and row['duplicates'] == 1.0
     assert row['right_class'] == 1.0 and row['ranked_first'] == 0.0
     assert abs(row['no_object_queries'] - 1 / 3) < 1e-12 and abs(row['mean_best_iou'] - 0.65) < 1e-6
+
+
+def test_seeded_gts_are_those_a_query_was_seeded_in():
+    probs, cls, score, instance, semantic = scene()
+    stats = query_stats(probs, cls, score, instance, semantic, 0.15, seed_instance=torch.tensor([0, 0, 2]))
+    assert stats['seeded'].tolist() == [True, False]   # GT 1 got no seed (the third seed is in the small GT)
+    row = summarise([stats])
+    assert row['gts_seeded'] == 0.5 and row['fit_if_seeded'] == 1.0
+    assert np.isnan(summarise([query_stats(*scene(), thr=0.15)])['gts_seeded'])

@@ -23,7 +23,7 @@ HIT_IOU = 0.5   # AP50's threshold: a query "fits" a GT at IoU >= 0.5
 
 
 def query_stats(mask_probs: Tensor, cls_logits: Tensor, obj_scores: Tensor, instance: Tensor,
-                semantic: Tensor, thr: float) -> dict[str, np.ndarray]:
+                semantic: Tensor, thr: float, seed_instance: Tensor | None = None) -> dict[str, np.ndarray]:
     """Per GT instance and per query of one scene.
 
     Args:
@@ -32,6 +32,7 @@ def query_stats(mask_probs: Tensor, cls_logits: Tensor, obj_scores: Tensor, inst
         instance: long (N,) instance id per point (< 0: no instance); semantic: long (N,) class per point.
             GTs under ``MIN_REGION_SIZE`` points are left out, as AP leaves them out.
         thr: binarisation of the masks (inference's ``sp_score_thr``).
+        seed_instance: long (M,) instance id at each query's seed (seeded queries), or None.
 
     Returns:
         per GT (K,): ``best_iou`` float, ``hits`` int (queries with IoU >= 0.5),
@@ -39,7 +40,8 @@ def query_stats(mask_probs: Tensor, cls_logits: Tensor, obj_scores: Tensor, inst
         ``ranked_first`` bool (among the hit queries, the best-IoU one has the highest
         inference score, class probability x objectness, for the GT's class);
         per query (M,): ``no_object`` bool (no-object is its most likely class),
-        ``active`` bool (its binarised mask has a point).
+        ``active`` bool (its binarised mask has a point); with seeds also per GT
+        ``seeded`` bool (some query was seeded in it).
     """
     ids, sizes = torch.unique(instance[instance >= 0], return_counts=True)
     ids = ids[sizes >= MIN_REGION_SIZE]   # AP ignores smaller GTs; so does this
@@ -53,11 +55,14 @@ def query_stats(mask_probs: Tensor, cls_logits: Tensor, obj_scores: Tensor, inst
     ranking = probs[:, labels] * obj_scores.reshape(-1, 1)                   # (M, K) score for the GT's class
     hit = iou >= HIT_IOU
     top = torch.where(hit, ranking, torch.full_like(ranking, -1.0)).argmax(0)
-    return {'best_iou': best_iou.numpy(), 'hits': hit.sum(0).numpy(),
-            'right_class': (probs[best, :-1].argmax(1) == labels).numpy(),
-            'ranked_first': (top == best).numpy(),
-            'no_object': (probs.argmax(1) == probs.shape[1] - 1).numpy(),
-            'active': (masks.sum(1) > 0).numpy()}
+    out = {'best_iou': best_iou.numpy(), 'hits': hit.sum(0).numpy(),
+           'right_class': (probs[best, :-1].argmax(1) == labels).numpy(),
+           'ranked_first': (top == best).numpy(),
+           'no_object': (probs.argmax(1) == probs.shape[1] - 1).numpy(),
+           'active': (masks.sum(1) > 0).numpy()}
+    if seed_instance is not None:
+        out['seeded'] = torch.isin(ids, seed_instance).numpy()
+    return out
 
 
 def summarise(stats: list[dict[str, np.ndarray]]) -> dict[str, float]:
@@ -65,7 +70,8 @@ def summarise(stats: list[dict[str, np.ndarray]]) -> dict[str, float]:
 
     Keys: ``gts``, ``oracle_recall50`` (share of GTs some query fits), ``mean_best_iou``,
     ``right_class`` / ``ranked_first`` / ``duplicates`` (over the fitted GTs; duplicates:
-    mean number of further queries that also fit), ``no_object_queries``, ``active_queries``.
+    mean number of further queries that also fit), ``no_object_queries``, ``active_queries``;
+    with seeds ``gts_seeded`` and ``fit_if_seeded`` (share of the seeded GTs some query fits).
     """
     cat = {k: np.concatenate([s[k] for s in stats]) for k in stats[0]}
     fit = cat['best_iou'] >= HIT_IOU
@@ -73,7 +79,10 @@ def summarise(stats: list[dict[str, np.ndarray]]) -> dict[str, float]:
     return {'gts': int(len(fit)), 'oracle_recall50': float(fit.mean()), 'mean_best_iou': float(cat['best_iou'].mean()),
             'right_class': on_fit(cat['right_class']), 'ranked_first': on_fit(cat['ranked_first']),
             'duplicates': on_fit(cat['hits'] - 1), 'no_object_queries': float(cat['no_object'].mean()),
-            'active_queries': float(cat['active'].mean())}
+            'active_queries': float(cat['active'].mean()),
+            'gts_seeded': float(cat['seeded'].mean()) if 'seeded' in cat else float('nan'),
+            'fit_if_seeded': float(fit[cat['seeded']].mean()) if 'seeded' in cat and cat['seeded'].any()
+            else float('nan')}
 
 
 def load_model(record: dict, config: dict):
@@ -100,8 +109,16 @@ def diagnose_run(record: dict, config: dict, data_root: Path) -> dict[str, float
         for name in list_rooms(data_root, config['data']['test_area']):
             room = read_room(data_root, name)
             voxels, feats = model._features([{'points': normalise(room.points)}])
-            cls, score, mask = model.decoder(feats[0])[0][-1]
-            probs = mask[:n].sigmoid()[:, voxels[0].inverse]
-            stats.append(query_stats(probs, cls[:n], score[:n], torch.from_numpy(np.array(room.instance)),
-                                     torch.from_numpy(np.array(room.semantic)), thr))
+            layers, seeds = model.decoder(feats[0])
+            cls, score, mask = layers[-1]
+            inverse = voxels[0].inverse
+            probs = mask[:n].sigmoid()[:, inverse]
+            instance = torch.from_numpy(np.array(room.instance))
+            seed_instance = None
+            if seeds is not None:   # a point of each seed voxel (voxels hold one instance's points, mostly)
+                point_of = torch.empty(len(voxels[0].coords), dtype=torch.long).scatter_(
+                    0, inverse, torch.arange(len(inverse)))
+                seed_instance = instance[point_of[seeds]]
+            stats.append(query_stats(probs, cls[:n], score[:n], instance,
+                                     torch.from_numpy(np.array(room.semantic)), thr, seed_instance))
     return summarise(stats)
