@@ -1,8 +1,10 @@
 """diagnose: what AP mixes (mask fit, class, ranking, duplicates), measured apart on hand-made scenes."""
 import numpy as np
+import pytest
 import torch
 
-from harness.backends.native.diagnose import query_stats, summarise
+from harness.backends.native.diagnose import load_model, query_stats, summarise
+from harness.core.errors import HarnessError
 
 
 def scene():
@@ -48,3 +50,12 @@ def test_seeded_gts_are_those_a_query_was_seeded_in():
     row = summarise([stats])
     assert row['gts_seeded'] == 0.5 and row['fit_if_seeded'] == 1.0
     assert np.isnan(summarise([query_stats(*scene(), thr=0.15)])['gts_seeded'])
+
+
+def test_a_checkpoint_outside_the_runs_work_dir_is_never_loaded(tmp_path):
+    (tmp_path / 'work').mkdir()
+    stray = tmp_path / 'elsewhere.pth'
+    stray.write_bytes(b'not loaded')
+    record = {'run_id': 'r', 'work_dir': str(tmp_path / 'work'), 'checkpoint': {'path': str(stray)}}
+    with pytest.raises(HarnessError, match='outside the run.s work dir'):
+        load_model(record, {'model': {}})

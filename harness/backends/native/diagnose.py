@@ -89,11 +89,17 @@ def load_model(record: dict, config: dict):
     """The run's native model with the weights of its evaluated checkpoint, in eval mode."""
     from harness.backends.native.model import NativeOneFormer3D
     path = Path((record.get('checkpoint') or {}).get('path') or '')
+    work_dir = Path(record.get('work_dir') or '/nonexistent')
     if not path.is_file():
         raise HarnessError(f"{record['run_id']}: checkpoint {path} is missing; diagnose needs the run's work dir")
+    if not path.resolve().is_relative_to(work_dir.resolve()):
+        raise HarnessError(f"{record['run_id']}: checkpoint {path} is outside the run's work dir {work_dir}; "
+                           'diagnose reads only checkpoints the harness wrote for that run')
     model_cfg = {k: v for k, v in config['model'].items() if k != 'type'}
     model = NativeOneFormer3D(**model_cfg)
-    # our own checkpoint (written by this harness's runner), so a full load is safe
+    # mmengine's checkpoints pickle their message hub (numpy, HistoryBuffer), so a
+    # weights-only load refuses them: loaded in full, as resume does, and only from
+    # the run's own work dir (the same trust as the runs folder itself)
     state = torch.load(path, map_location='cpu', weights_only=False)['state_dict']
     model.load_state_dict(state)
     return model.eval()
