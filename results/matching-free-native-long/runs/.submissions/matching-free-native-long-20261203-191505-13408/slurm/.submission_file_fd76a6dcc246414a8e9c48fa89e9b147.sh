@@ -1,0 +1,1 @@
+/work/main/results/matching-free-native-long/runs/.submissions/matching-free-native-long-20261203-191505-13408/slurm/21_submission.sh

@@ -1,0 +1,1 @@
+/work/main/results/matching-free-native/runs/.submissions/matching-free-native-20261203-180322-4912/slurm/1_submission.sh

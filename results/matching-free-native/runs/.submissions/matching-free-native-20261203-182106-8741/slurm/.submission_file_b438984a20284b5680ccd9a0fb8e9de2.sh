@@ -1,0 +1,1 @@
+/work/main/results/matching-free-native/runs/.submissions/matching-free-native-20261203-182106-8741/slurm/1_submission.sh
