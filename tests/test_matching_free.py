@@ -98,6 +98,33 @@ def test_transport_equals_its_naive_reference(seed):
         assert torch.allclose(a, b, atol=1e-9)
 
 
+def test_transport_loss_on_carrying_rows_equals_the_full_product():
+    """The mask loss is computed only on queries that carry mass; at a low temperature most
+    carry none, and value and gradient must equal the plan-weighted sum over all (M, K) pairs."""
+    cls, mask, score, inst, _ = scene(5, m=24)
+    crit = TransportCriterion(W, 13, 0.05, temperature=0.02, sinkhorn_iters=400)
+    ours = crit.scene(cls, score, mask, inst)
+    gt = inst.sp_masks.double()
+    with torch.no_grad():
+        plan = sinkhorn_plan(pair_costs(cls, mask, gt, inst.labels_3d, W[:3]), 0.02, 400)[:, :-1]
+        sub = plan * (plan >= crit.min_mass)
+    carrying = sub.any(1)
+    assert 0 < int(carrying.sum()) < len(carrying)   # the restriction is exercised
+    bce = F.binary_cross_entropy_with_logits(mask[:, None].expand(-1, len(inst), -1),
+                                             gt[None].expand(mask.shape[0], -1, -1), reduction='none').mean(-1)
+    p = mask.sigmoid()
+    dice = 1 - (2 * p @ gt.T + 1) / (p.sum(1)[:, None] + gt.sum(1)[None] + 1)
+    full = {'bce': (sub * bce).sum() / len(inst), 'dice': (sub * dice).sum() / len(inst)}
+    for key in ('bce', 'dice'):
+        assert float(ours[key]) == pytest.approx(float(full[key]), rel=1e-9), key
+        g_ours, = torch.autograd.grad(ours[key], mask, retain_graph=True)
+        g_full, = torch.autograd.grad(full[key], mask, retain_graph=True)
+        assert torch.allclose(g_ours, g_full, atol=1e-12)
+        assert float(g_ours[~carrying].abs().max()) == 0.0
+    g_score, = torch.autograd.grad(ours['score'], score)
+    assert float(g_score[~carrying].abs().max()) == 0.0
+
+
 def test_plan_ships_every_gt_once_and_respects_capacity():
     cls, mask, _, inst, _ = scene(3)
     plan = sinkhorn_plan(pair_costs(cls, mask, inst.sp_masks.double(), inst.labels_3d, W[:3]), 0.1, 400, tol=1e-9)
