@@ -24,8 +24,17 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def git_state(path: Path) -> dict[str, str | bool | None]:
-    """SHA and dirty flag of the git checkout holding ``path`` (None outside git)."""
+# What the harness writes inside its own checkout: run records and tables go to results/
+# by default, so they must not make the code that wrote them look modified (data/ and
+# work_dirs/ are git-ignored). Anything else uncommitted, untracked files included, is.
+OUTPUT_DIRS = ('results',)
+
+
+def git_state(path: Path, outputs: tuple[str, ...] = ()) -> dict[str, str | bool | None]:
+    """SHA and dirty flag of the git checkout holding ``path`` (None outside git).
+
+    ``outputs``: folders (from the checkout's root) whose changes do not count as dirty.
+    """
     def git(*args: str) -> str | None:
         try:
             return subprocess.run(['git', '-C', str(path), *args], capture_output=True, text=True,
@@ -33,7 +42,8 @@ def git_state(path: Path) -> dict[str, str | bool | None]:
         except (OSError, subprocess.SubprocessError):
             return None
     sha = git('rev-parse', 'HEAD')
-    status = git('status', '--porcelain') if sha else None
+    pathspec = [':/', *(f':(top,exclude){d}' for d in outputs)]
+    status = git('status', '--porcelain', '--', *pathspec) if sha else None
     return {'sha': sha, 'dirty': bool(status) if status is not None else None}
 
 
@@ -74,7 +84,7 @@ def capture() -> dict:
         'platform': platform.platform(),
         'versions': package_versions(),
         'hardware': hardware(),
-        'harness_git': git_state(Path(__file__).resolve().parent),
+        'harness_git': git_state(Path(__file__).resolve().parent, OUTPUT_DIRS),
         # Set by our Docker images (docker/); absent outside a container.
         'image': {'tag': os.environ.get('HARNESS_IMAGE'), 'digest': os.environ.get('HARNESS_IMAGE_DIGEST')},
     }

@@ -1,0 +1,32 @@
+"""git_state: what makes a checkout dirty in a run record (the harness's own outputs do not)."""
+import subprocess
+
+from harness.core.env import OUTPUT_DIRS, git_state
+
+
+def git(root, *args):
+    subprocess.run(['git', '-C', str(root), '-c', 'user.name=t', '-c', 'user.email=t@t', *args],
+                   check=True, capture_output=True)
+
+
+def test_run_records_in_results_do_not_make_the_tree_dirty(tmp_path):
+    (tmp_path / 'harness' / 'core').mkdir(parents=True)
+    (tmp_path / 'harness' / 'core' / 'env.py').write_text('x = 1\n')
+    git(tmp_path, 'init', '-q')
+    git(tmp_path, 'add', '.')
+    git(tmp_path, 'commit', '-qm', 'init')
+    here = tmp_path / 'harness' / 'core'   # called with the module's folder, as env() does
+    assert git_state(here, OUTPUT_DIRS) == {'sha': git_state(here)['sha'], 'dirty': False}
+    (tmp_path / 'results' / 'exp' / 'runs' / 'r1').mkdir(parents=True)
+    (tmp_path / 'results' / 'exp' / 'runs' / 'r1' / 'run.json').write_text('{}')
+    assert git_state(here, OUTPUT_DIRS)['dirty'] is False
+    assert git_state(here)['dirty'] is True          # without the exclusion it would be
+    (tmp_path / 'harness' / 'new_module.py').write_text('y = 2\n')   # untracked code counts
+    assert git_state(here, OUTPUT_DIRS)['dirty'] is True
+    (tmp_path / 'harness' / 'new_module.py').unlink()
+    (tmp_path / 'harness' / 'core' / 'env.py').write_text('x = 2\n')  # so does a modified file
+    assert git_state(here, OUTPUT_DIRS)['dirty'] is True
+
+
+def test_outside_git_there_is_no_state(tmp_path):
+    assert git_state(tmp_path, OUTPUT_DIRS) == {'sha': None, 'dirty': None}
