@@ -1,0 +1,1 @@
+/work/studytree/results/matching-free-native-temperature/runs/.submissions/matching-free-native-temperature-20261204-022455-9737/slurm/7_submission.sh
