@@ -218,8 +218,7 @@ class TransportCriterion:
             return {'cls': F.cross_entropy(cls_pred, target, weight), 'bce': zero, 'dice': zero, 'score': zero,
                     'pairs': zero.detach()}
         w = self.loss_weight
-        nll = -F.log_softmax(cls_pred.detach(), -1)[:, labels]
-        bce, dice = _mask_terms(mask, gt)
+        nll, bce, dice = _terms(cls_pred.detach(), mask, gt, labels)   # the class loss is the plan's, below
         with torch.no_grad():
             plan = sinkhorn_plan(w[0] * nll + w[1] * bce + w[2] * dice, self.temperature, self.sinkhorn_iters)
             mass = plan[:, :-1]
