@@ -1,15 +1,22 @@
 """InfluencerFormer criteria: pure PyTorch, no mm* imports.
 
-Import ``influencerformer.mmdet3d_plugin`` (e.g. through mmengine's
-``custom_imports``) to register the criteria in mmdet3d's MODELS registry.
+Every instance criterion is listed once, in :mod:`influencerformer.registry`;
+``from influencerformer import <Criterion>`` resolves through it. Import
+``influencerformer.mmdet3d_plugin`` (e.g. through mmengine's
+``custom_imports``) to register them in mmdet3d's MODELS registry.
 """
-from .criterion import InfluencerCriterion
-from .hungarian import HungarianCriterion, HungarianMatcher
+from .hungarian import HungarianMatcher
 from .loss import MaskInfluencerLoss
 from .ops import InstanceGT
-from .seeded import SeededInfluencerCriterion
-from .transport import TransportCriterion
+from .registry import CRITERIA
 
-__all__ = ['InfluencerCriterion', 'HungarianCriterion', 'HungarianMatcher', 'MaskInfluencerLoss',
-           'InstanceGT', 'SeededInfluencerCriterion', 'TransportCriterion']
+__all__ = ['HungarianMatcher', 'MaskInfluencerLoss', 'InstanceGT', *(e.type for e in CRITERIA)]
 __version__ = '0.1.0'
+
+
+def __getattr__(name: str):
+    """A registered criterion class by its type name (imported on first use)."""
+    for entry in CRITERIA:
+        if entry.type == name:
+            return entry.load()
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -14,6 +14,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import torch
+from influencerformer import registry
 from tqdm import tqdm
 
 from harness.study.arms import build_criterion, load_criteria
@@ -26,7 +27,8 @@ log = logging.getLogger(__name__)
 
 # Goal of the matching-free study: at most Hungarian's cost on CPU, checked at the largest shape.
 GOAL = {'cpu': 1.0, 'cuda': 1.0}
-CRITERIA = ('hungarian', 'influencer', 'influencer-ot', 'influencer-seeded')
+# the reference arm of every registered criterion (influencerformer.registry)
+CRITERIA = tuple(e.arm for e in registry.CRITERIA)
 FIELDS = ['device', 'criterion', 'n_points', 'n_gts', 'batch', 'n_queries', 'n_layers',
           'median_ms', 'min_ms', 'max_ms', 'repeats', 'peak_mem_mib', 'threads', 'torch',
           'ratio_vs_hungarian']

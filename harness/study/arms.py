@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from influencerformer import registry
 
 from harness.core import schema as sc
 from harness.core.errors import HarnessError
@@ -130,27 +131,25 @@ def check_baseline_block(resolved_block: dict, source: str) -> None:
                            f'({resolved_block} vs {want}); wrong upstream commit?')
 
 
-# Checks of criterion keys by name (first match wins); a key of the class's
-# signature that matches none is only checked to exist.
+# Checks of the keys every criterion shares, by name (first match wins); a criterion's own keys are
+# checked by its registry entry's ranges (influencerformer.registry), any other key only to exist.
 KEY_CHECKS: list[tuple[str, sc.Check]] = [
     ('fix_*', sc.boolean), ('iter_matcher', sc.boolean),
-    ('temperature', sc.positive),
-    ('rep_margin', sc.non_negative),
     ('loss_weight', sc.list_of(sc.non_negative, 2, 4)),
     ('*_weight', sc.non_negative),
     ('num_classes', sc.positive_int),
-    ('sinkhorn_iters', sc.positive_int), ('min_mass', sc.fraction),
-    ('mask_norm', sc.one_of('sigmoid', 'softmax')),
 ]
+# The names a registry entry's ranges may use.
+RANGES: dict[str, sc.Check] = {'positive': sc.positive, 'non_negative': sc.non_negative,
+                               'positive_int': sc.positive_int, 'fraction': sc.fraction, 'boolean': sc.boolean}
 
 
-def _classes() -> dict[str, type]:
-    """Criterion type name (as a config spells it) -> our implementation."""
-    from influencerformer import (HungarianCriterion, InfluencerCriterion, SeededInfluencerCriterion,
-                                  TransportCriterion)
-    return {'InstanceCriterion': HungarianCriterion, 'HungarianCriterion': HungarianCriterion,
-            'InfluencerCriterion': InfluencerCriterion, 'TransportCriterion': TransportCriterion,
-            'SeededInfluencerCriterion': SeededInfluencerCriterion}
+def _rule(entry: registry.Entry, key: str) -> sc.Check | None:
+    """The check of one criterion key: the entry's own range, else a shared rule by name."""
+    if key in entry.ranges:
+        wanted = entry.ranges[key]
+        return sc.one_of(*wanted) if isinstance(wanted, tuple) else RANGES[wanted]
+    return next((check for pattern, check in KEY_CHECKS if fnmatch.fnmatchcase(key, pattern)), None)
 
 
 def check_block(where: str, spec_block: dict[str, Any]) -> None:
@@ -159,17 +158,18 @@ def check_block(where: str, spec_block: dict[str, Any]) -> None:
     Raises:
         HarnessError: unknown type, unknown or missing keys (did-you-mean), a value out of range.
     """
-    classes = _classes()
     name = spec_block.get('type')
-    if name not in classes:
-        raise HarnessError(f'{where}: criterion type {name!r} unknown{sc.did_you_mean(str(name), classes)}; '
-                           f'use one of {sorted(classes)}')
-    params = inspect.signature(classes[name].__init__).parameters
+    entry = registry.entry(str(name))
+    if entry is None:
+        known = registry.classes()
+        raise HarnessError(f'{where}: criterion type {name!r} unknown{sc.did_you_mean(str(name), known)}; '
+                           f'use one of {sorted(known)} (influencerformer/registry.py)')
+    params = inspect.signature(entry.load().__init__).parameters
     keys = {k: p for k, p in params.items() if k != 'self'}
     required = {k for k, p in keys.items() if p.default is inspect.Parameter.empty}
     sc.check_keys(where, spec_block, required | {'type'}, set(keys) - required)
     for key, value in spec_block.items():
-        rule = next((check for pattern, check in KEY_CHECKS if fnmatch.fnmatchcase(key, pattern)), None)
+        rule = _rule(entry, key)
         problem = rule(value) if rule else None
         if problem:
             raise HarnessError(f'{where}.{key}: {value!r} {problem}; fix the value')
@@ -181,12 +181,12 @@ def build_criterion(spec_block: dict[str, Any]):
     Raises:
         HarnessError: unknown type or keys (named).
     """
-    classes = _classes()
     kwargs = dict(spec_block)
     name = kwargs.pop('type')
-    if name not in classes:
-        raise HarnessError(f'criterion type {name!r} unknown; use one of {sorted(classes)}')
+    entry = registry.entry(str(name))
+    if entry is None:
+        raise HarnessError(f'criterion type {name!r} unknown; use one of {sorted(registry.classes())}')
     try:
-        return classes[name](**kwargs)
+        return entry.load()(**kwargs)
     except TypeError as err:
         raise HarnessError(f'criterion {name}: {err}; check its keys in {CRITERIA_FILE.name}') from err

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from influencerformer import InstanceGT
+from influencerformer import InstanceGT, registry
 
 from harness.study.arms import build_criterion, load_criteria
 from harness.core.errors import HarnessError
@@ -29,10 +29,9 @@ from harness.core.io import atomic_write, result_line
 from harness.toy import plots as toy_plots
 
 HELP = 'toy study: recovery of GT instances per criterion over a grid of queries x instances'
-# Six criteria keep the default grid within 10 minutes on 2 cores; any other arm
-# of baselines/criteria.yaml can be added with --criteria.
-CRITERIA = ('hungarian', 'influencer', 'influencer-excl', 'influencer-softmax', 'influencer-softmax-t0.1',
-            'influencer-softmax-excl')
+# The reference arm of every registered criterion (influencerformer.registry); any other arm of
+# baselines/criteria.yaml (a variant) can be given with --criteria.
+CRITERIA = tuple(e.arm for e in registry.CRITERIA)
 POINTS_PER_INSTANCE = 30   # S = 30 K (150 points for K = 5; tests use the 300-point toy)
 LR = 0.05                  # the setting
 
