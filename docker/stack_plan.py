@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +40,6 @@ class Step:
     flags: list[str]
     kind: str                  # 'requirements' | 'path' | 'editable' | 'git'
     target: str                # repo-relative path, or the git URL
-    notes: list[str] = field(default_factory=list)
 
 
 def logical_lines(text: str) -> list[str]:

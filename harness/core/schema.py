@@ -88,10 +88,6 @@ def text(x: Any) -> str | None:
     return None if isinstance(x, str) and x else 'must be a non-empty string'
 
 
-def anything(x: Any) -> str | None:
-    return None
-
-
 def one_of(*choices: Any) -> Check:
     return lambda x: None if x in choices else f'must be one of {list(choices)}'
 

@@ -4,7 +4,7 @@ SpConv U-Net over 5 cm voxels -> query decoder (learned instance + semantic
 queries; per layer: masked cross-attention to voxel features, self-attention,
 FFN; a prediction after every layer) -> unified criterion: the last n_sem
 queries get a semantic cross-entropy, the instance queries the configured
-``inst_criterion`` (HungarianCriterion or InfluencerCriterion).
+``inst_criterion`` (any criterion of influencerformer.registry, built from the arm's block).
 """
 from __future__ import annotations
 

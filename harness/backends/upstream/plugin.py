@@ -1,7 +1,7 @@
 """What our upstream test config adds to OneFormer3D's tools/test.py, through ``custom_imports``.
 
 * ``InfluencerPredictionDump`` (a metric): writes every room's instance
-  predictions in our format (harness/predictions.py), so that our evaluator
+  predictions in our format (harness/evaluation/predictions.py), so that our evaluator
   scores exactly what upstream's model predicted.
 * ``InfluencerMetricsDump`` (a hook): writes the metrics the test loop
   computed (upstream's ``all_ap``, ``all_ap_50%``, ``all_ap_25%``, ...) to a
@@ -10,7 +10,7 @@
   training at the first non-finite loss and leaves ``DIVERGED.json`` (the
   iteration, the last finite loss) in the work dir for the harness to report.
 
-Both are registered in mmdet3d's registries under names upstream does not use.
+All three are registered in mmdet3d's registries under names upstream does not use.
 Importing this module also applies the spconv CPU backward shim when no GPU
 is visible (spconv's backward asks for a CUDA stream), so upstream's training runs on a CPU
 (the user's CI image) without touching upstream code; with CUDA it does nothing.
