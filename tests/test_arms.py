@@ -7,21 +7,21 @@ from harness import backends
 from harness.core.errors import HarnessError
 from harness.core.tree import config_diff, flatten
 from harness.study.arms import ARM_KEY, BASELINE, block, load_criteria, one_key_diff, with_arm
-from harness.study.backend import RunOptions
+from harness.study.backend import Prepared
 from harness.study.matrix import make_point
 
 SPEC = 'baselines/smoke-native.yaml'
 
 
 def derive(spec, backend, arm, seed=0, ablation=None):
-    return backend.derive(spec, make_point(spec['experiment'], arm, seed, ablation), RunOptions(), 'data/x')
+    return backend.derive(spec, Prepared(), make_point(spec.experiment, arm, seed, ablation), 'data/x')
 
 
 def test_native_arms_differ_only_in_the_instance_criterion():
     spec, backend = backends.load(SPEC)
     base = derive(spec, backend, BASELINE)
     assert base.diff == []
-    for arm in spec['arms'][1:]:
+    for arm in spec.arms[1:]:
         other = derive(spec, backend, arm)
         assert other.diff and all(line.startswith(ARM_KEY + '.') for line in other.diff)
         assert config_diff(base.config, other.config) == other.diff

@@ -486,11 +486,11 @@ def _(env):
     spec = env.spec(lambda s: (s.update(experiment='resume'), s['config']['train'].update(iters=20)), 'r.yaml')
     from harness import backends
     from harness.backends.native.train import runner_for
-    from harness.study.backend import RunOptions
+    from harness.study.backend import Prepared
     from harness.study.matrix import make_point
     from mmengine.config import Config
     loaded, backend = backends.load(spec)
-    cfg = Config(backend.derive(loaded, make_point('resume', 'hungarian', 0), RunOptions(), env.data).config)
+    cfg = Config(backend.derive(loaded, Prepared(), make_point('resume', 'hungarian', 0), env.data).config)
     work = env.root / 'w' / 'resume__hungarian__s0' / 'work_dir'
     first = runner_for(cfg, work)
     first.train_loop._max_iters = 8   # checkpoints at 2, 4, 6, 8 (the last two kept)

@@ -1,10 +1,12 @@
 """Specs and the run matrix: arms x seeds x ablation points; bad specs are errors naming file and key."""
+import dataclasses
+
 import pytest
 import yaml
 
 from harness import backends
 from harness.core.errors import HarnessError
-from harness.study.matrix import run_matrix
+from harness.study.matrix import Selection, run_matrix
 
 SPEC = 'baselines/smoke-native.yaml'
 
@@ -42,11 +44,11 @@ def test_bad_specs_are_clear_errors(tmp_path, change, message):
 
 def test_main_runs_are_seed_major():
     spec, _ = backends.load(SPEC)
-    spec['seeds'] = [0, 1]
-    runs = run_matrix(spec, ['hungarian', 'influencer'])
+    spec = dataclasses.replace(spec, seeds=(0, 1))
+    runs = run_matrix(spec, Selection(arms=['hungarian', 'influencer']))
     assert [(r.arm, r.seed) for r in runs] == [('hungarian', 0), ('influencer', 0), ('hungarian', 1), ('influencer', 1)]
     with pytest.raises(HarnessError, match='not in the spec'):
-        run_matrix(spec, ['influencer-excl'])
+        run_matrix(spec, Selection(arms=['influencer-excl']))
 
 
 def test_one_at_a_time_ablations(tmp_path):
@@ -55,7 +57,7 @@ def test_one_at_a_time_ablations(tmp_path):
         'queries': {'config': 'model.decoder.n_inst', 'values': [8, 16]}}})))
     runs = run_matrix(spec)
     got = {(r.arm, tuple(sorted(r.ablation_dict.items()))) for r in runs}
-    arms = spec['arms']
+    arms = list(spec.arms)
     # main runs; temperature 1.0 is influencer's default (its main run), influencer-ot's is 0.05
     # (both values are ablations of it); the baseline has no temperature: never ablated on it;
     # n_inst 16 is the spec's default

@@ -5,12 +5,12 @@ import hashlib
 
 import pytest
 
-from harness.backends.upstream.pretrained import ensure_pretrained, pretrained_path
+from harness.backends.upstream.pretrained import Pretrained, ensure_pretrained, pretrained_path
 from harness.core.errors import HarnessError
 
 
-def spec_for(url: str, sha256: str | None) -> dict:
-    return {'pretrained': {'url': url, 'sha256': sha256}}
+def spec_for(url: str, sha256: str | None) -> Pretrained:
+    return Pretrained(url, sha256)
 
 
 @pytest.fixture
@@ -52,4 +52,4 @@ def test_no_network_says_where_to_put_the_file(tmp_path):
 
 
 def test_random_init_needs_nothing(tmp_path):
-    assert ensure_pretrained({'pretrained': None}, tmp_path) is None
+    assert ensure_pretrained(None, tmp_path) is None

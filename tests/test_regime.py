@@ -13,16 +13,16 @@ SPEC = 'baselines/matching-free-native.yaml'
 @pytest.fixture(scope='module')
 def study(tmp_path_factory):
     spec, _ = backends.load(SPEC)
-    synth = spec['data']['synth']
+    synth = spec.data.synth
     root = tmp_path_factory.mktemp('regime') / 'data'
-    generate(root, synth['rooms_per_area'], synth['seed'], synth['points_per_room'])
+    generate(root, synth.rooms_per_area, synth.seed, synth.points_per_room)
     return spec, root
 
 
 def test_queries_outnumber_instances_as_in_oneformer3d(study):
     spec, root = study
     stats = regime(root, [1, 2, 3, 4, 5, 6])
-    queries = spec['config']['model']['decoder']['n_inst']
+    queries = spec.part.base_config['model']['decoder']['n_inst']
     assert queries >= 100 and 12 <= stats['instances_per_room']['min'] <= stats['instances_per_room']['max'] <= 40
     assert queries >= 3 * stats['instances_per_room']['max']
 

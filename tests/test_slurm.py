@@ -15,7 +15,9 @@ import slurm_cluster
 from harness.core.errors import HarnessError
 from harness.execution import container, slurm
 from harness.study import records
+from harness.backends.upstream.backend import UpstreamOptions
 from harness.study.backend import RunOptions
+from harness.study.spec import SlurmResources
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -135,19 +137,20 @@ def test_a_requeued_job_runs_the_same_command():
 
 
 def test_resources_come_from_flags_then_the_spec_then_defaults():
-    spec = {'_path': 's.yaml', 'slurm': {'partition': 'gpu', 'time_min': 60, 'gpus_per_job': 2}}
-    res = slurm.Resources.of(spec, {'time_min': 30, 'account': None})
+    spec_block = SlurmResources(partition='gpu', time_min=60, gpus_per_job=2)
+    res = spec_block.with_flags({'time_min': 30, 'account': None})
     assert (res.partition, res.time_min, res.gpus_per_job, res.cpus_per_task) == ('gpu', 30, 2, 8)
-    params = res.parameters('harness-x')
+    params = slurm.parameters(res, 'harness-x')
     assert params['slurm_partition'] == 'gpu' and params['gpus_per_node'] == 2 and params['timeout_min'] == 30
-    assert 'gpus_per_node' not in slurm.Resources(gpus_per_job=0).parameters('x')
+    assert 'gpus_per_node' not in slurm.parameters(SlurmResources(gpus_per_job=0), 'x')
 
 
 def test_job_commands_and_their_apptainer_wrapping(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for name in ('data', 'work_dirs', 'results'):
         (tmp_path / name).mkdir()
-    options = RunOptions(runs=tmp_path / 'results' / 'runs', work_dirs=tmp_path / 'work_dirs', epochs=64)
+    options = RunOptions(runs=tmp_path / 'results' / 'runs', work_dirs=tmp_path / 'work_dirs',
+                         backend=UpstreamOptions(epochs=64))
     spec_copy = tmp_path / 'results' / 'runs' / '.submissions' / 's' / 'spec.yaml'
     plain = slurm.job_command(spec_copy, 'exp__hungarian__s0', options, None, 1)
     assert plain[:4] == [sys.executable, '-m', 'harness', 'run'] and plain[-2:] == ['--epochs', '64']

@@ -121,22 +121,22 @@ def test_interrupted_run_resumes_from_its_checkpoint(smoke):
 
     from harness import backends
     from harness.backends.native.train import runner_for, train
-    from harness.study.backend import RunOptions
+    from harness.study.backend import Prepared
     from harness.study.matrix import make_point
     tmp, path, _ = smoke
     spec, backend = backends.load(path)
-    cfg = Config(backend.derive(spec, make_point('smoke-native', 'hungarian', 0), RunOptions(), tmp / 'data').config)
+    cfg = Config(backend.derive(spec, Prepared(), make_point('smoke-native', 'hungarian', 0), tmp / 'data').config)
     work = tmp / 'resume' / 'work_dir'
     first = runner_for(cfg, work)
     first.train_loop._max_iters = 2   # "killed" after iteration 2
     first.train()
     assert (work / 'last_checkpoint').exists()
     out = train(cfg, work)
-    assert out['resumed'] and out['iterations'] == 4 and out['iters_this_session'] == 2
+    assert out.iterations == 4 and out.iters_this_session == 2
     raw = [line for p in sorted(work.glob('*/vis_data/scalars.json'))
            for line in p.read_text().splitlines() if '"loss"' in line]
     assert len(raw) == 4  # 2 + 2 iterations trained; a restart from scratch would log 2 + 4
-    steps = pd.read_json(out['scalars'], lines=True).query('loss == loss')['step'].tolist()
+    steps = pd.read_json(out.scalars, lines=True).query('loss == loss')['step'].tolist()
     assert steps == [1, 2, 3, 4]  # one merged curve over both attempts
 
 

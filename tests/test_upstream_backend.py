@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -13,7 +14,8 @@ import yaml
 from harness.backends.upstream import backend as up
 from harness.core.errors import HarnessError
 from harness.core.tree import canonical_hash, config_diff, diff_keys
-from harness.study.backend import RunOptions
+from harness import backends
+from harness.study.backend import Prepared, RunOptions
 from harness.study.matrix import make_point
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,28 +56,32 @@ def test_commands_single_and_multi_gpu(tmp_path):
 
 def test_wrong_commit_is_refused_unless_allowed(tmp_path, monkeypatch):
     root = fake_checkout(tmp_path)
-    spec = {'upstream': {'commit': 'e2a9dd2656d4b2806853c026cab7bc63201f8814', 'root': str(root)}, 'pretrained': None}
+    source = up.Source(repo='x', commit='e2a9dd2656d4b2806853c026cab7bc63201f8814', root=str(root), config='c.py')
+    spec = SimpleNamespace(part=up.UpstreamPart(upstream=source, schedule=up.Schedule(), pretrained=None))
     backend = up.UpstreamBackend()
     with pytest.raises(HarnessError, match='pins e2a9dd2; check out e2a9dd2 or pass --allow-other-commit'):
-        backend.prepare(spec, RunOptions(upstream_root=root))
-    shared = backend.prepare(spec, RunOptions(upstream_root=root, allow_other_commit=True))
-    assert shared['upstream']['pinned'] == spec['upstream']['commit'] and shared['upstream']['commit'] is None
+        backend.prepare(spec, RunOptions(backend=up.UpstreamOptions(upstream_root=root)))
+    shared = backend.prepare(spec, RunOptions(backend=up.UpstreamOptions(upstream_root=root, allow_other_commit=True)))
+    assert shared.record['upstream']['pinned'] == source.commit and shared.record['upstream']['commit'] is None
 
 
 def test_derived_configs_change_with_the_schedule_so_a_resume_is_refused(tmp_path):
     """The runner refuses to resume a run whose derived config changed (tests/test_smoke_e2e.py);
     here: the upstream backend's derived config does change with the options that matter."""
     pytest.importorskip('mmengine')
-    spec = yaml.safe_load((REPO / 'baselines' / 's3dis-area5.yaml').read_text())
-    spec.update(_path='s.yaml')
-    spec['upstream']['config'] = 'configs/model_s3dis.py'
-    backend = up.UpstreamBackend()
-    backend.upstream = up.Upstream.__new__(up.Upstream)
-    backend.upstream.root, backend.upstream.gpus = FIXTURE, 1
+    raw = yaml.safe_load((REPO / 'baselines' / 's3dis-area5.yaml').read_text())
+    raw['upstream']['config'] = 'configs/model_s3dis.py'
+    path = tmp_path / 's.yaml'
+    path.write_text(yaml.safe_dump(raw))
+    spec, backend = backends.load(path)
+    checkout = up.Upstream(fake_checkout(tmp_path / 'up'))
+    checkout.root = FIXTURE   # upstream's tools live in the fake checkout, its config in the fixture
+
+    def derive(**options):
+        found = up.Checkout(checkout, None, up.UpstreamOptions(cache=tmp_path, **options))
+        return backend.derive(spec, Prepared(context=found), point, tmp_path / 'data')
     point = make_point('s3dis-area5', 'influencer', 0)
-    first = backend.derive(spec, point, RunOptions(cache=tmp_path), tmp_path / 'data')
-    again = backend.derive(spec, point, RunOptions(cache=tmp_path), tmp_path / 'data')
-    longer = backend.derive(spec, point, RunOptions(cache=tmp_path, epochs=32), tmp_path / 'data')
+    first, again, longer = derive(), derive(), derive(epochs=32)
     assert set(first.files) == {'hungarian.py', 'influencer.py'} and first.config == again.config
     assert first.diff and all(d.startswith('model.criterion.inst_criterion.') for d in first.diff)
     changed = diff_keys(config_diff(first.config, longer.config))

@@ -29,6 +29,12 @@ def fixture_spec(tmp_path: Path, **changes) -> Path:
     return path
 
 
+def loaded(tmp_path: Path):
+    """The fixture spec, read and checked as every verb reads it."""
+    from harness import backends
+    return backends.load(fixture_spec(tmp_path))[0]
+
+
 def derive(tmp_path: Path, *extra: str, spec: Path | None = None) -> int:
     return main(['derive', '--spec', str(spec or fixture_spec(tmp_path)), '--upstream-root', str(FIXTURE),
                  '--out', str(tmp_path / 'cfg'), '--data', str(tmp_path / 'data'), *extra])
@@ -67,8 +73,7 @@ def test_any_other_difference_fails(tmp_path, monkeypatch):
         return cfg
     monkeypatch.setattr(uc, 'with_arm', leaky)
     with pytest.raises(HarnessError, match='differ outside model.criterion.inst_criterion.*lr'):
-        uc.write_arm_configs(yaml.safe_load(fixture_spec(tmp_path).read_text()), Path('spec.yaml'), FIXTURE,
-                             tmp_path / 'cfg', 0, tmp_path / 'data', None)
+        uc.write_arm_configs(loaded(tmp_path), FIXTURE, tmp_path / 'cfg', 0, tmp_path / 'data', None)
 
 
 def test_merge_without_delete_is_caught(tmp_path, monkeypatch):
@@ -95,8 +100,7 @@ def test_runtime_keys_add_tensorboard_and_the_divergence_check_for_every_arm(tmp
 
 
 def test_ablation_points_are_applied_and_keep_one_key(tmp_path):
-    spec = yaml.safe_load(fixture_spec(tmp_path).read_text())
-    out = uc.write_arm_configs(spec, Path('s.yaml'), FIXTURE, tmp_path / 'cfg', 0, tmp_path / 'data', None,
+    out = uc.write_arm_configs(loaded(tmp_path), FIXTURE, tmp_path / 'cfg', 0, tmp_path / 'data', None,
                                arms=['influencer'], ablation={'criterion.temperature': 0.5,
                                                               'config.model.decoder.num_instance_queries': 7})
     h, i = out['resolved']['hungarian'], out['resolved']['influencer']
@@ -142,8 +146,7 @@ def test_upstream_drift_in_the_published_block_is_refused(tmp_path):
     for f in (FIXTURE / 'configs').iterdir():
         (root / 'configs' / f.name).write_text(f.read_text().replace('non_object_weight=0.05', 'non_object_weight=0.1'))
     with pytest.raises(HarnessError, match="differs from criteria.yaml 'hungarian'"):
-        uc.write_arm_configs(yaml.safe_load(fixture_spec(tmp_path).read_text()), Path('s'), root,
-                             tmp_path / 'cfg', 0, tmp_path / 'data', None)
+        uc.write_arm_configs(loaded(tmp_path), root, tmp_path / 'cfg', 0, tmp_path / 'data', None)
 
 
 @pytest.mark.skipif(not os.environ.get('ONEFORMER3D_ROOT'), reason='set ONEFORMER3D_ROOT to derive from upstream')

@@ -1,7 +1,7 @@
 """The backends, by the name a spec's ``backend:`` gives: one line each.
 
-A backend subclasses ``harness.study.backend.Backend`` (derive, train,
-predict); the runner does everything else.
+A backend subclasses ``harness.study.backend.Backend`` (its contract and
+order of calls are documented there); the runner does everything else.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from harness.backends.native.backend import NativeBackend
 from harness.backends.upstream.backend import UpstreamBackend
 from harness.core.errors import HarnessError
 from harness.study.backend import Backend
-from harness.study.spec import load_spec
+from harness.study.spec import Spec, load_spec
 
 BACKENDS: dict[str, type[Backend]] = {
     'native': NativeBackend,
@@ -26,9 +26,8 @@ def get(name: str) -> Backend:
     return BACKENDS[name]()
 
 
-def load(path: Path) -> tuple[dict, Backend]:
-    """Read a spec, check its common part and its backend's part; returns (spec, backend)."""
-    spec = load_spec(path, sorted(BACKENDS))
-    backend = get(spec['backend'])
-    backend.validate(spec)
-    return spec, backend
+def load(path: Path) -> tuple[Spec, Backend]:
+    """Read a spec (common part and its backend's part, checked); returns (spec, backend)."""
+    spec = load_spec(path, {name: cls.parse_spec for name, cls in BACKENDS.items()},
+                     {name: cls.spec_keys for name, cls in BACKENDS.items()})
+    return spec, get(spec.backend)

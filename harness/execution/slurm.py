@@ -10,6 +10,7 @@ checkpoint; the run's lock keeps two jobs off one run.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -17,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,45 +30,18 @@ from harness.core.io import atomic_write, now
 from harness.execution import container
 from harness.execution.status import SUBMISSIONS
 from harness.study.backend import RunOptions
-from harness.study.runner import Planned
+from harness.study.runner import Batch
+from harness.study.spec import SlurmResources, Spec
 
 
-
-@dataclass
-class Resources:
-    """What each job asks Slurm for. Defaults fit one GPU per run.
-
-    Attributes:
-        time_min: 24 h, a common cluster limit; a longer run is requeued and resumes.
-        gpus_per_job: 1 (upstream's published setting is one GPU).
-        cpus_per_task / mem_gb: data loading workers and point clouds of ~1M points.
-        array_parallelism: how many runs of the matrix train at once.
-    """
-
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    time_min: int = 1440
-    gpus_per_job: int = 1
-    cpus_per_task: int = 8
-    mem_gb: int = 64
-    constraint: str | None = None
-    array_parallelism: int = 32
-
-    @classmethod
-    def of(cls, spec: dict, flags: dict[str, Any]) -> 'Resources':
-        """The spec's ``slurm:`` block, then flags that were given, over the defaults."""
-        block = spec.get('slurm') or {}   # checked with the spec (harness.study.spec.SLURM)
-        chosen = {**block, **{k: v for k, v in flags.items() if v is not None}}
-        return cls(**{f.name: chosen[f.name] for f in fields(cls) if f.name in chosen})
-
-    def parameters(self, name: str) -> dict[str, Any]:
-        """submitit's AutoExecutor parameters."""
-        extra = {k: v for k, v in (('slurm_partition', self.partition), ('slurm_account', self.account),
-                                   ('slurm_qos', self.qos), ('slurm_constraint', self.constraint)) if v}
-        gpus = {'gpus_per_node': self.gpus_per_job} if self.gpus_per_job else {}
-        return {'name': name, 'timeout_min': self.time_min, 'cpus_per_task': self.cpus_per_task,
-                'mem_gb': self.mem_gb, 'slurm_array_parallelism': self.array_parallelism, **gpus, **extra}
+def parameters(resources: SlurmResources, name: str) -> dict[str, Any]:
+    """submitit's AutoExecutor parameters for these resources."""
+    r = resources
+    extra = {k: v for k, v in (('slurm_partition', r.partition), ('slurm_account', r.account),
+                               ('slurm_qos', r.qos), ('slurm_constraint', r.constraint)) if v}
+    gpus = {'gpus_per_node': r.gpus_per_job} if r.gpus_per_job else {}
+    return {'name': name, 'timeout_min': r.time_min, 'cpus_per_task': r.cpus_per_task,
+            'mem_gb': r.mem_gb, 'slurm_array_parallelism': r.array_parallelism, **gpus, **extra}
 
 
 class RunJob(Checkpointable):
@@ -99,36 +72,31 @@ def job_command(spec_copy: Path, run_id: str, options: RunOptions, image: Path |
     if options.data is not None:
         cmd += ['--data', str(Path(options.data).resolve())]
         paths.add(len(cmd) - 1)
-    for flag, value in (('--epochs', options.epochs), ('--iters', options.iters), ('--gpus', options.gpus),
-                        ('--upstream-root', options.upstream_root)):
-        if value is not None and not (flag == '--gpus' and value == 1):
-            cmd += [flag, str(value)]
-    if options.allow_other_commit:
-        cmd.append('--allow-other-commit')
+    cmd += options.backend.argv()
     return container.wrap(cmd, paths, image, Path.cwd(), gpus) if image else cmd
 
 
-def stage(spec: dict, runs: Path) -> Path:
+def stage(spec: Spec, runs: Path) -> Path:
     """A copy of the spec for the jobs (they read it, not the file the user may edit meanwhile)."""
-    folder = Path(runs) / SUBMISSIONS / f'{spec["experiment"]}-{time.strftime("%Y%m%d-%H%M%S")}-{os.getpid()}'
+    folder = Path(runs) / SUBMISSIONS / f'{spec.experiment}-{time.strftime("%Y%m%d-%H%M%S")}-{os.getpid()}'
     folder.mkdir(parents=True, exist_ok=False)
-    shutil.copyfile(spec['_path'], folder / 'spec.yaml')
+    shutil.copyfile(spec.path, folder / 'spec.yaml')
     return folder
 
 
-def submit(spec: dict, plans: list[Planned], options: RunOptions, resources: Resources,
-           image: Path | None) -> tuple[list, Path]:
+def submit(batch: Batch, resources: SlurmResources, image: Path | None) -> tuple[list, Path]:
     """One array job for every planned run that is not done; writes ``submission.json`` beside the spec copy."""
-    todo = [p for p in plans if p.action != 'done']
+    spec, options = batch.spec, batch.options
+    todo = [p for p in batch.plans if p.action != 'done']
     folder = stage(spec, options.runs)
     commands = [job_command(folder / 'spec.yaml', p.point.run_id, options, image, resources.gpus_per_job)
                 for p in todo]
     executor = submitit.AutoExecutor(folder=folder / 'slurm', cluster='slurm')
-    executor.update_parameters(**resources.parameters(f'harness-{spec["experiment"]}'))
+    executor.update_parameters(**parameters(resources, f'harness-{spec.experiment}'))
     jobs = executor.map_array(RunJob(), commands, [str(Path.cwd())] * len(commands)) if todo else []
     atomic_write(folder / 'submission.json', json.dumps({
-        'experiment': spec['experiment'], 'submitted_at': now(), 'spec': str(spec['_path']),
-        'resources': resources.__dict__, 'container': str(image) if image else None,
+        'experiment': spec.experiment, 'submitted_at': now(), 'spec': str(spec.path),
+        'resources': dataclasses.asdict(resources), 'container': str(image) if image else None,
         'runs': [{'run_id': p.point.run_id, 'action': p.action, 'job_id': j.job_id, 'command': c}
                  for p, j, c in zip(todo, jobs, commands)]}, indent=1) + '\n')
     return list(zip([p.point.run_id for p in todo], jobs)), folder

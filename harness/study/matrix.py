@@ -24,15 +24,14 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessError
 from harness.core.tree import get_dotted
 from harness.study import records
-from harness.study.arms import BASELINE, block, check_block, load_criteria
+from harness.study.arms import BASELINE, load_criteria
+from harness.study.spec import Spec
 
-MODES = ('one-at-a-time', 'grid')
 CRITERION, CONFIG = 'criterion', 'config'
 
 
@@ -69,53 +68,22 @@ class RunPoint:
                         tuple((k, v) for k, v in self.ablation if k.startswith(CONFIG + '.')))
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Which runs of a spec's matrix: subsets of its arms and seeds, and run ids (None: all)."""
+
+    arms: list[str] | None = None
+    seeds: list[int] | None = None
+    only: list[str] | None = None
+
+
 def make_point(experiment: str, arm: str, seed: int, ablation: dict[str, Any] | None = None) -> RunPoint:
     """A RunPoint with a canonical ablation (values stored as JSON so points hash and compare)."""
     items = tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in (ablation or {}).items()))
     return RunPoint(experiment, arm, int(seed), items)
 
 
-def axes(spec: dict) -> dict[str, tuple[str, list]]:
-    """Axis name -> (target, values), target ``criterion.<key>`` or ``config.<key>``."""
-    section = spec.get('ablations') or {}
-    out = {}
-    for name, axis in (section.get('axes') or {}).items():
-        kind = CRITERION if CRITERION in axis else CONFIG
-        out[name] = (f'{kind}.{axis[kind]}', list(axis['values']))
-    return out
-
-
-def check_ablations(path: Path, spec: dict) -> None:
-    """Shape of ``ablations:``; a criterion key must belong to an arm of the spec.
-
-    Config keys are checked when a backend derives the configs (before training).
-    """
-    from harness.core.schema import check_keys, did_you_mean
-    section = spec['ablations']
-    check_keys(f'{path}: ablations', section, {'axes'}, {'mode'})
-    if section.get('mode', MODES[0]) not in MODES:
-        raise HarnessError(f'{path}: ablations.mode {section["mode"]!r}; use one of {list(MODES)}')
-    if not isinstance(section['axes'], dict) or not section['axes']:
-        raise HarnessError(f'{path}: ablations.axes must map axis names to {{criterion|config: key, values: [...]}}')
-    criteria = load_criteria()
-    arm_keys = {k for arm in spec['arms'] if arm != BASELINE for k in criteria[arm]} - {'type'}
-    for name, axis in section['axes'].items():
-        where = f'{path}: ablations.axes.{name}'
-        if not isinstance(axis, dict) or len({CRITERION, CONFIG} & set(axis)) != 1:
-            raise HarnessError(f'{where}: give exactly one of criterion: <key> or config: <dotted key>, and values')
-        check_keys(where, axis, {'values'}, {CRITERION, CONFIG})
-        if not isinstance(axis['values'], list) or not axis['values']:
-            raise HarnessError(f'{where}: values must be a non-empty list')
-        if CRITERION in axis and axis[CRITERION] not in arm_keys:
-            raise HarnessError(f'{where}: no non-baseline arm of the spec has criterion key {axis[CRITERION]!r}'
-                               f'{did_you_mean(str(axis[CRITERION]), arm_keys)}; keys: {sorted(arm_keys)}')
-        if CRITERION in axis:
-            for arm in [a for a in spec['arms'] if a != BASELINE and axis[CRITERION] in criteria[a]]:
-                for value in axis['values']:
-                    check_block(f'{where} (value {value!r}, arm {arm})', block(arm, {axis[CRITERION]: value}))
-
-
-def default_value(spec: dict, arm: str, target: str, criteria: dict, config: dict | None) -> Any:
+def default_value(arm: str, target: str, criteria: dict, config: dict | None) -> Any:
     """The value ``target`` has for ``arm`` without ablation (a missing key: a sentinel)."""
     kind, key = target.split('.', 1)
     if kind == CRITERION:
@@ -131,63 +99,62 @@ def default_value(spec: dict, arm: str, target: str, criteria: dict, config: dic
 _MISSING = object()
 
 
-def effective(spec: dict, arm: str, point: dict[str, Any], criteria: dict) -> dict[str, Any] | None:
-    """What ``point`` changes for ``arm``: None if the arm is not part of it."""
-    config = spec.get('config')   # the native backend's config; upstream's defaults live upstream
+def effective(spec: Spec, arm: str, point: dict[str, Any], criteria: dict) -> dict[str, Any]:
+    """What ``point`` changes for ``arm`` (its values that differ from the arm's defaults)."""
+    config = spec.part.base_config   # None where the defaults live upstream
     out = {}
     for target, value in point.items():
         kind, key = target.split('.', 1)
         if kind == CRITERION and (arm == BASELINE or key not in criteria[arm]):
             continue
-        if value != default_value(spec, arm, target, criteria, config):
+        if value != default_value(arm, target, criteria, config):
             out[target] = value
     return out
 
 
-def points(spec: dict) -> list[dict[str, Any]]:
+def points(spec: Spec) -> list[dict[str, Any]]:
     """Ablation points as ``{target: value}``: ``{}`` (the main runs) first."""
-    ax = axes(spec)
-    if not ax:
+    if spec.ablations is None:
         return [{}]
-    mode = (spec.get('ablations') or {}).get('mode', MODES[0])
-    if mode == 'grid':
-        combos = [dict(zip([t for t, _ in ax.values()], vals)) for vals in itertools.product(*[v for _, v in ax.values()])]
+    axes = spec.ablations.axes
+    if spec.ablations.mode == 'grid':
+        combos = [dict(zip([a.target for a in axes], vals)) for vals in itertools.product(*[a.values for a in axes])]
     else:
-        combos = [{target: v} for target, values in ax.values() for v in values]
+        combos = [{a.target: v} for a in axes for v in a.values]
     return [{}] + combos
 
 
-def run_matrix(spec: dict, arms: list[str] | None = None, seeds: list[int] | None = None,
-               only: list[str] | None = None) -> list[RunPoint]:
+def run_matrix(spec: Spec, selection: Selection = Selection()) -> list[RunPoint]:
     """Every run of the spec, point-major, then seed-major (both arms of a seed finish close together).
 
     Args:
-        arms / seeds: subsets of the spec's (``--arms`` / ``--seeds``); anything else is an error.
-        only: run ids to keep (a Slurm job's one run); an id not in the matrix is an error.
+        selection: ``arms`` / ``seeds``: subsets of the spec's (``--arms`` / ``--seeds``), anything else
+            is an error; ``only``: run ids to keep (a Slurm job's one run), an id not in the matrix is an error.
     """
-    arms = arms or spec['arms']
-    seeds = seeds if seeds is not None else spec['seeds']
-    unknown = sorted(set(arms) - set(spec['arms']))
+    arms = selection.arms or list(spec.arms)
+    seeds = selection.seeds if selection.seeds is not None else list(spec.seeds)
+    only = selection.only
+    unknown = sorted(set(arms) - set(spec.arms))
     if unknown:
-        raise HarnessError(f'--arms {unknown} not in the spec\'s arms {spec["arms"]}')
-    extra = sorted(set(seeds) - set(spec['seeds']))
+        raise HarnessError(f'--arms {unknown} not in the spec\'s arms {list(spec.arms)}')
+    extra = sorted(set(seeds) - set(spec.seeds))
     if extra:
-        raise HarnessError(f'--seeds {extra} not in the spec\'s seeds {spec["seeds"]}; add them to '
-                           f'{spec.get("_path", "the spec")} (the spec is the study\'s record of what ran)')
+        raise HarnessError(f'--seeds {extra} not in the spec\'s seeds {list(spec.seeds)}; add them to '
+                           f'{spec.path} (the spec is the study\'s record of what ran)')
     criteria = load_criteria()
     out, seen = [], set()
     for point in points(spec):
         for seed in seeds:
             for arm in arms:
                 change = effective(spec, arm, point, criteria)
-                run = make_point(spec['experiment'], arm, seed, change)
+                run = make_point(spec.experiment, arm, seed, change)
                 if run not in seen:
                     seen.add(run)
                     out.append(run)
     if only is not None:
         missing = sorted(set(only) - {r.run_id for r in out})
         if missing:
-            raise HarnessError(f'--only {missing}: not in the run matrix of {spec.get("_path", "the spec")}; '
+            raise HarnessError(f'--only {missing}: not in the run matrix of {spec.path}; '
                                '`python -m harness plan` lists its run ids')
         out = [r for r in out if r.run_id in only]
     return out

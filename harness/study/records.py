@@ -61,49 +61,94 @@ def attempts(runs_dir: Path, rid: str) -> list[Path]:
     return out
 
 
-def new_attempt(runs_dir: Path, rid: str, **fields: Any) -> Path:
-    """Create the next attempt's folder and record (status running, one session open).
+class RunRecord:
+    """One run's ``run.json`` in memory: the runner holds it from start to finish.
 
-    Args:
-        fields: record fields (experiment, arm, seed, ablation, backend, config, ...).
+    Every change is merged into :attr:`fields` and saved at once (atomically);
+    nothing re-reads what was just written.
+
+    Attributes:
+        folder: the attempt's folder; fields: the record (keys in docs/run-records.md).
     """
-    attempt = len(attempts(runs_dir, rid)) + 1
-    folder = folder_of(runs_dir, rid, attempt)
-    record = {'schema_version': SCHEMA_VERSION, 'run_id': rid, 'attempt': attempt, **fields,
-              'status': 'running', 'error': None, 'started_at': now(), 'env': env.capture(),
-              'sessions': [], 'checkpoint': {'evaluated': 'last'}}
-    _write(folder, record, overwrite=False)
-    return folder
+
+    def __init__(self, folder: Path, fields: dict[str, Any]) -> None:
+        self.folder, self.fields = Path(folder), fields
+
+    @classmethod
+    def load(cls, folder: Path) -> 'RunRecord':
+        """The record of an attempt folder (validated; see :func:`load_record`)."""
+        return cls(folder, load_record(Path(folder) / 'run.json'))
+
+    @classmethod
+    def create(cls, runs_dir: Path, rid: str, **fields: Any) -> 'RunRecord':
+        """The next attempt's folder and record (status running, no session yet), written at once."""
+        attempt = len(attempts(runs_dir, rid)) + 1
+        folder = folder_of(runs_dir, rid, attempt)
+        record = cls(folder, {'schema_version': SCHEMA_VERSION, 'run_id': rid, 'attempt': attempt, **fields,
+                              'status': 'running', 'error': None, 'started_at': now(), 'env': env.capture(),
+                              'sessions': [], 'checkpoint': {'evaluated': 'last'}})
+        _write(folder, record.fields, overwrite=False)
+        return record
+
+    def __getitem__(self, key: str) -> Any:
+        return self.fields[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.fields.get(key, default)
+
+    def update(self, **fields: Any) -> None:
+        """Merge ``fields`` and save."""
+        self.fields.update(fields)
+        _write(self.folder, self.fields, overwrite=True)
+
+    def begin_session(self, session: dict[str, Any] | None = None, **fields: Any) -> None:
+        """Status running and a new session (a process working on the run) with its start time.
+
+        Args:
+            session: extra fields of the session entry (e.g. where it executes).
+            fields: record fields to set in the same write.
+        """
+        sessions = self.fields.get('sessions', []) + [{'started_at': now(), 'started_unix': time.time(),
+                                                       'host': socket.gethostname(), 'pid': os.getpid(),
+                                                       **(session or {})}]
+        self.update(status='running', error=None, sessions=sessions, **fields)
+
+    def finish(self, status: str = 'finished', error: str | None = None, **fields: Any) -> None:
+        """Close the run: status, end time, and wall seconds summed over its sessions (downtime excluded)."""
+        if status not in ('finished', 'failed'):
+            raise ValueError(f'finish status must be finished or failed, got {status!r}')
+        sessions = list(self.fields.get('sessions', []))
+        if sessions and 'seconds' not in sessions[-1]:
+            sessions[-1] = {**sessions[-1], 'ended_at': now(),
+                            'seconds': round(time.time() - sessions[-1]['started_unix'], 3)}
+        wall = round(sum(s.get('seconds', 0.0) for s in sessions), 3)
+        self.update(status=status, error=error, ended_at=now(), wall_s=wall, sessions=sessions, **fields)
+
+
+def new_attempt(runs_dir: Path, rid: str, **fields: Any) -> Path:
+    """Create the next attempt's folder and record (status running, no session yet); returns the folder."""
+    return RunRecord.create(runs_dir, rid, **fields).folder
 
 
 def begin_session(folder: Path, **fields: Any) -> dict:
-    """Status running and a new session (a process working on the run) with its start time."""
-    record = load_record(Path(folder) / 'run.json')
-    sessions = record.get('sessions', []) + [{'started_at': now(), 'started_unix': time.time(),
-                                              'host': socket.gethostname(), 'pid': os.getpid(), **fields}]
-    return update_record(folder, status='running', error=None, sessions=sessions)
+    """One-shot :meth:`RunRecord.begin_session` on a record read from disk; returns the record."""
+    record = RunRecord.load(folder)
+    record.begin_session(session=fields)
+    return record.fields
 
 
 def update_record(folder: Path, **fields: Any) -> dict:
-    """Merge ``fields`` into the record and write it atomically."""
-    record = load_record(Path(folder) / 'run.json')
-    record.update(fields)
-    _write(Path(folder), record, overwrite=True)
-    return record
+    """One-shot :meth:`RunRecord.update` on a record read from disk; returns the record."""
+    record = RunRecord.load(folder)
+    record.update(**fields)
+    return record.fields
 
 
 def finish_run(folder: Path, status: str = 'finished', error: str | None = None, **fields: Any) -> dict:
-    """Close a run: status, end time, and wall seconds summed over its sessions (downtime excluded)."""
-    if status not in ('finished', 'failed'):
-        raise ValueError(f'finish_run status must be finished or failed, got {status!r}')
-    record = load_record(Path(folder) / 'run.json')
-    sessions = record.get('sessions', [])
-    if sessions and 'seconds' not in sessions[-1]:
-        sessions[-1] = {**sessions[-1], 'ended_at': now(),
-                        'seconds': round(time.time() - sessions[-1]['started_unix'], 3)}
-    wall = round(sum(s.get('seconds', 0.0) for s in sessions), 3)
-    return update_record(folder, status=status, error=error, ended_at=now(), wall_s=wall,
-                         sessions=sessions, **fields)
+    """One-shot :meth:`RunRecord.finish` on a record read from disk; returns the record."""
+    record = RunRecord.load(folder)
+    record.finish(status, error, **fields)
+    return record.fields
 
 
 def _write(folder: Path, record: dict, overwrite: bool) -> None:

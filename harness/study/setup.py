@@ -6,14 +6,15 @@ import io
 from pathlib import Path
 
 from harness.core.errors import HarnessError
+from harness.study.spec import Spec
 
 
-def data_root(spec: dict, given: Path | None = None) -> Path:
+def data_root(spec: Spec, given: Path | None = None) -> Path:
     """``--data`` if given, else the spec's ``data.root`` (a path; nothing is checked or made)."""
-    return Path(given if given is not None else spec['data']['root'])
+    return Path(given if given is not None else spec.data.root)
 
 
-def ensure_data(spec: dict, given: Path | None = None) -> Path:
+def ensure_data(spec: Spec, given: Path | None = None) -> Path:
     """The prepared data root the runs use.
 
     ``--data`` (``given``) must already hold a prepared dataset: it is never
@@ -30,25 +31,24 @@ def ensure_data(spec: dict, given: Path | None = None) -> Path:
     if given is not None:
         raise HarnessError(f'--data {given}: no prepared dataset there (no MANIFEST.json); check the path, or '
                            'leave --data out to use the spec\'s data.root')
-    synth = spec['data'].get('synth')
+    synth = spec.data.synth
     if synth is None:
         raise HarnessError(f'{root}: no prepared dataset (no MANIFEST.json); run prepare-data (real S3DIS) or '
-                           f'give {spec["_path"]} a data.synth block')
+                           f'give {spec.path} a data.synth block')
     from harness.data.synth import generate
     with contextlib.redirect_stdout(io.StringIO()):
-        generate(root, rooms_per_area=synth['rooms_per_area'], seed=synth['seed'],
-                 points_per_room=synth['points_per_room'])
+        generate(root, rooms_per_area=synth.rooms_per_area, seed=synth.seed, points_per_room=synth.points_per_room)
     return check_data(spec, root)
 
 
-def check_data(spec: dict, root: Path) -> Path:
+def check_data(spec: Spec, root: Path) -> Path:
     """The data the runs train and test on, checked cheaply against its manifest before any training.
 
     Raises:
         HarnessError: the first problems found (file, size, fix) and how to check everything.
     """
     from harness.data.verify import quick_check
-    areas = [*spec['data']['train_areas'], spec['data']['test_area']]
+    areas = [*spec.data.train_areas, spec.data.test_area]
     problems = quick_check(root, areas)
     if problems:
         more = f' (+{len(problems) - 3} more)' if len(problems) > 3 else ''
@@ -56,8 +56,8 @@ def check_data(spec: dict, root: Path) -> Path:
     return root
 
 
-def set_threads(spec: dict) -> None:
+def set_threads(spec: Spec) -> None:
     """``threads:`` of the spec for torch in this process (one thread: spconv on CPU is bitwise reproducible)."""
-    if spec.get('threads'):
+    if spec.threads:
         import torch
-        torch.set_num_threads(int(spec['threads']))
+        torch.set_num_threads(spec.threads)

@@ -1,15 +1,22 @@
-"""Experiment specs (``baselines/<experiment>.yaml``): read and check the parts every backend shares.
+"""Experiment specs (``baselines/<experiment>.yaml``) as one typed, frozen :class:`Spec`.
 
 A spec names the experiment, its backend, arms, seeds, data and (optionally)
-an ``ablations:`` section; each backend checks its own keys
-(``Backend.validate``). Every problem is an error naming the file and the key,
-raised before any data is generated or anything trains.
+threads, ablations, Slurm resources and a container. :func:`load_spec` reads
+the YAML, checks every key and builds the Spec once; everything past the
+loader reads attributes. The backend's own keys (the native ``config:``,
+upstream's ``upstream:`` / ``schedule:`` / ...) become the backend's own
+typed part (:attr:`Spec.part`), parsed by the backend class named in
+``backend:``. Every default of the common part lives in the dataclasses
+below, with the reason. Every problem is an error naming the file and the
+key, raised before any data is generated or anything trains.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -18,65 +25,189 @@ from harness.core.errors import HarnessError
 from harness.core.schema import check_keys, did_you_mean
 from harness.study.arms import BASELINE, CRITERIA_FILE, check_block, load_criteria
 
+# Experiment and arm names become folder names: no separators, no '..'.
+NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]*')
+MODES = ('one-at-a-time', 'grid')
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    """How ``synth`` generates the spec's data when ``data.root`` holds none (cached afterwards)."""
+
+    rooms_per_area: int
+    points_per_room: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The prepared data the runs train and test on.
+
+    Attributes:
+        root: prepared S3DIS-layout folder (``--data`` overrides it).
+        train_areas: areas trained on (upstream: 1, 2, 3, 4, 6).
+        test_area: the area evaluated (upstream: 5, also its validation set).
+        num_points: points sampled per training room; None: all (upstream samples 180000).
+        synth: generate ``root`` with synth when it holds no data; None: it must exist.
+    """
+
+    root: Path
+    train_areas: tuple[int, ...]
+    test_area: int
+    num_points: int | None = None
+    synth: SynthSpec | None = None
+
+    def as_config(self, root: Path) -> dict[str, Any]:
+        """The ``data`` entry of a native run config: keys as the spec gave them, ``root`` the one used."""
+        out: dict[str, Any] = {'root': str(root), 'train_areas': list(self.train_areas), 'test_area': self.test_area}
+        if self.num_points is not None:
+            out['num_points'] = self.num_points
+        return out
+
+
+@dataclass(frozen=True)
+class SlurmResources:
+    """What each ``--executor slurm`` job asks for; the spec's ``slurm:`` block, then flags, over these.
+
+    Attributes:
+        time_min: 24 h, a common cluster limit; a longer run is requeued and resumes.
+        gpus_per_job: 1 (upstream's published setting is one GPU).
+        cpus_per_task / mem_gb: data loading workers and point clouds of ~1M points.
+        array_parallelism: how many runs of the matrix train at once.
+    """
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time_min: int = 1440
+    gpus_per_job: int = 1
+    cpus_per_task: int = 8
+    mem_gb: int = 64
+    constraint: str | None = None
+    array_parallelism: int = 32
+
+    def with_flags(self, flags: Mapping[str, Any]) -> 'SlurmResources':
+        """These resources with the flags that were given (None: not given)."""
+        return dataclasses.replace(self, **{k: v for k, v in flags.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One ablation axis: ``target`` is ``criterion.<key>`` or ``config.<dotted key>``."""
+
+    name: str
+    target: str
+    values: tuple[Any, ...]
+
+    @property
+    def kind(self) -> str:
+        """``criterion`` or ``config``."""
+        return self.target.split('.', 1)[0]
+
+    @property
+    def key(self) -> str:
+        return self.target.split('.', 1)[1]
+
+
+@dataclass(frozen=True)
+class Ablations:
+    """``ablations:``: axes varied one at a time around the defaults, or as a grid."""
+
+    axes: tuple[Axis, ...]
+    mode: str = 'one-at-a-time'   # the defaults are every axis's reference; a grid multiplies runs
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One experiment spec, checked.
+
+    Attributes:
+        path: the YAML file it was read from (error messages name it; Slurm jobs read a copy).
+        experiment: the experiment's name (run ids and folders start with it).
+        backend: the backend's name (``harness.backends.BACKENDS``).
+        arms: arms of ``baselines/criteria.yaml``; the baseline among them.
+        seeds: master seeds; every arm runs every seed.
+        data: see :class:`DataSpec`.
+        part: the backend's own part (its ``parse_spec`` builds it; e.g. the native model config).
+        description: one line for humans.
+        threads: torch threads per run; None: torch's default (one thread makes CPU runs bitwise
+            reproducible on one machine).
+        ablations: see :class:`Ablations`; None: the main runs only.
+        slurm: see :class:`SlurmResources`.
+        container: ``apptainer:/path/image.sif`` for Slurm jobs; None: the login node's Python.
+    """
+
+    path: Path
+    experiment: str
+    backend: str
+    arms: tuple[str, ...]
+    seeds: tuple[int, ...]
+    data: DataSpec
+    part: Any
+    description: str = ''
+    threads: int | None = None
+    ablations: Ablations | None = None
+    slurm: SlurmResources = field(default_factory=SlurmResources)
+    container: str | None = None
+
+
 COMMON_REQUIRED = {'experiment', 'backend', 'arms', 'seeds', 'data'}
 COMMON_OPTIONAL = {'description', 'threads', 'ablations', 'slurm', 'container'}
 DATA = {'root': sc.text, 'train_areas': sc.list_of(sc.area, 1, 5), 'test_area': sc.area,
         'num_points?': sc.optional(sc.positive_int),
         'synth?': {'rooms_per_area': sc.positive_int, 'points_per_room': sc.positive_int, 'seed': sc.non_negative_int}}
-# --executor slurm resources (harness.execution.slurm.Resources has the defaults)
 SLURM = {'partition?': sc.optional(sc.text), 'account?': sc.optional(sc.text), 'qos?': sc.optional(sc.text),
          'time_min?': sc.positive_int, 'gpus_per_job?': sc.non_negative_int, 'cpus_per_task?': sc.positive_int,
          'mem_gb?': sc.positive_int, 'constraint?': sc.optional(sc.text), 'array_parallelism?': sc.positive_int}
-# Experiment and arm names become folder names: no separators, no '..'.
-NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]*')
+
+#: backend name -> its spec parser: (raw mapping, path) -> the backend's typed part
+PartParser = Callable[[dict, Path], Any]
+#: the top-level keys each backend adds: backend name -> (required, optional)
+BackendKeys = Mapping[str, tuple[frozenset, frozenset]]
 
 
-def load_spec(path: Path, backends: list[str]) -> dict:
-    """Read a spec and check its common part.
+def load_spec(path: Path, parsers: Mapping[str, PartParser], keys: BackendKeys) -> Spec:
+    """Read a spec and build it, common part and backend part.
 
     Args:
         path: the YAML file.
-        backends: names of the known backends.
-
-    Returns:
-        the spec as a plain dict (``_path`` added: where it was read from).
+        parsers: backend name -> its part parser (``Backend.parse_spec``).
+        keys: backend name -> the top-level keys it adds (required, optional).
 
     Raises:
         HarnessError: unreadable YAML, unknown or missing keys, bad names,
             seeds or ablations; the message names the file and the key.
     """
     path = Path(path)
+    raw = read_yaml(path)
+    if raw.get('backend') not in parsers:
+        raise HarnessError(f'{path}: backend {raw.get("backend")!r}; an experiment spec is a mapping with keys '
+                           f'{sorted(COMMON_REQUIRED)} and backend one of {sorted(parsers)}')
+    required, optional = keys[raw['backend']]
+    check_keys(str(path), raw, COMMON_REQUIRED | set(required), COMMON_OPTIONAL | set(optional))
+    _check_names(path, raw)
+    _check_seeds(path, raw['seeds'])
+    return Spec(path=path, experiment=raw['experiment'], backend=raw['backend'], arms=tuple(raw['arms']),
+                seeds=tuple(raw['seeds']), data=_data(path, raw['data']),
+                part=parsers[raw['backend']](raw, path), description=str(raw.get('description') or ''),
+                threads=_threads(path, raw.get('threads')), ablations=_ablations(path, raw),
+                slurm=_slurm(path, raw.get('slurm')), container=_container(path, raw.get('container')))
+
+
+def read_yaml(path: Path) -> dict:
+    """A spec file's mapping (YAML's safe loader: no tags that run code)."""
     try:
-        spec = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as err:
         raise HarnessError(f'{path}: unreadable experiment spec ({err})') from err
-    if not isinstance(spec, dict) or spec.get('backend') not in backends:
-        got = spec.get('backend') if isinstance(spec, dict) else None
-        raise HarnessError(f'{path}: backend {got!r}; an experiment spec is a mapping with keys '
-                           f'{sorted(COMMON_REQUIRED)} and backend one of {sorted(backends)}')
-    _check_names(path, spec)
-    _check_seeds(path, spec['seeds'] if 'seeds' in spec else None)
-    sc.validate(spec.get('data'), DATA, f'{path}: data')
-    if spec['data']['test_area'] in spec['data']['train_areas']:
-        raise HarnessError(f'{path}: data.test_area {spec["data"]["test_area"]} is also a training area; '
-                           'remove it from data.train_areas')
-    if 'threads' in spec and sc.positive_int(spec['threads']):
-        raise HarnessError(f'{path}: threads: {spec["threads"]!r} {sc.positive_int(spec["threads"])}')
-    if 'slurm' in spec:
-        sc.validate(spec['slurm'], SLURM, f'{path}: slurm')
-    if 'container' in spec and not str(spec['container']).startswith('apptainer:'):
-        raise HarnessError(f'{path}: container: {spec["container"]!r}; use apptainer:/path/to/image.sif')
-    if 'ablations' in spec:
-        from harness.study.matrix import check_ablations
-        check_ablations(path, spec)
-    return {**spec, '_path': str(path)}
+    if not isinstance(raw, dict):
+        raise HarnessError(f'{path}: an experiment spec is a mapping with keys {sorted(COMMON_REQUIRED)}, '
+                           f'got {type(raw).__name__}')
+    return raw
 
 
 def _check_names(path: Path, spec: dict) -> None:
     """experiment and arms: safe folder names; arms known; the baseline among them."""
-    for key in ('experiment', 'arms'):
-        if key not in spec:
-            raise HarnessError(f'{path}: missing key {key!r}')
     names = [spec['experiment']] + list(spec['arms'] if isinstance(spec['arms'], list) else [None])
     for name in names:
         if not isinstance(name, str) or not NAME.fullmatch(name) or '..' in name:
@@ -101,7 +232,72 @@ def _check_seeds(path: Path, seeds: Any) -> None:
         raise HarnessError(f'{path}: seeds must be a list of distinct non-negative integers, got {seeds!r}')
 
 
-def check_backend_keys(path: Path, spec: dict, required: set[str], optional: set[str]) -> None:
-    """The top-level keys of a spec for one backend (common + the backend's own)."""
-    visible = {k: v for k, v in spec.items() if not k.startswith('_')}
-    check_keys(str(path), visible, COMMON_REQUIRED | required, COMMON_OPTIONAL | optional)
+def _data(path: Path, block: Any) -> DataSpec:
+    sc.validate(block, DATA, f'{path}: data')
+    if block['test_area'] in block['train_areas']:
+        raise HarnessError(f'{path}: data.test_area {block["test_area"]} is also a training area; '
+                           'remove it from data.train_areas')
+    synth = SynthSpec(**block['synth']) if block.get('synth') is not None else None
+    return DataSpec(root=Path(block['root']), train_areas=tuple(block['train_areas']), test_area=block['test_area'],
+                    num_points=block.get('num_points'), synth=synth)
+
+
+def _threads(path: Path, threads: Any) -> int | None:
+    if threads is not None and sc.positive_int(threads):
+        raise HarnessError(f'{path}: threads: {threads!r} {sc.positive_int(threads)}')
+    return threads or None
+
+
+def _slurm(path: Path, block: Any) -> SlurmResources:
+    if block is None:
+        return SlurmResources()
+    sc.validate(block, SLURM, f'{path}: slurm')
+    return SlurmResources(**block)
+
+
+def _container(path: Path, value: Any) -> str | None:
+    if value is not None and not str(value).startswith('apptainer:'):
+        raise HarnessError(f'{path}: container: {value!r}; use apptainer:/path/to/image.sif')
+    return value
+
+
+def _ablations(path: Path, spec: dict) -> Ablations | None:
+    """Shape of ``ablations:``; a criterion key must belong to a non-baseline arm of the spec.
+
+    Config keys are checked when a backend derives the configs (before training).
+    """
+    if 'ablations' not in spec:
+        return None
+    section = spec['ablations']
+    check_keys(f'{path}: ablations', section, {'axes'}, {'mode'})
+    if section.get('mode', MODES[0]) not in MODES:
+        raise HarnessError(f'{path}: ablations.mode {section["mode"]!r}; use one of {list(MODES)}')
+    if not isinstance(section['axes'], dict) or not section['axes']:
+        raise HarnessError(f'{path}: ablations.axes must map axis names to {{criterion|config: key, values: [...]}}')
+    criteria = load_criteria()
+    arm_keys = {k for arm in spec['arms'] if arm != BASELINE for k in criteria[arm]} - {'type'}
+    axes = []
+    for name, axis in section['axes'].items():
+        where = f'{path}: ablations.axes.{name}'
+        if not isinstance(axis, dict) or len({'criterion', 'config'} & set(axis)) != 1:
+            raise HarnessError(f'{where}: give exactly one of criterion: <key> or config: <dotted key>, and values')
+        check_keys(where, axis, {'values'}, {'criterion', 'config'})
+        if not isinstance(axis['values'], list) or not axis['values']:
+            raise HarnessError(f'{where}: values must be a non-empty list')
+        kind = 'criterion' if 'criterion' in axis else 'config'
+        if kind == 'criterion':
+            _check_criterion_axis(where, axis, spec['arms'], criteria, arm_keys)
+        axes.append(Axis(str(name), f'{kind}.{axis[kind]}', tuple(axis['values'])))
+    return Ablations(axes=tuple(axes), mode=section.get('mode', MODES[0]))
+
+
+def _check_criterion_axis(where: str, axis: dict, arms: list[str], criteria: dict, arm_keys: set[str]) -> None:
+    """The key belongs to a non-baseline arm, and every value makes a valid block of each such arm."""
+    from harness.study.arms import block
+    key = axis['criterion']
+    if key not in arm_keys:
+        raise HarnessError(f'{where}: no non-baseline arm of the spec has criterion key {key!r}'
+                           f'{did_you_mean(str(key), arm_keys)}; keys: {sorted(arm_keys)}')
+    for arm in [a for a in arms if a != BASELINE and key in criteria[a]]:
+        for value in axis['values']:
+            check_block(f'{where} (value {value!r}, arm {arm})', block(arm, {key: value}))

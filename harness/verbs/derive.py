@@ -10,12 +10,11 @@ import argparse
 from pathlib import Path
 
 from harness import backends
-from harness.backends.upstream.backend import upstream_root
+from harness.backends.upstream.backend import UpstreamBackend, upstream_root
 from harness.backends.upstream.config import write_arm_configs
 from harness.backends.upstream.pretrained import pretrained_path
 from harness.core.errors import HarnessError
 from harness.core.io import result_line
-from harness.verbs.options import add_upstream_arguments
 
 HELP = "write each arm's upstream child config (DIR/<arm>.py) and DIR/diff.txt"
 
@@ -24,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the derive verb."""
     parser.add_argument('--spec', type=Path, required=True, help='an upstream experiment spec')
     parser.add_argument('--data', type=Path, default=None, help="prepared S3DIS root (default: the spec's)")
-    add_upstream_arguments(parser)
+    UpstreamBackend.add_arguments(parser)
     parser.add_argument('--out', type=Path, required=True, help='folder for <arm>.py and diff.txt')
     parser.add_argument('--seed', type=int, default=None, help="randomness.seed (default: the spec's first)")
     parser.add_argument('--force', action='store_true', help='replace existing files in --out')
@@ -33,14 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Derive, load back, assert the one-key diff, print where the files are."""
     spec, _ = backends.load(args.spec)
-    if spec['backend'] != 'upstream':
-        raise HarnessError(f'{args.spec}: backend {spec["backend"]!r}; derive writes upstream configs '
+    if spec.backend != 'upstream':
+        raise HarnessError(f'{args.spec}: backend {spec.backend!r}; derive writes upstream configs '
                            '(native runs save their config.json in the run record)')
-    seed = spec['seeds'][0] if args.seed is None else args.seed
-    out = write_arm_configs(spec, args.spec, upstream_root(spec, args.upstream_root), args.out, seed,
-                            data_root=(args.data or Path(spec['data']['root'])).resolve(),
-                            load_from=pretrained_path(spec, args.cache), epochs=args.epochs,
-                            iters=args.iters, overwrite=args.force)
+    opts = UpstreamBackend.options(args)
+    seed = spec.seeds[0] if args.seed is None else args.seed
+    out = write_arm_configs(spec, upstream_root(spec.part.upstream, opts.upstream_root), args.out, seed,
+                            data_root=(args.data or spec.data.root).resolve(),
+                            load_from=pretrained_path(spec.part.pretrained, opts.cache), epochs=opts.epochs,
+                            iters=opts.iters, overwrite=args.force)
     for arm, diff in out['diffs'].items():
         print(f'{arm} vs hungarian: {len(diff)} flattened keys differ, all under model.criterion.inst_criterion')
     print(result_line('derive', 'ok', configs={a: str(p) for a, p in out['configs'].items()},

@@ -168,11 +168,12 @@ def check_upstream(spec_path: Path, given: Path | None) -> list[Check]:
     from harness.backends.upstream.backend import upstream_root
     from harness.core.env import git_state
     spec, _ = backends.load(spec_path)
-    root = upstream_root(spec, given)
-    want = spec['upstream']['commit']
-    if not (root / spec['upstream']['config']).is_file():
-        return [Check('upstream checkout', 'FAIL', f'{root}: no {spec["upstream"]["config"]}',
-                      f'git clone {spec["upstream"]["repo"]} and check out {want[:7]}; pass --upstream-root')]
+    source = spec.part.upstream
+    root = upstream_root(source, given)
+    want = source.commit
+    if not (root / source.config).is_file():
+        return [Check('upstream checkout', 'FAIL', f'{root}: no {source.config}',
+                      f'git clone {source.repo} and check out {want[:7]}; pass --upstream-root')]
     state = git_state(root)
     at = state['sha'] == want
     clean = state['dirty'] is False

@@ -1,29 +1,38 @@
-"""Options several verbs share (run, derive, plan), and the RunOptions they make."""
+"""Options several verbs share (run, plan, status, derive), and the typed values they become.
+
+The command line becomes typed values here, at the verb: :class:`Selection`
+(which runs of the matrix) and ``RunOptions`` (how they run, with the
+backend's own options); nothing past the verb reads ``args``.
+"""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from harness.backends.upstream.pretrained import DEFAULT_CACHE
-from harness.study.backend import RunOptions
+from harness.backends import BACKENDS
+from harness.study.backend import Backend, RunOptions
+from harness.study.matrix import Selection
 
 
-def add_upstream_arguments(group: argparse._ArgumentGroup) -> None:
-    """Options of the upstream backend (run and derive)."""
-    group.add_argument('--upstream-root', type=Path, default=None,
-                       help="OneFormer3D checkout (default: $ONEFORMER3D_ROOT, else the spec's upstream.root)")
-    group.add_argument('--epochs', type=int, default=None,
-                       help="schedule override (default: the spec's); PolyLR's end follows it")
-    group.add_argument('--iters', type=int, default=None, help='iteration schedule instead of epochs (smoke runs)')
-    group.add_argument('--gpus', type=int, default=1,
-                       help='GPUs per run: > 1 launches upstream\'s train.py with torchrun (--launcher pytorch)')
-    group.add_argument('--allow-other-commit', action='store_true',
-                       help='run an upstream checkout that is not at the spec\'s commit (recorded)')
-    group.add_argument('--cache', type=Path, default=DEFAULT_CACHE, help='pretrained checkpoint cache')
+def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    """--arms and --seeds."""
+    parser.add_argument('--arms', nargs='+', default=None, help='subset of the spec\'s arms')
+    parser.add_argument('--seeds', type=int, nargs='+', default=None, help='subset of the spec\'s seeds')
 
 
-def options(args: argparse.Namespace) -> RunOptions:
-    """The RunOptions these arguments ask for."""
-    return RunOptions(runs=args.runs, work_dirs=args.work_dirs, data=args.data, force=args.force,
-                      gpus=args.gpus, epochs=args.epochs, iters=args.iters, upstream_root=args.upstream_root,
-                      allow_other_commit=args.allow_other_commit, cache=args.cache)
+def selection(args: argparse.Namespace) -> Selection:
+    """The runs these arguments select."""
+    return Selection(arms=args.arms, seeds=args.seeds, only=getattr(args, 'only', None))
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every backend's own options, one group each (a spec names the backend only once it is read)."""
+    for name, cls in BACKENDS.items():
+        cls.add_arguments(parser.add_argument_group(f'{name} backend'))
+
+
+def run_options(args: argparse.Namespace, backend: Backend) -> RunOptions:
+    """The RunOptions these arguments ask for, with ``backend``'s own options."""
+    return RunOptions(runs=args.runs, work_dirs=getattr(args, 'work_dirs', Path('work_dirs')),
+                      data=getattr(args, 'data', None), force=getattr(args, 'force', False),
+                      backend=type(backend).options(args))

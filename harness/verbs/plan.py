@@ -8,9 +8,10 @@ import numpy as np
 
 from harness import backends
 from harness.core.io import result_line
-from harness.core.tree import get_dotted
 from harness.study import records
 from harness.study.matrix import RunPoint, run_matrix
+from harness.study.spec import Spec
+from harness.verbs.options import add_selection_arguments, selection
 
 HELP = 'print the run matrix (arms x seeds x ablation points): run ids, state, estimated hours'
 
@@ -20,16 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--spec', type=Path, required=True, help='experiment spec')
     parser.add_argument('--runs', type=Path, default=Path('results/runs'),
                         help='run records: their state, and measured s/iteration for the estimate')
-    parser.add_argument('--arms', nargs='+', default=None, help='subset of the spec\'s arms')
-    parser.add_argument('--seeds', type=int, nargs='+', default=None, help='subset of the spec\'s seeds')
-
-
-def planned_iterations(spec: dict, point: RunPoint) -> int | None:
-    """Training iterations of a run when the spec fixes them (native config, upstream iteration schedule)."""
-    overrides = point.overrides('config')
-    if spec['backend'] == 'native':
-        return int(overrides.get('train.iters', get_dotted(spec['config'], 'train.iters')))
-    return (spec.get('schedule') or {}).get('iters')
+    add_selection_arguments(parser)
 
 
 def measured(runs_dir: Path, experiment: str) -> dict[str, list[dict]]:
@@ -43,12 +35,12 @@ def measured(runs_dir: Path, experiment: str) -> dict[str, list[dict]]:
     return out
 
 
-def estimate_hours(spec: dict, point: RunPoint, timings: dict[str, list[dict]]) -> float | None:
+def estimate_hours(spec: Spec, point: RunPoint, timings: dict[str, list[dict]]) -> float | None:
     """s/iteration measured on this arm (else any arm) x planned iterations; else the mean training time."""
     pool = timings.get(point.arm) or [r for rs in timings.values() for r in rs]
     if not pool:
         return None
-    iters = planned_iterations(spec, point)
+    iters = spec.part.planned_iterations(point)   # None where the spec does not fix them
     if iters:
         return float(np.mean([r['timing']['s_per_iter'] for r in pool])) * iters / 3600
     return float(np.mean([r['timing']['train_s'] for r in pool])) / 3600
@@ -65,8 +57,8 @@ def state(runs_dir: Path, point: RunPoint) -> tuple[str, int]:
 def run(args: argparse.Namespace) -> int:
     """Print one line per run and the totals; nothing is derived or trained."""
     spec, _ = backends.load(args.spec)
-    points = run_matrix(spec, args.arms, args.seeds)
-    timings = measured(args.runs, spec['experiment'])
+    points = run_matrix(spec, selection(args))
+    timings = measured(args.runs, spec.experiment)
     print(f'{"#":>4}  {"run id":<58} {"arm":<26} {"seed":>4}  {"ablation":<34} {"state":<14} {"est. h":>7}')
     todo_hours, unmeasured, todo, states = 0.0, 0, 0, {}
     for i, p in enumerate(points, 1):
@@ -86,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         total = f'{todo_hours:.2f} h' + (f' + {unmeasured} runs not estimated' if unmeasured else '')
     print(f'\n{len(points)} runs ({", ".join(f"{v} {k}" for k, v in sorted(states.items()))}); '
           f'{todo} to do, estimated {total}')
-    print(result_line('plan', 'ok', experiment=spec['experiment'], runs=len(points), states=states, to_do=todo,
+    print(result_line('plan', 'ok', experiment=spec.experiment, runs=len(points), states=states, to_do=todo,
                       hours_to_do=round(todo_hours, 3) if unmeasured < todo or not todo else None,
                       unestimated=unmeasured))
     return 0

@@ -9,9 +9,10 @@ from pathlib import Path
 from harness import backends
 from harness.core.io import result_line
 from harness.study.matrix import run_matrix
-from harness.study.runner import prepare_runs, run_all
+from harness.study.runner import Batch, prepare_runs, run_all
 from harness.study.setup import set_threads
-from harness.verbs.options import add_upstream_arguments, options
+from harness.study.spec import SlurmResources, Spec
+from harness.verbs.options import add_backend_arguments, add_selection_arguments, run_options, selection
 
 HELP = 'train + evaluate every run of an experiment spec (native or upstream backend), writing run records'
 
@@ -22,14 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--runs', type=Path, default=Path('results/runs'), help='where run records go')
     parser.add_argument('--work-dirs', type=Path, default=Path('work_dirs'),
                         help='mmengine logs, checkpoints and predictions (not committed)')
-    parser.add_argument('--arms', nargs='+', default=None, help='subset of the spec\'s arms')
-    parser.add_argument('--seeds', type=int, nargs='+', default=None, help='subset of the spec\'s seeds')
+    add_selection_arguments(parser)
     parser.add_argument('--force', action='store_true', help='new attempts of finished runs (old ones kept)')
     parser.add_argument('--data', type=Path, default=None,
                         help="prepared data root instead of the spec's (must exist: never generated)")
     parser.add_argument('--only', nargs='+', default=None, metavar='RUN_ID',
                         help='only these run ids of the matrix (what each Slurm job runs)')
-    add_upstream_arguments(parser.add_argument_group('upstream backend'))
+    add_backend_arguments(parser)
     ex = parser.add_argument_group('where runs execute')
     ex.add_argument('--executor', choices=('local', 'slurm'), default='local',
                     help='local: one after another in this process; slurm: one job per run (a job array)')
@@ -43,47 +43,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              ('mem-gb', int, 'memory per job, GB'), ('constraint', str, 'node constraint'),
                              ('array-parallelism', int, 'jobs of the array running at once')):
         ex.add_argument(f'--slurm-{name}', type=kind, default=None,
-                        help=f"slurm: {what} (default: the spec's slurm block, else harness.execution.slurm)")
+                        help=f"slurm: {what} (default: the spec's slurm block, else harness.study.spec.SlurmResources)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Every run; a failed run is recorded as failed and the others go on (exit 1 if any failed)."""
     t0 = time.perf_counter()
     spec, backend = backends.load(args.spec)
-    points = run_matrix(spec, args.arms, args.seeds, args.only)
-    print(f'{spec["experiment"]}: {len(points)} runs ({spec["backend"]} backend, {args.executor})')
+    points = run_matrix(spec, selection(args))
+    options = run_options(args, backend)
+    print(f'{spec.experiment}: {len(points)} runs ({spec.backend} backend, {args.executor})')
     if args.executor == 'slurm':
-        return submit_to_slurm(spec, backend, points, args, t0)
+        from harness.execution import container, slurm
+        slurm.check_available()
+        image = container.parse(args.container or spec.container)
+        flags = {k[len('slurm_'):]: v for k, v in vars(args).items() if k.startswith('slurm_')}
+        return submit_to_slurm(prepare_runs(spec, backend, points, options), spec.slurm.with_flags(flags),
+                               image, args.wait, t0)
     set_threads(spec)
-    status = run_all(spec, backend, points, options(args))
-    return finish(spec, status, t0)
+    return finish(spec, run_all(prepare_runs(spec, backend, points, options)), t0)
 
 
-def finish(spec: dict, status: dict[str, str], t0: float, **extra) -> int:
+def finish(spec: Spec, status: dict[str, str], t0: float, **extra) -> int:
     """The RESULT line; exit 1 if any run failed or was refused."""
     failed = sorted(k for k, v in status.items() if v.startswith(('failed', 'refused')))
     for rid in failed:
         print(f'{status[rid]}: {rid}', file=sys.stderr)
-    print(result_line('run', 'ok' if not failed else 'failed', experiment=spec['experiment'], runs=status,
+    print(result_line('run', 'ok' if not failed else 'failed', experiment=spec.experiment, runs=status,
                       failed=failed, minutes=round((time.perf_counter() - t0) / 60, 2), **extra))
     return 1 if failed else 0
 
 
-def submit_to_slurm(spec: dict, backend, points, args: argparse.Namespace, t0: float) -> int:
-    """Plan here (refusals first), make the data, submit the runs still to do; with --wait, wait for them."""
-    from harness.execution import container, slurm
-    slurm.check_available()
-    flags = {k[len('slurm_'):]: v for k, v in vars(args).items() if k.startswith('slurm_')}
-    resources = slurm.Resources.of(spec, flags)
-    image = container.parse(args.container or spec.get('container'))
-    opts = options(args)
-    plans = prepare_runs(spec, backend, points, opts)
-    jobs, folder = slurm.submit(spec, plans, opts, resources, image)
+def submit_to_slurm(batch: Batch, resources: SlurmResources, image: Path | None, wait: bool, t0: float) -> int:
+    """Submit the planned runs still to do (refusals and data came first); with ``wait``, wait for them."""
+    from harness.execution import slurm
+    jobs, folder = slurm.submit(batch, resources, image)
     for rid, job in jobs:
         print(f'submitted {rid}: job {job.job_id}')
-    done = {p.point.run_id: 'done (already finished)' for p in plans if p.action == 'done'}
-    if not args.wait:
-        print(result_line('run', 'submitted', experiment=spec['experiment'], jobs={r: j.job_id for r, j in jobs},
-                          done=sorted(done), submission=str(folder)))
+    done = {p.point.run_id: 'done (already finished)' for p in batch.plans if p.action == 'done'}
+    if not wait:
+        print(result_line('run', 'submitted', experiment=batch.spec.experiment,
+                          jobs={r: j.job_id for r, j in jobs}, done=sorted(done), submission=str(folder)))
         return 0
-    return finish(spec, {**done, **slurm.wait(jobs)}, t0, submission=str(folder))
+    return finish(batch.spec, {**done, **slurm.wait(jobs)}, t0, submission=str(folder))

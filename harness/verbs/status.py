@@ -28,12 +28,12 @@ def refused_runs(spec_path: Path, runs: Path) -> tuple[list, set[str]]:
     from harness.study.setup import data_root
     spec, backend = backends.load(spec_path)
     matrix = run_matrix(spec)
-    options = RunOptions(runs=runs)
+    options = RunOptions(runs=runs, backend=type(backend).Options())   # status has no backend flags
     try:
-        backend.prepare(spec, options)
+        prepared = backend.prepare(spec, options)
         root = data_root(spec)
-        refused = {p.run_id for p in matrix if classify(p, backend.derive(spec, p, options, root), options).action
-                   == 'refused'}
+        refused = {p.run_id for p in matrix
+                   if classify(p, backend.derive(spec, prepared, p, root), options).action == 'refused'}
     except Exception as err:  # noqa: BLE001 - status still shows the matrix; say why refusals are unknown
         print(f'note: refusals not checked ({err})')
         refused = set()

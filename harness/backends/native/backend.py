@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core import schema as sc
 from harness.core.tree import set_dotted
 from harness.study.arms import BASELINE, block, one_key_diff, with_arm
-from harness.study.backend import Backend, Derived, RunContext, RunOptions, Trained
-from harness.study.matrix import RunPoint
 from harness.core.errors import HarnessError
-from harness.study.spec import check_backend_keys
+from harness.study.backend import Backend, Derived, Predicted, Prepared, RunContext, Trained
+from harness.study.matrix import RunPoint
+from harness.study.spec import Spec
 
 
 def _null(x) -> str | None:
@@ -35,6 +36,23 @@ CONFIG = {
 }
 
 
+@dataclass(frozen=True)
+class NativePart:
+    """The native backend's part of a spec.
+
+    Attributes:
+        base_config: the spec's ``config:`` tree (model, train, randomness), checked against
+            :data:`CONFIG`; each run's config is a copy of it with the data, seed, ablation
+            values and the arm's criterion set.
+    """
+
+    base_config: dict
+
+    def planned_iterations(self, point: RunPoint) -> int:
+        """``train.iters``, or the point's value of it."""
+        return int(point.overrides('config').get('train.iters', self.base_config['train']['iters']))
+
+
 class NativeBackend(Backend):
     """Derives from the spec's ``config:`` block; trains and predicts in this process."""
 
@@ -42,24 +60,24 @@ class NativeBackend(Backend):
     spec_keys = (frozenset({'config'}), frozenset())
     location_keys = ('data.root',)
 
-    def validate(self, spec: dict) -> None:
-        path = spec['_path']
-        check_backend_keys(path, spec, set(self.spec_keys[0]), set(self.spec_keys[1]))
-        sc.validate(spec['config'], CONFIG, f'{path}: config')
-        decoder = spec['config']['model']['decoder']
+    @classmethod
+    def parse_spec(cls, raw: dict, path: Path) -> NativePart:
+        sc.validate(raw['config'], CONFIG, f'{path}: config')
+        decoder = raw['config']['model']['decoder']
         if decoder['d_model'] % decoder['n_heads']:
             raise HarnessError(f'{path}: config.model.decoder.d_model {decoder["d_model"]} is not divisible by '
                                f'n_heads {decoder["n_heads"]}; change one of them')
+        return NativePart(base_config=copy.deepcopy(raw['config']))
 
-    def derive(self, spec: dict, point: RunPoint, options: RunOptions, data_root: Path) -> Derived:
+    def derive(self, spec: Spec, prepared: Prepared, point: RunPoint, data_root: Path) -> Derived:
         """The spec's config + data + seed + the point's config values, then the arm's criterion."""
-        cfg = copy.deepcopy(spec['config'])
+        cfg = copy.deepcopy(spec.part.base_config)
         for key, value in point.overrides('config').items():
-            set_dotted(cfg, key, value, where=f'{spec["_path"]}: config (ablation axis)')
+            set_dotted(cfg, key, value, where=f'{spec.path}: config (ablation axis)')
         if point.overrides('config'):
-            sc.validate(cfg, CONFIG, f'{spec["_path"]}: config at ablation point {point.ablation_dict}')
+            sc.validate(cfg, CONFIG, f'{spec.path}: config at ablation point {point.ablation_dict}')
         cfg['randomness'] = {'deterministic': False, **cfg.get('randomness', {}), 'seed': point.seed}
-        cfg['data'] = {**{k: v for k, v in spec['data'].items() if k != 'synth'}, 'root': str(data_root)}
+        cfg['data'] = spec.data.as_config(data_root)
         criterion = point.overrides('criterion')
         mine = with_arm(cfg, point.arm, criterion)
         diff = one_key_diff(with_arm(cfg, BASELINE), mine, block(point.arm, criterion), point.arm)
@@ -69,12 +87,9 @@ class NativeBackend(Backend):
         from mmengine.config import Config
 
         from harness.backends.native.train import train
-        out = train(Config(ctx.derived.config), ctx.work_dir / 'work_dir')
-        self._model = out['model']
-        return Trained(iterations=out['iterations'], seconds=out['seconds'],
-                       iters_this_session=out['iters_this_session'], scalars=out['scalars'],
-                       checkpoint=out['checkpoint'])
+        return train(Config(ctx.derived.config), ctx.work_dir / 'work_dir')
 
-    def predict(self, ctx: RunContext, trained: Trained) -> Path:
-        from harness.backends.native.train import predict
-        return predict(self._model, ctx.data_root, ctx.spec['data']['test_area'], ctx.work_dir / 'predictions')
+    def predict(self, ctx: RunContext, trained: Trained) -> Predicted:
+        from harness.backends.native.predict import predict
+        folder = predict(trained.model, ctx.data_root, ctx.spec.data.test_area, ctx.work_dir / 'predictions')
+        return Predicted(folder)

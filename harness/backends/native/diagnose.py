@@ -107,7 +107,7 @@ def load_model(record: dict, config: dict):
 
 def diagnose_run(record: dict, config: dict, data_root: Path) -> dict[str, float]:
     """One finished native run -> :func:`summarise`'s row, over its test area's rooms."""
-    from harness.backends.native.train import normalise
+    from harness.backends.native.predict import normalise
     model = load_model(record, config)
     n, thr = model.decoder.n_inst, model.test_cfg['sp_score_thr']
     stats = []

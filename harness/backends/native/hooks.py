@@ -7,6 +7,10 @@ from pathlib import Path
 from mmengine.hooks import Hook
 from tqdm import tqdm
 
+from harness.backends.native.predict import predict_rooms
+from harness.data import CLASS_NAMES, read_room
+from harness.evaluation.ap import evaluate_instances
+
 
 class ProgressHook(Hook):
     """A tqdm bar over training iterations with the current loss (mmengine logs at WARNING)."""
@@ -69,9 +73,6 @@ class ValidationHook(Hook):
             runner.visualizer.add_scalars(self.evaluate(runner.model), step=done)
 
     def evaluate(self, model) -> dict[str, float]:
-        from harness.backends.native.train import predict_rooms
-        from harness.data import CLASS_NAMES, read_room
-        from harness.evaluation.ap import evaluate_instances
         was_training = model.training
         model.eval()
         scenes = []

@@ -1,4 +1,4 @@
-"""Train the native model through mmengine's Runner; predict rooms with it."""
+"""Train the native model through mmengine's Runner (the hooks report progress, divergence and validation AP)."""
 from __future__ import annotations
 
 import contextlib
@@ -10,20 +10,14 @@ from typing import Iterator
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
+from harness.backends.native.hooks import DivergenceHook, ProgressHook, ValidationHook
+from harness.backends.native.predict import normalise
 from harness.core.errors import HarnessError
 from harness.data import read_room
 from harness.data.reader import list_rooms
-from harness.evaluation.predictions import save_predictions
+from harness.study.backend import Trained
 from harness.study.curves import merge_scalars
-
-
-def normalise(points: np.ndarray) -> torch.Tensor:
-    """float32 (N, 6): xyz as stored, rgb -> (rgb - 127.5) / 127.5 (upstream's NormalizePointsColor_)."""
-    pts = torch.from_numpy(np.array(points, dtype=np.float32))
-    pts[:, 3:] = (pts[:, 3:] - 127.5) / 127.5
-    return pts
 
 
 class RoomsDataset(Dataset):
@@ -69,7 +63,6 @@ def runner_for(cfg, work_dir: Path, resume: bool = False):
     from mmengine.dataset import InfiniteSampler
     from mmengine.runner import Runner, set_random_seed
 
-    from harness.backends.native.hooks import DivergenceHook, ProgressHook, ValidationHook
     from harness.backends.native.model import NativeOneFormer3D
     # Seed before the model and the loader exist: Runner seeds only when it starts,
     # after both were built from whatever state the RNGs had.
@@ -103,13 +96,12 @@ def runner_for(cfg, work_dir: Path, resume: bool = False):
         log_level='WARNING')
 
 
-def train(cfg, work_dir: Path) -> dict:
+def train(cfg, work_dir: Path) -> Trained:
     """Train, resuming from this run's own last checkpoint if there is one.
 
     Returns:
-        ``model`` (trained, eval mode), ``iterations`` (done in all sessions),
-        ``iters_this_session``, ``seconds``, ``scalars`` (merged scalars.json),
-        ``checkpoint`` (the last one), ``resumed``.
+        the iterations of all sessions and of this one, its seconds, the merged
+        scalars.json, the last checkpoint and the trained model (eval mode).
 
     Raises:
         HarnessError: the loss or the model's outputs became non-finite (names the iteration).
@@ -125,8 +117,8 @@ def train(cfg, work_dir: Path) -> dict:
     seconds = time.perf_counter() - start
     first = _hook(runner, 'DivergenceHook').first_iter   # the iteration this session resumed at
     checkpoint = work_dir / Path((work_dir / 'last_checkpoint').read_text().strip()).name
-    return {'model': runner.model.eval(), 'iterations': runner.iter, 'iters_this_session': runner.iter - first,
-            'seconds': seconds, 'scalars': merge_scalars(work_dir), 'checkpoint': checkpoint, 'resumed': resume}
+    return Trained(iterations=runner.iter, seconds=seconds, iters_this_session=runner.iter - first,
+                   scalars=merge_scalars(work_dir), checkpoint=checkpoint, model=runner.model.eval())
 
 
 def _resume_point(work_dir: Path) -> bool:
@@ -177,22 +169,6 @@ def _divergence_errors(runner) -> Iterator[None]:
         last = f'{hook.last_finite:.6g}' if hook.last_finite is not None else 'none'
         raise HarnessError(f'{err} at iteration {runner.iter + 1} (last finite loss {last}); the run diverged: '
                            'lower the learning rate or check the criterion') from None
-
-
-def predict_rooms(model, root: Path, area: int, bar: bool = True) -> Iterator[tuple[str, dict]]:
-    """(room name, prediction) for every room of ``area``; prediction tensors as the evaluator's keys."""
-    with torch.no_grad():
-        for name in tqdm(list_rooms(root, area), desc='predict', unit='room', leave=False, disable=not bar):
-            room = read_room(root, name)
-            yield name, model([{'points': normalise(room.points)}], mode='predict')[0]
-
-
-def predict(model, root: Path, area: int, out: Path) -> Path:
-    """Every test room's predictions as ``<out>/<room>.npz`` (rewritten: derived from the checkpoint)."""
-    for name, pred in predict_rooms(model, root, area):
-        save_predictions(Path(out) / f'{name}.npz', pred['pred_masks'].numpy(), pred['pred_labels'].numpy(),
-                         pred['pred_scores'].numpy(), overwrite=True)
-    return Path(out)
 
 
 @contextlib.contextmanager

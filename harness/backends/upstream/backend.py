@@ -16,6 +16,7 @@ resume where it stopped.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -23,28 +24,96 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.backends.upstream import spconv_ckpt
 from harness.backends.upstream.config import load_resolved, render_child, write_arm_configs
-from harness.backends.upstream.pretrained import ensure_pretrained, pretrained_path
+from harness.backends.upstream.pretrained import DEFAULT_CACHE, Pretrained, ensure_pretrained, pretrained_path
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write
 from harness.core.paths import REPO
 from harness.study.arms import second_keys
-from harness.study.backend import Backend, Derived, RunContext, RunOptions, Trained
+from harness.core.schema import check_keys
+from harness.study.backend import Backend, Derived, Predicted, Prepared, RunContext, RunOptions, Trained
 from harness.study.curves import merge_scalars
 from harness.study.matrix import RunPoint
-from harness.study.spec import check_backend_keys, check_keys
+from harness.study.spec import Spec
 
 # Our metric key -> upstream's logged key (UnifiedSegMetric).
 CROSS_CHECK = {'ap': 'all_ap', 'ap50': 'all_ap_50%', 'ap25': 'all_ap_25%'}
 TOLERANCE = 1e-6
 
 
-def upstream_root(spec: dict, given: Path | None) -> Path:
+@dataclass(frozen=True)
+class Source:
+    """``upstream:``: the OneFormer3D checkout a spec trains with.
+
+    Attributes:
+        repo: where it is cloned from; commit: the pinned commit (runs refuse another
+        unless allowed, recorded); root: where the images clone it (``--upstream-root``
+        and ``$ONEFORMER3D_ROOT`` override); config: upstream's config, relative to root.
+    """
+
+    repo: str
+    commit: str
+    root: str
+    config: str
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """``schedule:``: upstream's epochs (None: its 512), or an iteration schedule (smoke and CI runs)."""
+
+    epochs: int | None = None
+    iters: int | None = None
+    val_interval: int | None = None   # None: upstream's (16 epochs)
+
+
+@dataclass(frozen=True)
+class UpstreamPart:
+    """The upstream backend's part of a spec.
+
+    Attributes:
+        randomness: mmengine ``randomness`` keys besides the seed (e.g. deterministic).
+        overrides: dotted keys of upstream's config set for every arm (data sizes for CPU runs).
+    """
+
+    upstream: Source
+    schedule: Schedule
+    pretrained: Pretrained | None
+    randomness: dict = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)
+    base_config: None = None   # the defaults live in upstream's config
+
+    def planned_iterations(self, point: RunPoint) -> int | None:
+        return self.schedule.iters
+
+
+@dataclass(frozen=True)
+class UpstreamOptions:
+    """The upstream backend's command-line options (see :meth:`UpstreamBackend.add_arguments`)."""
+
+    gpus: int = 1
+    epochs: int | None = None
+    iters: int | None = None
+    upstream_root: Path | None = None
+    allow_other_commit: bool = False
+    cache: Path = DEFAULT_CACHE
+
+    def argv(self) -> list[str]:
+        """The flags that give these options again (a Slurm job's command line)."""
+        out = []
+        for flag, value in (('--epochs', self.epochs), ('--iters', self.iters), ('--gpus', self.gpus),
+                            ('--upstream-root', self.upstream_root)):
+            if value is not None and not (flag == '--gpus' and value == 1):
+                out += [flag, str(value)]
+        return out + (['--allow-other-commit'] if self.allow_other_commit else [])
+
+
+def upstream_root(source: Source, given: Path | None) -> Path:
     """--upstream-root, else $ONEFORMER3D_ROOT, else the spec's (the images' fixed path)."""
-    root = given or os.environ.get('ONEFORMER3D_ROOT') or spec['upstream']['root']
+    root = given or os.environ.get('ONEFORMER3D_ROOT') or source.root
     return Path(root).resolve()
 
 
@@ -88,43 +157,85 @@ class Upstream:
         return git_state(self.root)['sha']
 
 
+@dataclass(frozen=True)
+class Checkout:
+    """What ``prepare`` found: the checkout, the pretrained backbone, and the options derive needs."""
+
+    upstream: Upstream
+    pretrained: dict | None
+    options: UpstreamOptions
+
+
+@dataclass(frozen=True)
+class Tested:
+    """What upstream's test produced besides the predictions: its own metrics and the spconv layout."""
+
+    upstream_metrics: dict
+    spconv_layout: dict
+
+
 class UpstreamBackend(Backend):
     """Unmodified OneFormer3D at a pinned commit (in the images, or a checkout named by the user)."""
 
     name = 'upstream'
     spec_keys = (frozenset({'upstream', 'schedule', 'pretrained'}), frozenset({'randomness', 'overrides'}))
     location_keys = ('*data_root', 'load_from')
+    Options = UpstreamOptions
 
-    def validate(self, spec: dict) -> None:
-        path = spec['_path']
-        check_backend_keys(path, spec, set(self.spec_keys[0]), set(self.spec_keys[1]))
-        check_keys(f'{path}: upstream', spec['upstream'], {'repo', 'commit', 'root', 'config'}, set())
-        check_keys(f'{path}: schedule', spec['schedule'], set(), {'epochs', 'iters', 'val_interval'})
-        if spec['pretrained'] is not None:
-            check_keys(f'{path}: pretrained', spec['pretrained'], {'url'}, {'sha256'})
-        for arm in spec['arms']:
+    @classmethod
+    def parse_spec(cls, raw: dict, path: Path) -> UpstreamPart:
+        check_keys(f'{path}: upstream', raw['upstream'], {'repo', 'commit', 'root', 'config'}, set())
+        check_keys(f'{path}: schedule', raw['schedule'], set(), {'epochs', 'iters', 'val_interval'})
+        if raw['pretrained'] is not None:
+            check_keys(f'{path}: pretrained', raw['pretrained'], {'url'}, {'sha256'})
+        for arm in raw['arms']:
             if second_keys(arm):
                 raise HarnessError(f'{path}: arm {arm} also needs {second_keys(arm)}, which upstream\'s model does '
                                    'not have (only criterion-only arms run on the upstream backend)')
+        return UpstreamPart(upstream=Source(**raw['upstream']), schedule=Schedule(**raw['schedule']),
+                            pretrained=Pretrained(**raw['pretrained']) if raw['pretrained'] else None,
+                            randomness=dict(raw.get('randomness') or {}), overrides=dict(raw.get('overrides') or {}))
 
-    def prepare(self, spec: dict, options: RunOptions) -> dict:
+    @classmethod
+    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
+        """Options of the upstream backend (run, derive, plan, status)."""
+        group.add_argument('--upstream-root', type=Path, default=None,
+                           help="OneFormer3D checkout (default: $ONEFORMER3D_ROOT, else the spec's upstream.root)")
+        group.add_argument('--epochs', type=int, default=None,
+                           help="schedule override (default: the spec's); PolyLR's end follows it")
+        group.add_argument('--iters', type=int, default=None, help='iteration schedule instead of epochs (smoke runs)')
+        group.add_argument('--gpus', type=int, default=1,
+                           help='GPUs per run: > 1 launches upstream\'s train.py with torchrun (--launcher pytorch)')
+        group.add_argument('--allow-other-commit', action='store_true',
+                           help='run an upstream checkout that is not at the spec\'s commit (recorded)')
+        group.add_argument('--cache', type=Path, default=DEFAULT_CACHE, help='pretrained checkpoint cache')
+
+    @classmethod
+    def options(cls, args: argparse.Namespace) -> UpstreamOptions:
+        return UpstreamOptions(gpus=args.gpus, epochs=args.epochs, iters=args.iters, upstream_root=args.upstream_root,
+                               allow_other_commit=args.allow_other_commit, cache=args.cache)
+
+    def prepare(self, spec: Spec, options: RunOptions) -> Prepared:
         """The checkout (at the pinned commit unless allowed otherwise) and the pretrained backbone."""
-        self.upstream = Upstream(upstream_root(spec, options.upstream_root), options.gpus)
-        want, have = spec['upstream']['commit'], self.upstream.commit()
-        if have != want and not options.allow_other_commit:
-            raise HarnessError(f'{self.upstream.root}: upstream at {have or "an unknown commit (not git)"}, the '
+        opts: UpstreamOptions = options.backend
+        part: UpstreamPart = spec.part
+        upstream = Upstream(upstream_root(part.upstream, opts.upstream_root), opts.gpus)
+        want, have = part.upstream.commit, upstream.commit()
+        if have != want and not opts.allow_other_commit:
+            raise HarnessError(f'{upstream.root}: upstream at {have or "an unknown commit (not git)"}, the '
                                f'spec pins {want[:7]}; check out {want[:7]} or pass --allow-other-commit (recorded)')
-        self.pretrained = ensure_pretrained(spec, options.cache)
-        return {'upstream': {'root': str(self.upstream.root), 'commit': have, 'pinned': want},
-                'pretrained': self.pretrained, 'gpus': options.gpus,
-                'epochs': options.epochs, 'iters': options.iters}
+        pretrained = ensure_pretrained(part.pretrained, opts.cache)
+        record = {'upstream': {'root': str(upstream.root), 'commit': have, 'pinned': want},
+                  'pretrained': pretrained, 'gpus': opts.gpus, 'epochs': opts.epochs, 'iters': opts.iters}
+        return Prepared(record, Checkout(upstream, pretrained, opts))
 
-    def derive(self, spec: dict, point: RunPoint, options: RunOptions, data_root: Path) -> Derived:
+    def derive(self, spec: Spec, prepared: Prepared, point: RunPoint, data_root: Path) -> Derived:
         """The arm's child config (and the baseline's), loaded back and checked by mmengine."""
+        found: Checkout = prepared.context
         with tempfile.TemporaryDirectory(prefix='derive-') as tmp:
-            out = write_arm_configs(spec, Path(spec['_path']), self.upstream.root, Path(tmp), point.seed,
-                                    Path(data_root).resolve(), pretrained_path(spec, options.cache),
-                                    arms=[point.arm], epochs=options.epochs, iters=options.iters,
+            out = write_arm_configs(spec, found.upstream.root, Path(tmp), point.seed, Path(data_root).resolve(),
+                                    pretrained_path(spec.part.pretrained, found.options.cache), arms=[point.arm],
+                                    epochs=found.options.epochs, iters=found.options.iters,
                                     ablation=point.ablation_dict)
             files = {p.name: p.read_text() for p in out['configs'].values()}
         resolved = out['resolved'][point.arm]
@@ -134,16 +245,16 @@ class UpstreamBackend(Backend):
 
     def train(self, ctx: RunContext) -> Trained:
         """Upstream's train.py; skipped when this run already trained. Returns the last checkpoint."""
+        upstream = ctx.prepared.context.upstream
         work, done = ctx.work_dir, ctx.work_dir / 'TRAINED'
         logs_before = set(work.glob('*/vis_data/scalars.json'))
         t0 = time.perf_counter()
         if not done.exists():
             resume = (work / 'last_checkpoint').exists()
             config = work / 'configs' / f'{ctx.point.arm}.py'
-            cmd = self.upstream.command('train', str(config), '--work-dir', str(work),
-                                        *(['--resume'] if resume else []))
+            cmd = upstream.command('train', str(config), '--work-dir', str(work), *(['--resume'] if resume else []))
             try:
-                call(cmd, self.upstream, ctx.spec.get('threads'), work / 'train.cmd')
+                call(cmd, upstream, ctx.spec.threads, work / 'train.cmd')
             except HarnessError as err:
                 raise diverged(work) or err
             atomic_write(done, str(last_checkpoint(work)) + '\n', overwrite=True)
@@ -154,18 +265,18 @@ class UpstreamBackend(Backend):
                        iters_this_session=sum(_train_rows(p) for p in new_logs), scalars=scalars,
                        checkpoint=Path(done.read_text().strip()))
 
-    def predict(self, ctx: RunContext, trained: Trained) -> Path:
+    def predict(self, ctx: RunContext, trained: Trained) -> Predicted:
         """Upstream's test.py on the last checkpoint (spconv layout checked), with our dumps added."""
         work = ctx.work_dir
         checkpoint, layout = spconv_ckpt.prepare_for_test(trained.checkpoint, work / 'test_checkpoint.pth')
-        self.spconv_layout = layout.as_record()
-        self.upstream_metrics = test(self.upstream, work / 'configs' / f'{ctx.point.arm}.py', checkpoint, work,
-                                     ctx.spec.get('threads'))
-        return work / 'predictions'
+        metrics = test(ctx.prepared.context.upstream, work / 'configs' / f'{ctx.point.arm}.py', checkpoint, work,
+                       ctx.spec.threads)
+        return Predicted(work / 'predictions', Tested(metrics, layout.as_record()))
 
-    def check_metrics(self, ctx: RunContext, metrics: dict) -> dict:
-        return {'upstream_cross_check': cross_check(metrics, self.upstream_metrics),
-                'spconv_layout': self.spconv_layout}
+    def check_metrics(self, ctx: RunContext, metrics: dict, predicted: Predicted) -> dict:
+        tested: Tested = predicted.extra
+        return {'upstream_cross_check': cross_check(metrics, tested.upstream_metrics),
+                'spconv_layout': tested.spconv_layout}
 
 
 def diverged(work: Path) -> HarnessError | None:

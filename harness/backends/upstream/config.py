@@ -16,11 +16,15 @@ import copy
 import pprint
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.core.errors import HarnessError
 from harness.core.tree import config_diff, set_dotted
 from harness.study.arms import ARM_KEY, BASELINE, block, check_baseline_block, one_key_diff, with_arm
+from harness.study.spec import Spec
+
+if TYPE_CHECKING:
+    from harness.backends.upstream.backend import UpstreamPart
 
 # Modules the run configs import through custom_imports, after upstream's own.
 PLUGINS = ['influencerformer.mmdet3d_plugin', 'harness.backends.upstream.plugin']
@@ -62,7 +66,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def runtime_config(base: dict, spec: dict, seed: int, load_from: Path | None,
+def runtime_config(base: dict, part: UpstreamPart, seed: int, load_from: Path | None,
                    data_root: Path, epochs: int | None = None, iters: int | None = None,
                    ablation: dict[str, Any] | None = None) -> dict:
     """Upstream's resolved config with the runtime keys every arm shares.
@@ -72,7 +76,7 @@ def runtime_config(base: dict, spec: dict, seed: int, load_from: Path | None,
 
     Args:
         base: upstream's resolved config (:func:`load_resolved`).
-        spec: the experiment spec (``schedule``, ``randomness``, ``overrides``).
+        part: the spec's upstream part (``schedule``, ``randomness``, ``overrides``).
         seed: the master seed (``randomness.seed``).
         load_from: the pretrained checkpoint, or None for random init.
         data_root: prepared S3DIS root, set on every dataset.
@@ -81,23 +85,23 @@ def runtime_config(base: dict, spec: dict, seed: int, load_from: Path | None,
     """
     cfg = copy.deepcopy(base)
     cfg['custom_imports'] = {'imports': _imports(cfg), 'allow_failed_imports': False}
-    cfg['randomness'] = {**spec.get('randomness', {}), 'seed': int(seed)}
+    cfg['randomness'] = {**part.randomness, 'seed': int(seed)}
     cfg['load_from'] = str(load_from) if load_from else None
     for dataset in _datasets(cfg):
         dataset['data_root'] = str(data_root).rstrip('/') + '/'
-    schedule = spec.get('schedule', {})
-    iters = iters if iters is not None else (None if epochs else schedule.get('iters'))
+    schedule = part.schedule
+    iters = iters if iters is not None else (None if epochs else schedule.iters)
     if iters:
         _iter_schedule(cfg, int(iters))
     else:
-        _epoch_schedule(cfg, int(epochs or schedule.get('epochs', cfg['train_cfg']['max_epochs'])),
-                        int(schedule.get('val_interval', cfg['train_cfg'].get('val_interval', 1))))
+        _epoch_schedule(cfg, int(epochs or schedule.epochs or cfg['train_cfg']['max_epochs']),
+                        int(schedule.val_interval or cfg['train_cfg'].get('val_interval', 1)))
     # TensorBoard next to mmengine's local scalars (`tensorboard --logdir work_dirs`)
     cfg['visualizer'] = {'type': 'Visualizer', 'vis_backends': [{'type': 'LocalVisBackend'},
                                                                 {'type': 'TensorboardVisBackend'}]}
     # stop at the first non-finite loss with the iteration named (our plugin's hook)
     cfg['custom_hooks'] = [*(cfg.get('custom_hooks') or []), {'type': 'InfluencerDivergenceCheck'}]
-    for key, value in (spec.get('overrides') or {}).items():
+    for key, value in part.overrides.items():
         set_dotted(cfg, key, value, where="upstream's config (the spec's overrides)")
     for key, value in (ablation or {}).items():
         set_dotted(cfg, key, value, where="upstream's config (an ablation axis)")
@@ -174,7 +178,7 @@ def render_child(base_path: Path, patch: dict, header: str) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def write_arm_configs(spec: dict, spec_path: Path, upstream_root: Path, out: Path, seed: int,
+def write_arm_configs(spec: Spec, upstream_root: Path, out: Path, seed: int,
                       data_root: Path, load_from: Path | None,
                       arms: list[str] | None = None, epochs: int | None = None,
                       iters: int | None = None, overwrite: bool = False,
@@ -193,24 +197,23 @@ def write_arm_configs(spec: dict, spec_path: Path, upstream_root: Path, out: Pat
             arms differ outside the arm key.
     """
     from harness.core.io import atomic_write
-    base_path = Path(upstream_root).resolve() / spec['upstream']['config']
+    source = spec.part.upstream
+    base_path = Path(upstream_root).resolve() / source.config
     if not base_path.is_file():
         raise HarnessError(f'{base_path}: upstream config not found; pass --upstream-root (or set '
-                           f'ONEFORMER3D_ROOT) to a checkout of {spec["upstream"]["repo"]} @ '
-                           f'{spec["upstream"]["commit"][:7]}')
+                           f'ONEFORMER3D_ROOT) to a checkout of {source.repo} @ {source.commit[:7]}')
     base = load_resolved(base_path)
     check_baseline_block(base['model']['criterion']['inst_criterion'], str(base_path))
     ablation = ablation or {}
     criterion = {k.split('.', 1)[1]: v for k, v in ablation.items() if k.startswith('criterion.')}
     config = {k.split('.', 1)[1]: v for k, v in ablation.items() if k.startswith('config.')}
-    runtime = runtime_config(base, spec, seed, load_from, data_root, epochs, iters, config)
-    arms = [BASELINE] + [a for a in (arms or spec['arms']) if a != BASELINE]
+    runtime = runtime_config(base, spec.part, seed, load_from, data_root, epochs, iters, config)
+    arms = [BASELINE] + [a for a in (arms or spec.arms) if a != BASELINE]
     configs, resolved, diffs = {}, {}, {}
     for arm in arms:
         wanted = {} if arm == BASELINE else criterion
         intended = with_arm(runtime, arm, wanted)
-        header = HEADER.format(spec=spec_path, repo=spec['upstream']['repo'],
-                               commit=spec['upstream']['commit'], arm=arm, seed=seed)
+        header = HEADER.format(spec=spec.path, repo=source.repo, commit=source.commit, arm=arm, seed=seed)
         text = render_child(base_path, overlay(base, intended), header)
         configs[arm] = atomic_write(Path(out) / f'{arm}.py', text, overwrite=overwrite)
         resolved[arm] = load_resolved(configs[arm])

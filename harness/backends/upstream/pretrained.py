@@ -6,6 +6,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -15,12 +16,19 @@ from harness.core.errors import HarnessError
 DEFAULT_CACHE = Path('work_dirs/pretrained')  # a volume in the images, so it survives containers
 
 
-def pretrained_path(spec: dict, cache: Path) -> Path | None:
+@dataclass(frozen=True)
+class Pretrained:
+    """A spec's ``pretrained:``: the backbone checkpoint; without sha256 the hash is only recorded and printed."""
+
+    url: str
+    sha256: str | None = None
+
+
+def pretrained_path(pre: Pretrained | None, cache: Path) -> Path | None:
     """Where the spec's pretrained checkpoint lives in ``cache`` (None: random init)."""
-    pre = spec.get('pretrained')
-    if not pre:
+    if pre is None:
         return None
-    return (Path(cache) / pre['url'].rstrip('/').rsplit('/', 1)[-1]).resolve()
+    return (Path(cache) / pre.url.rstrip('/').rsplit('/', 1)[-1]).resolve()
 
 
 def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
@@ -32,7 +40,7 @@ def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def ensure_pretrained(spec: dict, cache: Path) -> dict | None:
+def ensure_pretrained(pre: Pretrained | None, cache: Path) -> dict | None:
     """Download the checkpoint if missing, then check its hash.
 
     Returns:
@@ -44,10 +52,10 @@ def ensure_pretrained(spec: dict, cache: Path) -> dict | None:
         HarnessError: download impossible (says where to put the file by hand)
             or a hash mismatch (the file is left where it is).
     """
-    path = pretrained_path(spec, cache)
+    path = pretrained_path(pre, cache)
     if path is None:
         return None
-    url, expected = spec['pretrained']['url'], spec['pretrained'].get('sha256')
+    url, expected = pre.url, pre.sha256
     if not path.exists():
         download(url, path, expected)
     actual = sha256_of(path)
