@@ -8,15 +8,15 @@ Every instance criterion is listed once, in :mod:`influencerformer.registry`;
 from .hungarian import HungarianMatcher
 from .loss import MaskInfluencerLoss
 from .ops import InstanceGT
-from .registry import CRITERIA
+from . import registry
 
-__all__ = ['HungarianMatcher', 'MaskInfluencerLoss', 'InstanceGT', *(e.type for e in CRITERIA)]
+__all__ = ['HungarianMatcher', 'MaskInfluencerLoss', 'InstanceGT', *(e.type for e in registry.CRITERIA)]
 __version__ = '0.1.0'
 
 
 def __getattr__(name: str):
     """A registered criterion class by its type name (imported on first use)."""
-    for entry in CRITERIA:
+    for entry in registry.CRITERIA:
         if entry.type == name:
             return entry.load()
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -34,12 +34,13 @@ ARM_KEY = 'model.criterion.inst_criterion'
 SECOND_KEYS = '_second_keys'
 
 
-def load_criteria(path: Path = CRITERIA_FILE) -> dict[str, dict]:
-    """Arm name -> inst_criterion block (a mapping with ``type``).
+def load_criteria(path: Path | None = None) -> dict[str, dict]:
+    """Arm name -> inst_criterion block (a mapping with ``type``), from ``path`` (default: :data:`CRITERIA_FILE`).
 
     Raises:
         HarnessError: unreadable file, no baseline arm, or a block without ``type``.
     """
+    path = path or CRITERIA_FILE
     try:
         table = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as err:
@@ -53,9 +54,9 @@ def load_criteria(path: Path = CRITERIA_FILE) -> dict[str, dict]:
     return table
 
 
-def second_keys(arm: str, path: Path = CRITERIA_FILE) -> dict[str, Any]:
+def second_keys(arm: str, path: Path | None = None) -> dict[str, Any]:
     """The dotted config keys an arm sets besides its criterion (``{}`` for almost every arm)."""
-    table = yaml.safe_load(Path(path).read_text()) or {}
+    table = yaml.safe_load(Path(path or CRITERIA_FILE).read_text()) or {}
     return dict((table.get(SECOND_KEYS) or {}).get(arm) or {})
 
 
