@@ -44,7 +44,7 @@ class InfluencerCriterion:
         attr_weight, rep_weight, bg_weight, rep_margin, temperature: passed to
             :class:`MaskInfluencerLoss`.
         excl_weight, mask_norm: opt-in variants of :class:`MaskInfluencerLoss`;
-            the defaults (0.0, 'sigmoid') are the seed formulation.
+            the defaults (0.0, 'sigmoid') are the original formulation.
         iter_matcher: accepted for config compatibility with upstream's
             InstanceCriterion; meaningless here (nothing is matched).
     """

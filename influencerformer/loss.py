@@ -108,7 +108,7 @@ class MaskInfluencerLoss(nn.Module):
     is ``-T*log(M)``, lower than one perfect query (0). The loss therefore
     rewards several queries claiming the same instance, and optimised alone it
     drifts to masks that are high everywhere; the repulsive hinge costs at most
-    ``margin``. The defaults reproduce this seed formulation exactly (see
+    ``margin``. The defaults reproduce this original formulation exactly (see
     docs/ for the measurements and the variants).
 
     Empty GT rows (an instance with no point in this scene, e.g. after voxel
@@ -117,7 +117,7 @@ class MaskInfluencerLoss(nn.Module):
     background term).
 
     Opt-in variants (docs/influencer-loss.md measures them; the defaults keep
-    the seed formulation exact):
+    the original formulation exact):
 
     * ``excl_weight > 0`` adds ``excl_weight * exclusive`` with
       :math:`exclusive = \mathrm{mean}_{s \in fg} (\sum_m \sigma(x_{ms}) - 1)^2`:

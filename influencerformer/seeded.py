@@ -42,7 +42,7 @@ class SeededInfluencerCriterion:
       :math:`Q_k = \{m : c_m = k\} \ne \emptyset`, the mean over its points s of
       :math:`\exp(\frac{1}{|Q_k|}\sum_{m \in Q_k} \log d_{ms})`, then the mean over
       such GTs. Bounded below by 0, and 0 as soon as ONE influencer covers s:
-      no reward for many queries on one instance (the seed loss's flaw);
+      no reward for many queries on one instance (the original loss's flaw);
     * repulsive (the negative hinge the mask version had dropped): mean over
       foreground points s (of GT k) and queries m with :math:`c_m \ne k` of
       :math:`\max(0, \mathrm{margin} - d_{ms})`: other instances' influencers

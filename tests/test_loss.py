@@ -1,4 +1,4 @@
-"""MaskInfluencerLoss: the seed formulation, exactly, and numerically safe."""
+"""MaskInfluencerLoss: the original formulation, exactly, and numerically safe."""
 import math
 
 import pytest
@@ -229,7 +229,7 @@ def test_softmax_variant_uses_log_softmax_over_queries():
 
 
 def test_the_seed_loss_prefers_each_query_covering_all_instances_but_one():
-    """The degenerate optimum (docs/influencer-loss.md): with 8 queries and 5 instances the seed loss
+    """The degenerate optimum (docs/influencer-loss.md): with 8 queries and 5 instances the original loss
     is 0 for one query per instance, -1.08 for every query on every instance (the hinge costs the
     margin), and lower still, -1.85, when each query skips one instance: no two instance profiles
     are closer than sqrt(2) > margin, so the repulsive hinge is exactly 0."""

@@ -4,7 +4,7 @@ A set-prediction problem with no network in between: M free query masks
 (logits over S points), class logits and objectness scores, one scene with K
 disjoint GT instances (and optionally background), Adam lr 0.05. Whatever a
 criterion drives free parameters to is what it asks of a network. This is
-where the seed Influencer formulation's degenerate optimum shows
+where the original Influencer formulation's degenerate optimum shows
 (docs/influencer-loss.md).
 """
 from __future__ import annotations
