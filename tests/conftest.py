@@ -1,4 +1,9 @@
-"""Shared pytest options."""
+"""Shared pytest options; the CPU kernels pinned as `python -m harness` pins them (before torch loads)."""
+import os
+
+from harness.core import cpu
+
+os.environ['HARNESS_CPU_PIN'] = cpu.pin()
 
 
 def pytest_addoption(parser):

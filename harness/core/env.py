@@ -8,6 +8,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from harness.core import cpu
+
 # Distributions whose versions every record carries (None when absent).
 PACKAGES = ('torch', 'numpy', 'spconv', 'spconv-cu118', 'cumm', 'mmengine', 'mmcv', 'mmcv-lite',
             'mmdet', 'mmdet3d', 'influencerformer')
@@ -85,6 +87,8 @@ def capture() -> dict:
         'versions': package_versions(),
         'hardware': hardware(),
         'harness_git': git_state(Path(__file__).resolve().parent, OUTPUT_DIRS),
+        # which CPU kernels torch / MKL / oneDNN ran (pinned to AVX2 by `python -m harness`)
+        'cpu_kernels': cpu.state(),
         # Set by our Docker images (docker/); absent outside a container.
         'image': {'tag': os.environ.get('HARNESS_IMAGE'), 'digest': os.environ.get('HARNESS_IMAGE_DIGEST')},
     }
