@@ -44,7 +44,8 @@ def write_scalars(path: Path, rng: np.random.Generator, iters: int = 40, best_ap
 
 def make_run(runs: Path, arm: str, seed: int, level: float, status: str = 'finished',
              experiment: str = 's3dis-area5', metrics: bool = True, wall_s: float = 3600.0,
-             config: dict | None = None, ablation: dict | None = None, dirty: bool = False) -> Path:
+             config: dict | None = None, ablation: dict | None = None, dirty: bool = False,
+             question: dict | None = None) -> Path:
     """One run attempt with run.json and config.json (+ metrics.json and curves.csv when finished)."""
     rng = np.random.default_rng([seed, len(arm), int(1000 * level)])
     criterion = {k.split('.', 1)[1]: v for k, v in (ablation or {}).items() if k.startswith('criterion.')}
@@ -57,7 +58,7 @@ def make_run(runs: Path, arm: str, seed: int, level: float, status: str = 'finis
     folder = records.new_attempt(runs, rid, experiment=experiment, arm=arm, seed=seed, ablation=ablation or {},
                                  backend='native', arm_keys=arm_keys(arm), location_keys=['data.root'])
     records.update_record(folder, config=records.write_config(folder, cfg), iterations_done=40,
-                          data={'root': 'data/x', 'manifest_sha256': '1' * 64})
+                          data={'root': 'data/x', 'manifest_sha256': '1' * 64}, question=question)
     env = records.load_record(folder / 'run.json')['env']
     env['harness_git'] = {'sha': '0' * 40, 'dirty': dirty}   # fixed: goldens must not depend on this checkout
     records.update_record(folder, env=env)

@@ -2,7 +2,10 @@
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats
 
 from harness.cli import main
 from harness.study import records
@@ -210,3 +213,44 @@ def test_record_schema_mismatch_says_what_to_do(tmp_path):
     path.write_text(json.dumps({**record, 'schema_version': 1}))
     with pytest.raises(Exception, match='schema 1, this harness reads 2; re-run into a new --runs folder'):
         records.load_record(path)
+
+
+QUESTION = {'margin': 3.0, 'metric': 'ap50', 'alpha': 0.05, 'power': 0.8, 'sd': None, 'baseline': 'hungarian'}
+
+
+def test_the_spec_question_gives_each_arm_a_noninferiority_verdict(tmp_path):
+    """Per-seed AP50 set by hand: one arm close to the baseline, one far below it, one too noisy to tell."""
+    runs = tmp_path / 'runs'
+    ap50 = {'hungarian': [0.60, 0.55, 0.62, 0.58, 0.57],
+            'influencer-ot': [0.60, 0.56, 0.61, 0.58, 0.57],     # within 1 point on every seed
+            'influencer': [0.40, 0.36, 0.43, 0.37, 0.38],        # ~20 points below
+            'influencer-excl': [0.70, 0.45, 0.66, 0.48, 0.59]}   # mean -0.8, SD ~10 points
+    for arm, values in ap50.items():
+        for seed, value in enumerate(values):
+            folder = make_run(runs, arm, seed, 0.5, question=QUESTION)
+            metrics = json.loads((folder / 'metrics.json').read_text())
+            (folder / 'metrics.json').write_text(json.dumps({**metrics, 'ap50': value}))
+    assert compare(runs, tmp_path / 'out') == 0
+    table = pd.read_csv(tmp_path / 'out' / 'comparison.csv')
+    rows = table[(table['kind'] == 'delta') & (table['metric'] == 'ap50')].set_index('row')
+    verdict = rows['ni_verdict'].to_dict()
+    assert verdict == {'influencer - hungarian': 'inferior', 'influencer-excl - hungarian': 'inconclusive',
+                       'influencer-ot - hungarian': 'non-inferior'}
+    assert (rows['ni_margin'] == 0.03).all()
+    diffs = np.array(ap50['influencer-ot']) - np.array(ap50['hungarian'])
+    lower = diffs.mean() - stats.t.ppf(0.95, 4) * diffs.std(ddof=1) / np.sqrt(5)
+    assert rows.loc['influencer-ot - hungarian', 'ni_lower'] == pytest.approx(lower)
+    other = table[(table['kind'] == 'delta') & (table['metric'] != 'ap50')]
+    assert other['ni_verdict'].isna().all()   # the decision is about the question's metric only
+    md = (tmp_path / 'out' / 'comparison.md').read_text()
+    assert 'at most 3 AP50 points worse than hungarian' in md and '**non-inferior**' in md
+
+
+def test_runs_that_recorded_different_questions_get_no_decision(tmp_path):
+    runs = tmp_path / 'runs'
+    for seed in range(3):
+        make_run(runs, 'hungarian', seed, 0.6, question=QUESTION)
+        make_run(runs, 'influencer', seed, 0.5, question={**QUESTION, 'margin': 10.0})
+    assert compare(runs, tmp_path / 'out') == 0
+    md = (tmp_path / 'out' / 'comparison.md').read_text()
+    assert 'No decision: the runs recorded different questions' in md

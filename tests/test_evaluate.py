@@ -188,3 +188,13 @@ def test_equals_upstream_evaluator(seed):
         pairs += [(ours['per_class'][name][k], c[u]) for k, u in (('ap', 'ap'), ('ap50', 'ap50%'), ('ap25', 'ap25%'))]
     for a, b in pairs:
         assert (np.isnan(a) and np.isnan(b)) or abs(a - b) <= 1e-9, (a, b)
+
+
+def test_instance_weighted_ap50_weighs_every_counted_gt_alike():
+    """Three chairs found, one wall missed: class mean 0.5, per GT 3 of 4; GTs under 100 points not counted."""
+    sem, inst, idx = blocks((8, 200), (8, 150), (8, 120), (2, 300), (8, 50))
+    out = evaluate_instances([scene(sem, inst, [(i, 8, 0.9) for i in idx[:3]])], NAMES)
+    assert out['per_class']['chair']['ap50'] == 1.0 and out['per_class']['wall']['ap50'] == 0.0
+    assert out['ap50'] == pytest.approx(0.5)
+    assert out['gt_counted']['chair'] == 3 and out['gt_counted']['wall'] == 1 and out['gt_counted']['sofa'] == 0
+    assert out['ap50_instance_weighted'] == pytest.approx(0.75)

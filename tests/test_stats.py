@@ -60,3 +60,27 @@ def test_sign_flip_is_exact():
     assert sign_flip_p(np.array([1.0, 2, 3, 4, 5])) == pytest.approx(2 / 32)
     assert sign_flip_p(np.array([1.0, -1, 1, -1])) == pytest.approx(1.0)
     assert sign_flip_p(np.array([1.0, 2])) is None
+
+
+def test_noninferiority_error_rates_match_the_plan():
+    """Simulated paired differences: type-I error at the margin <= alpha; power at 0 as planned."""
+    from harness.reporting.stats import ni_power, noninferiority, seeds_for_power
+    rng = np.random.default_rng(0)
+    sd, margin, alpha = 4.5, 3.0, 0.05
+    n = seeds_for_power(sd, margin, alpha, power=0.8)
+    assert n is not None and ni_power(n, sd, margin, alpha) >= 0.8 > ni_power(n - 1, sd, margin, alpha)
+    trials = 4000
+    at_margin = [noninferiority(rng.normal(-margin, sd, n), margin, alpha)['ni_verdict'] == 'non-inferior'
+                 for _ in range(trials)]
+    at_zero = [noninferiority(rng.normal(0.0, sd, n), margin, alpha)['ni_verdict'] == 'non-inferior'
+               for _ in range(trials)]
+    se = np.sqrt(alpha * (1 - alpha) / trials)
+    assert np.mean(at_margin) <= alpha + 3 * se                       # type-I error at the boundary
+    assert abs(np.mean(at_zero) - ni_power(n, sd, margin, alpha)) < 0.03   # the planned power, observed
+
+
+def test_the_seed_count_grows_with_the_spread():
+    from harness.reporting.stats import half_width, seeds_for_power
+    small, large = seeds_for_power(2.0, 3.0), seeds_for_power(6.0, 3.0)
+    assert small < large
+    assert half_width(4.55, 5) == pytest.approx(5.65, abs=0.01)   # the issue's 5-seed study: CI +-5.7

@@ -50,6 +50,7 @@ class Tally:
     true: list = field(default_factory=list)
     score: list = field(default_factory=list)
     hard_fn: int = 0
+    n_gt: int = 0          # GTs counted (>= MIN_REGION_SIZE points): each is one true positive or one hard_fn
     has_gt: bool = False
     has_pred: bool = False
 
@@ -160,6 +161,7 @@ def scene_tables(scene: Mapping[str, np.ndarray], n_classes: int) -> list[ClassS
 def match_class_scene(t: ClassScene, th: float, tally: Tally) -> None:
     """Greedy matching of one class in one scene at threshold ``th``, into ``tally``."""
     big = t.gt_sizes >= MIN_REGION_SIZE
+    tally.n_gt += int(big.sum())
     tally.has_gt |= bool(big.any())
     tally.has_pred |= len(t.pred_sizes) > 0
     iou = t.inter / (t.gt_sizes[None, :] + t.pred_sizes[:, None] - t.inter)
@@ -241,7 +243,7 @@ def evaluate_instances(scenes: Iterable[Mapping[str, np.ndarray]],
                 for oi, th in enumerate(OVERLAPS):
                     match_class_scene(table, th, tallies[c][oi])
     table = np.array([[average_precision(t) for t in row] for row in tallies], dtype=float)
-    return summarise(table, class_names)
+    return summarise(table, class_names, [row[I50].n_gt for row in tallies])
 
 
 def _nanmean(values: np.ndarray) -> float:
@@ -251,13 +253,24 @@ def _nanmean(values: np.ndarray) -> float:
         return float(np.nanmean(values))
 
 
-def summarise(table: np.ndarray, class_names: Sequence[str]) -> dict:
-    """Means and per-class values from the [C, 10] AP table (upstream's compute_averages)."""
+def summarise(table: np.ndarray, class_names: Sequence[str], counts: Sequence[int] | None = None) -> dict:
+    """Means and per-class values from the [C, 10] AP table (upstream's compute_averages).
+
+    With ``counts`` (GTs counted per class) also ``gt_counted`` and ``ap50_instance_weighted``:
+    the per-class AP50 weighted by counted GTs, so that each GT weighs the same (the
+    class mean weighs a class of 3 columns like one of 300 chairs); NaN without GTs.
+    """
     span = slice(0, I25)  # the nine thresholds 0.50..0.90
     per_class = {name: {'ap': float(np.mean(row[span])), 'ap50': float(row[I50]),
                         'ap25': float(row[I25]), 'ap75': float(row[I75])}
                  for name, row in zip(class_names, table)}
     # Threshold-major like upstream's aps[0, :, idx] indexing: same summation order.
-    return {'ap': _nanmean(table[:, span].T), 'ap50': _nanmean(table[:, I50]),
-            'ap25': _nanmean(table[:, I25]), 'ap75': _nanmean(table[:, I75]),
-            'per_class': per_class, 'ap_table': table}
+    out = {'ap': _nanmean(table[:, span].T), 'ap50': _nanmean(table[:, I50]),
+           'ap25': _nanmean(table[:, I25]), 'ap75': _nanmean(table[:, I75]),
+           'per_class': per_class, 'ap_table': table}
+    if counts is not None:
+        n = np.asarray(counts, dtype=float)
+        out['gt_counted'] = {name: int(c) for name, c in zip(class_names, counts)}
+        ap50 = np.nan_to_num(table[:, I50])   # NaN only where a class has no counted GT (weight 0)
+        out['ap50_instance_weighted'] = float((n * ap50).sum() / n.sum()) if n.sum() else float('nan')
+    return out

@@ -66,6 +66,8 @@ def metrics_record(result: dict, **meta) -> dict:
         'per_class': {name: {k: _json_float(v) for k, v in vals.items()}
                       for name, vals in result['per_class'].items()},
         'ap_table': [[_json_float(v) for v in row] for row in result['ap_table']],
+        'ap50_instance_weighted': _json_float(result.get('ap50_instance_weighted', math.nan)),
+        'gt_counted': result.get('gt_counted'),
         'overlaps': [float(o) for o in OVERLAPS],
         'protocol': 'OneFormer3D S3DIS instance AP (ScanNet protocol with upstream\'s changes) + AP75',
         **meta,

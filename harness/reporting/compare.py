@@ -6,16 +6,17 @@ validation point on Area 5, which is also the test set.
 """
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 
 from harness.reporting.select import METRICS, Selection, curves_of
-from harness.reporting.stats import paired
+from harness.reporting.stats import noninferiority, paired
 from harness.study.arms import BASELINE
 
-LABEL = {'ap25': 'AP25', 'ap50': 'AP50', 'ap75': 'AP75', 'ap': 'mAP'}
+LABEL = {'ap25': 'AP25', 'ap50': 'AP50', 'ap75': 'AP75', 'ap': 'mAP', 'ap50w': 'AP50 inst.-w.'}
 # Upstream's logged validation keys (UnifiedSegMetric; the native backend logs the same).
 VAL_KEYS = {'ap25': 'all_ap_25%', 'ap50': 'all_ap_50%', 'ap75': 'all_ap_75%', 'ap': 'all_ap'}
 SELECT_KEY = 'all_ap_50%'   # upstream's save_best key
@@ -46,8 +47,22 @@ def arm_rows(runs: pd.DataFrame, sel: Selection) -> list[dict]:
     return rows
 
 
-def delta_rows(runs: pd.DataFrame) -> list[dict]:
-    """Per other arm and metric: per-seed differences from the baseline, their t interval and p-values."""
+def question_of(runs: pd.DataFrame) -> tuple[dict | None, str]:
+    """The study's question as its runs recorded it (the spec's ``question:``), and a note when there is none."""
+    found = {json.dumps(q, sort_keys=True) for q in runs.get('question', pd.Series(dtype=object))}
+    if found == {'null'} or not found:
+        return None, 'the spec declares no question'
+    if len(found) > 1:
+        return None, 'the runs recorded different questions (the spec changed between runs)'
+    return json.loads(found.pop()), ''
+
+
+def delta_rows(runs: pd.DataFrame, question: dict | None = None) -> list[dict]:
+    """Per other arm and metric: per-seed differences from the baseline, their t interval and p-values.
+
+    With a question, the delta row of its metric also carries the non-inferiority test
+    (``ni_margin`` / ``ni_lower`` as fractions, like every metric here; ``ni_p``, ``ni_verdict``).
+    """
     base = runs[runs['arm'] == BASELINE].set_index('seed')
     rows = []
     for arm in [a for a in dict.fromkeys(runs['arm']) if a != BASELINE]:
@@ -55,8 +70,13 @@ def delta_rows(runs: pd.DataFrame) -> list[dict]:
         seeds = sorted(set(base.index) & set(other.index))
         for m in METRICS:
             diffs = (other.loc[seeds, m].astype(float) - base.loc[seeds, m].astype(float)).to_numpy()
-            rows.append({'row': f'{arm} - {BASELINE}', 'kind': 'delta', 'metric': m, 'seeds': ' '.join(map(str, seeds)),
-                         **paired(diffs), 'values': ' '.join(f'{d:+.4f}' for d in diffs)})
+            if len(diffs) and np.isnan(diffs).all():
+                continue   # a metric these records predate (instance-weighted AP50): no row rather than NaN
+            row = {'row': f'{arm} - {BASELINE}', 'kind': 'delta', 'metric': m, 'seeds': ' '.join(map(str, seeds)),
+                   **paired(diffs), 'values': ' '.join(f'{d:+.4f}' for d in diffs)}
+            if question and m == question['metric']:
+                row.update(noninferiority(diffs, question['margin'] / 100, question['alpha']))
+            rows.append(row)
     return rows
 
 
@@ -83,8 +103,8 @@ def best_rows(best: pd.DataFrame) -> list[dict]:
     for arm, group in (best.groupby('arm', sort=False) if not best.empty else []):
         row = {'row': f'{BEST_LABEL}: {arm}', 'kind': 'best', 'n': len(group),
                'seeds': ' '.join(map(str, group['seed']))}
-        for m in METRICS:
-            vals = group[m].astype(float).dropna().to_numpy()
+        for m in METRICS:   # validation curves log no instance-weighted AP50: NaN there
+            vals = group[m].astype(float).dropna().to_numpy() if m in group else np.zeros(0)
             row.update({f'{m}_mean': vals.mean() if len(vals) else math.nan,
                         f'{m}_std': vals.std(ddof=1) if len(vals) > 1 else math.nan})
         rows.append(row)
@@ -94,7 +114,8 @@ def best_rows(best: pd.DataFrame) -> list[dict]:
 def summarise(sel: Selection) -> pd.DataFrame:
     """Every row of the comparison: arms, best-on-Area-5 extras, deltas (CSV-ready)."""
     runs = main_runs(sel.runs)
-    return pd.DataFrame(arm_rows(runs, sel) + best_rows(best_on_test(runs)) + delta_rows(runs))
+    question, _ = question_of(runs)
+    return pd.DataFrame(arm_rows(runs, sel) + best_rows(best_on_test(runs)) + delta_rows(runs, question))
 
 
 def _mean(values) -> float:

@@ -5,7 +5,7 @@ import math
 
 import pandas as pd
 
-from harness.reporting.compare import LABEL, METRICS, main_runs
+from harness.reporting.compare import LABEL, METRICS, main_runs, question_of
 from harness.reporting.select import Selection
 from harness.study.arms import BASELINE
 
@@ -23,9 +23,15 @@ def _p(x: float) -> str:
     return '–' if x is None or math.isnan(x) else (f'{x:.3f}' if x >= 0.001 else '<0.001')
 
 
+def _mean_std(r: dict, m: str) -> str:
+    """'mean ± std' over seeds (mean only for one seed; '–' where the records lack the metric)."""
+    if r['n'] > 1 and not math.isnan(r[f'{m}_mean']):
+        return f"{pct(r[f'{m}_mean'])} ± {pct(r[f'{m}_std'])}"
+    return pct(r[f'{m}_mean'])
+
+
 def _arm_line(r: dict) -> str:
-    cells = [f"{pct(r[f'{m}_mean'])} ± {pct(r[f'{m}_std'])}" if r['n'] > 1 else pct(r[f'{m}_mean'])
-             for m in METRICS]
+    cells = [_mean_std(r, m) for m in METRICS]
     seeds = f"{int(r['n'])}{DIRTY if r['dirty'] else ''}"
     attempts = f"{int(r['attempts'])}" + (f" ({int(r['failed'])} failed)" if r['failed'] else '')
     wall = '–' if math.isnan(r['wall_s']) else (f"{r['wall_s'] / 3600:.2f} h" if r['wall_s'] >= 3600
@@ -36,8 +42,7 @@ def _arm_line(r: dict) -> str:
 
 
 def _best_line(r: dict) -> str:
-    cells = [f"{pct(r[f'{m}_mean'])} ± {pct(r[f'{m}_std'])}" if r['n'] > 1 else pct(r[f'{m}_mean'])
-             for m in METRICS]
+    cells = [_mean_std(r, m) for m in METRICS]
     return f"| {r['row']} | {int(r['n'])} | – | " + ' | '.join(cells) + ' | | | |'
 
 
@@ -53,6 +58,25 @@ def main_table(summary: pd.DataFrame, published: dict | None) -> list[str]:
                 for m in METRICS]
         lines.append(f"| {published['label']} | – | – | " + ' | '.join(vals) + ' | | | |')
     lines += [_best_line(r) for r in rows if r['kind'] == 'best']
+    return lines
+
+
+def decision(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
+    """The pre-registered question and each arm's non-inferiority verdict."""
+    question, note = question_of(runs)
+    if question is None:
+        return [f'No decision: {note}.']
+    metric = LABEL[question['metric']]
+    lines = [f"Fixed in the spec before the runs: is each arm at most {question['margin']:g} {metric} points worse "
+             f"than {question['baseline']}? One-sided paired t over seeds, alpha {question['alpha']:g}: "
+             f"non-inferior when the {100 * (1 - question['alpha']):g}% lower bound of the mean Δ lies above "
+             f"−{question['margin']:g}; inferior when the upper bound lies below it; else inconclusive.", '',
+             f'| arm − baseline | seeds | mean Δ {metric} | lower bound | upper bound | p (H0: Δ ≤ −margin) | verdict |',
+             '|---|---|---|---|---|---|---|']
+    for r in summary.to_dict('records'):
+        if r['kind'] == 'delta' and r['metric'] == question['metric']:
+            lines.append(f"| {r['row']} | {int(r['n'])} | {pct(r['mean'], True)} | {pct(r['ni_lower'], True)} | "
+                         f"{pct(r['ni_upper'], True)} | {_p(r['ni_p'])} | **{r['ni_verdict']}** |")
     return lines
 
 
@@ -80,7 +104,8 @@ NOTES = ('Mean ± sample std over seeds, in percent, of the LAST checkpoint of e
          'for comparison with upstream, never as the result. spconv is not bitwise deterministic on GPU: '
          'seeds differ, so compare across seeds. attempts: every attempt of the arm\'s runs (the first '
          'finished one of each run counts, docs/run-records.md). {dirty} runs from a harness tree with '
-         'uncommitted changes.')
+         'uncommitted changes. {inst}: the per-class AP50 weighted by each class\'s counted GTs (>= 100 '
+         'points), so every GT weighs the same; the class mean (AP50) stays the headline, as upstream reports it.')
 
 
 def arm_differences(runs: pd.DataFrame) -> dict[str, list[str]]:
@@ -97,11 +122,12 @@ def comparison_md(experiment: str, summary: pd.DataFrame, sel: Selection, publis
     """The whole comparison.md."""
     from harness.reporting.compare import BEST_LABEL
     lines = [f'# {experiment}: instance segmentation, last checkpoint', ''] + main_table(summary, published)
-    lines += ['', NOTES.format(baseline=BASELINE, best=BEST_LABEL, dirty=DIRTY)]
+    lines += ['', NOTES.format(baseline=BASELINE, best=BEST_LABEL, dirty=DIRTY, inst=LABEL['ap50w'])]
     lines += ['', 'What differs from the baseline: ' + '; '.join(
         f"{arm}: {', '.join(keys)}" for arm, keys in arm_differences(sel.runs).items()) + '.']
     if published:
         lines += ['', f"Published reference: {published['source'].strip()}"]
+    lines += ['', '## Decision', ''] + decision(summary, main_runs(sel.runs))
     lines += ['', '## Paired differences', ''] + delta_table(summary)
     lines += ['', '## Per seed', '', '| arm | seed | ' + ' | '.join(LABEL[m] for m in METRICS) + ' | run |',
               '|' + '---|' * (len(METRICS) + 3)]

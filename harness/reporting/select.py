@@ -29,7 +29,11 @@ from harness.core.tree import canonical_hash, config_diff, diff_keys, flatten, u
 from harness.study.arms import ARM_KEY, BASELINE
 from harness.study.records import load_metrics, read_config
 
-METRICS = ('ap25', 'ap50', 'ap75', 'ap')   # paper order
+# Paper order, then the instance-weighted AP50 (each counted GT weighs the same; class-mean AP50 stays the
+# headline, as upstream reports it). Records from before it existed show NaN there.
+METRICS = ('ap25', 'ap50', 'ap75', 'ap', 'ap50w')
+# metrics.json key of each metric where it differs from the metric's name
+METRIC_KEYS = {'ap50w': 'ap50_instance_weighted'}
 
 
 @dataclass
@@ -167,7 +171,12 @@ def _row(r: dict, metrics: dict) -> dict:
             'dirty': bool(((r.get('env') or {}).get('harness_git') or {}).get('dirty')),
             'executor': (r.get('executor') or {}).get('kind', 'local'),
             'arm_keys': r.get('arm_keys') or [ARM_KEY],
-            **{m: metrics[m] for m in METRICS}, 'per_class': metrics['per_class']}
+            **{m: _float(metrics.get(METRIC_KEYS.get(m, m))) for m in METRICS}, 'per_class': metrics['per_class'],
+            'question': r.get('question')}
+
+
+def _float(x) -> float:
+    return float('nan') if x is None else float(x)
 
 
 def curves_of(run_dir: str | Path) -> pd.DataFrame:

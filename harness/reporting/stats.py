@@ -67,3 +67,60 @@ def paired(diffs: np.ndarray) -> dict:
     else:
         out['p_t'] = float(stats.ttest_1samp(diffs, 0.0).pvalue)
     return out
+
+
+def noninferiority(diffs: np.ndarray, margin: float, alpha: float = 0.05) -> dict:
+    """One-sided paired test that an arm is not worse than the baseline by ``margin`` or more.
+
+    H0: mean difference <= -margin; H1: > -margin (Student-t on per-seed differences).
+
+    Args:
+        diffs: per-seed differences arm - baseline, in the units of ``margin``.
+        margin: the non-inferiority margin (> 0).
+        alpha: one-sided level.
+
+    Returns:
+        ``ni_margin``; ``ni_lower`` (the one-sided 1 - alpha lower confidence bound of the mean);
+        ``ni_upper`` (the one-sided upper bound); ``ni_p`` (one-sided p of H0);
+        ``ni_verdict``: ``non-inferior`` (lower bound above -margin), ``inferior`` (upper bound
+        below -margin: worse by more than the margin), else ``inconclusive``; ``n too small``
+        below MIN_SEEDS.
+    """
+    diffs = np.asarray(diffs, dtype=float)
+    n = len(diffs)
+    out = {'ni_margin': float(margin), 'ni_lower': math.nan, 'ni_upper': math.nan, 'ni_p': math.nan,
+           'ni_verdict': 'n too small'}
+    if n < MIN_SEEDS:
+        return out
+    mean, se = float(diffs.mean()), float(diffs.std(ddof=1)) / math.sqrt(n)
+    q = stats.t.ppf(1 - alpha, n - 1)
+    out['ni_lower'], out['ni_upper'] = mean - q * se, mean + q * se
+    if se == 0:
+        out['ni_p'] = 0.0 if mean > -margin else 1.0
+    else:
+        out['ni_p'] = float(stats.t.sf((mean + margin) / se, n - 1))
+    out['ni_verdict'] = ('non-inferior' if out['ni_lower'] > -margin else
+                         'inferior' if out['ni_upper'] < -margin else 'inconclusive')
+    return out
+
+
+def ni_power(n: int, sd: float, margin: float, alpha: float = 0.05, delta: float = 0.0) -> float:
+    """Power of the one-sided paired t non-inferiority test with n seeds when the true difference is ``delta``."""
+    if n < 2:
+        return 0.0
+    q = stats.t.ppf(1 - alpha, n - 1)
+    return float(stats.nct.sf(q, n - 1, (delta + margin) * math.sqrt(n) / sd))
+
+
+def seeds_for_power(sd: float, margin: float, alpha: float = 0.05, power: float = 0.8, delta: float = 0.0,
+                    max_n: int = 500) -> int | None:
+    """Smallest number of paired seeds (>= MIN_SEEDS) reaching ``power`` at true difference ``delta``; None if > max_n."""
+    for n in range(MIN_SEEDS, max_n + 1):
+        if ni_power(n, sd, margin, alpha, delta) >= power:
+            return n
+    return None
+
+
+def half_width(sd: float, n: int, level: float = LEVEL) -> float:
+    """Expected half-width of the two-sided Student-t interval of a mean over n seeds with this SD."""
+    return float(stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n))

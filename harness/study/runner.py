@@ -189,8 +189,9 @@ def _open_new(batch: Batch, planned: Planned) -> RunRecord:
     config = records.write_config(record.folder, derived.config)
     for name, text in derived.files.items():
         atomic_write(record.folder / 'configs' / name, text, overwrite=True)
+    question = batch.spec.question.as_record() if batch.spec.question else None
     record.update(config=config, config_diff=derived.diff, iterations=derived.iterations,
-                  data=_data_identity(batch.data_root), threads=batch.spec.threads)
+                  data=_data_identity(batch.data_root), threads=batch.spec.threads, question=question)
     return record
 
 

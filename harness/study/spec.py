@@ -118,6 +118,36 @@ class Ablations:
 
 
 @dataclass(frozen=True)
+class Question:
+    """``question:``: a study's decision, fixed before its results (one-sided non-inferiority per arm).
+
+    Each arm is compared with the baseline on ``metric`` over paired seeds: it is
+    non-inferior when the one-sided 1 - alpha lower bound of the mean difference
+    lies above -margin (``harness.reporting.stats.noninferiority``).
+
+    Attributes:
+        margin: the largest loss that still counts as "matches", in AP points (e.g. 3.0).
+        metric: ap50 (upstream's headline class-mean AP50), ap25, ap75 or ap.
+        alpha: one-sided level: 0.05, the usual level of a non-inferiority test.
+        power: the power ``plan`` sizes the seeds for, at a true difference of 0: 0.8, the usual.
+        sd: SD of the per-seed difference in AP points when known before the runs (a pilot's);
+            None: ``plan`` estimates it from the finished runs it is shown.
+        baseline: the arm every other is compared with (the harness's baseline).
+    """
+
+    margin: float
+    metric: str = 'ap50'
+    alpha: float = 0.05
+    power: float = 0.8
+    sd: float | None = None
+    baseline: str = BASELINE
+
+    def as_record(self) -> dict:
+        """The question as every run record of the study carries it (compare reads it there)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class Spec:
     """One experiment spec, checked.
 
@@ -135,6 +165,7 @@ class Spec:
         ablations: see :class:`Ablations`; None: the main runs only.
         slurm: see :class:`SlurmResources`.
         container: ``apptainer:/path/image.sif`` for Slurm jobs; None: the login node's Python.
+        question: see :class:`Question`; None: compare reports intervals without a decision.
     """
 
     path: Path
@@ -149,13 +180,18 @@ class Spec:
     ablations: Ablations | None = None
     slurm: SlurmResources = field(default_factory=SlurmResources)
     container: str | None = None
+    question: Question | None = None
 
 
 COMMON_REQUIRED = {'experiment', 'backend', 'arms', 'seeds', 'data'}
-COMMON_OPTIONAL = {'description', 'threads', 'ablations', 'slurm', 'container'}
+COMMON_OPTIONAL = {'description', 'threads', 'ablations', 'slurm', 'container', 'question'}
 DATA = {'root': sc.text, 'train_areas': sc.list_of(sc.area, 1, 5), 'test_area': sc.area,
         'num_points?': sc.optional(sc.positive_int),
         'synth?': {'rooms_per_area': sc.positive_int, 'points_per_room': sc.positive_int, 'seed': sc.non_negative_int}}
+QUESTION = {'margin': sc.positive, 'metric?': sc.one_of('ap50', 'ap25', 'ap75', 'ap'),
+            'alpha?': lambda x: sc.fraction(x) or (None if 0 < x < 0.5 else 'must be in (0, 0.5)'),
+            'power?': lambda x: sc.fraction(x) or (None if 0.5 <= x < 1 else 'must be in [0.5, 1)'),
+            'sd?': sc.optional(sc.positive), 'baseline?': sc.one_of(BASELINE)}
 SLURM = {'partition?': sc.optional(sc.text), 'account?': sc.optional(sc.text), 'qos?': sc.optional(sc.text),
          'time_min?': sc.positive_int, 'gpus_per_job?': sc.non_negative_int, 'cpus_per_task?': sc.positive_int,
          'mem_gb?': sc.positive_int, 'constraint?': sc.optional(sc.text), 'array_parallelism?': sc.positive_int}
@@ -191,7 +227,8 @@ def load_spec(path: Path, parsers: Mapping[str, PartParser], keys: BackendKeys) 
                 seeds=tuple(raw['seeds']), data=_data(path, raw['data']),
                 part=parsers[raw['backend']](raw, path), description=str(raw.get('description') or ''),
                 threads=_threads(path, raw.get('threads')), ablations=_ablations(path, raw),
-                slurm=_slurm(path, raw.get('slurm')), container=_container(path, raw.get('container')))
+                slurm=_slurm(path, raw.get('slurm')), container=_container(path, raw.get('container')),
+                question=_question(path, raw.get('question')))
 
 
 def read_yaml(path: Path) -> dict:
@@ -253,6 +290,13 @@ def _slurm(path: Path, block: Any) -> SlurmResources:
         return SlurmResources()
     sc.validate(block, SLURM, f'{path}: slurm')
     return SlurmResources(**block)
+
+
+def _question(path: Path, block: Any) -> Question | None:
+    if block is None:
+        return None
+    sc.validate(block, QUESTION, f'{path}: question')
+    return Question(**block)
 
 
 def _container(path: Path, value: Any) -> str | None:

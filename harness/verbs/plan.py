@@ -8,6 +8,9 @@ import numpy as np
 
 from harness import backends
 from harness.core.io import result_line
+from harness.reporting.compare import main_runs
+from harness.reporting.power import describe, needed, sizing
+from harness.reporting.select import select
 from harness.study import records
 from harness.study.matrix import RunPoint, run_matrix
 from harness.study.spec import Spec
@@ -46,6 +49,14 @@ def estimate_hours(spec: Spec, point: RunPoint, timings: dict[str, list[dict]]) 
     return float(np.mean([r['timing']['train_s'] for r in pool])) / 3600
 
 
+def counted_runs(runs_dir: Path, experiment: str):
+    """The experiment's counted main runs in ``runs_dir`` (compare's rules), or None."""
+    if not Path(runs_dir).is_dir():
+        return None
+    mine = [r for r in records.load_runs(runs_dir) if r['experiment'] == experiment]
+    return main_runs(select(mine).runs) if mine else None
+
+
 def state(runs_dir: Path, point: RunPoint) -> tuple[str, int]:
     """(status of the latest attempt or 'to run', attempts so far)."""
     folders = records.attempts(runs_dir, point.run_id) if Path(runs_dir).is_dir() else []
@@ -78,7 +89,12 @@ def run(args: argparse.Namespace) -> int:
         total = f'{todo_hours:.2f} h' + (f' + {unmeasured} runs not estimated' if unmeasured else '')
     print(f'\n{len(points)} runs ({", ".join(f"{v} {k}" for k, v in sorted(states.items()))}); '
           f'{todo} to do, estimated {total}')
-    print(result_line('plan', 'ok', experiment=spec.experiment, runs=len(points), states=states, to_do=todo,
+    seeds_needed = None
+    if spec.question is not None:
+        rows = sizing(spec.question, counted_runs(args.runs, spec.experiment))
+        print('\n' + '\n'.join(describe(spec.question, rows)))
+        seeds_needed = needed(rows)
+    print(result_line('plan', 'ok', experiment=spec.experiment, seeds_needed=seeds_needed, runs=len(points), states=states, to_do=todo,
                       hours_to_do=round(todo_hours, 3) if unmeasured < todo or not todo else None,
                       unestimated=unmeasured))
     return 0

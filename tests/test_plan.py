@@ -1,0 +1,59 @@
+"""plan: the run matrix, and the seeds a spec's question needs (from its pilot runs or a given SD)."""
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from harness.cli import main
+from harness.core.paths import REPO
+from harness.reporting.stats import seeds_for_power
+from runs_factory import make_run
+
+
+def spec(tmp_path, **question):
+    raw = yaml.safe_load((REPO / 'baselines' / 'smoke-native.yaml').read_text())
+    raw.update(experiment='pilot', arms=['hungarian', 'influencer'], seeds=list(range(12)),
+               question={'margin': 3.0, **question})
+    path = tmp_path / 'spec.yaml'
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def result(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1].split(' ', 1)[1])
+
+
+def test_plan_sizes_the_study_from_the_pilot_runs(tmp_path, capsys):
+    runs = tmp_path / 'runs'
+    ap50 = {}
+    for seed in range(5):
+        for arm, level in (('hungarian', 0.6), ('influencer', 0.55)):
+            folder = make_run(runs, arm, seed, level, experiment='pilot')
+            ap50[arm, seed] = json.loads((folder / 'metrics.json').read_text())['ap50']
+    assert main(['plan', '--spec', str(spec(tmp_path)), '--runs', str(runs)]) == 0
+    out = capsys.readouterr().out
+    sd = 100 * np.std([ap50['influencer', s] - ap50['hungarian', s] for s in range(5)], ddof=1)
+    assert result(out)['seeds_needed'] == seeds_for_power(sd, 3.0)
+    assert f'SD of the paired difference {sd:.2f} AP50 points (over 5 paired seeds' in out
+
+
+def test_plan_sizes_from_the_spec_sd_without_runs(tmp_path, capsys):
+    assert main(['plan', '--spec', str(spec(tmp_path, sd=4.55)), '--runs', str(tmp_path / 'none')]) == 0
+    out = capsys.readouterr().out
+    assert result(out)['seeds_needed'] == 16 and '(spec question.sd)' in out   # the issue's figure
+
+
+@pytest.mark.parametrize('question, message', [
+    ({'margin': -1}, 'question.margin: -1 must be a number > 0'),
+    ({'margin': 3, 'alpha': 0.7}, 'question.alpha: 0.7 must be in (0, 0.5)'),
+    ({'margin': 3, 'baseline': 'influencer'}, "question.baseline: 'influencer' must be one of ['hungarian']"),
+    ({'margin': 3, 'metrc': 'ap50'}, "unknown key 'metrc' (did you mean 'metric'?)"),
+])
+def test_a_bad_question_is_refused_naming_the_key(tmp_path, capsys, question, message):
+    raw = yaml.safe_load((REPO / 'baselines' / 'smoke-native.yaml').read_text())
+    raw['question'] = question
+    path = tmp_path / 'spec.yaml'
+    path.write_text(yaml.safe_dump(raw))
+    assert main(['plan', '--spec', str(path)]) == 2
+    assert message in capsys.readouterr().err
