@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from .ops import iter_layers
+from .ops import iter_layers, pair_mask_terms
 
 __all__ = ['HungarianCriterion', 'HungarianMatcher', 'mask_dice_loss']
 
@@ -79,11 +79,25 @@ class HungarianMatcher:
         """
         if len(labels) == 0:
             return labels.new_empty((0,)), labels.new_empty((0,))
-        gt = gt_masks.float()
-        total = sum(weight * fn(cls_pred if src == 'cls' else mask, gt, labels)
-                    for src, fn, weight in self.costs)
+        total = self.cost(cls_pred, mask, labels, gt_masks.float())
         rows, cols = linear_sum_assignment(total.cpu().numpy())
         return labels.new_tensor(rows), labels.new_tensor(cols)
+
+
+    def cost(self, cls_pred: Tensor, mask: Tensor, labels: Tensor, gt: Tensor) -> Tensor:
+        """The weighted cost (M, K); gt float (K, S) 0/1.
+
+        BCE and Dice come from one sweep over the logits (``ops.pair_mask_terms``: one
+        log-sigmoid, its exponential for Dice, one product with the GT masks) rather
+        than the two softplus passes and three products of their definitions above:
+        the same values up to float rounding (tests/test_hungarian.py), a third of the
+        (M, S) passes.
+        """
+        fused = {}
+        if any(fn in (mask_bce_cost, mask_dice_cost) for _, fn, _ in self.costs):
+            fused[mask_bce_cost], fused[mask_dice_cost] = pair_mask_terms(mask, gt)
+        return sum(weight * (fused[fn] if fn in fused else fn(cls_pred if src == 'cls' else mask, gt, labels))
+                   for src, fn, weight in self.costs)
 
 
 def build_matcher(cfg: Mapping[str, Any]) -> HungarianMatcher:

@@ -9,9 +9,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
-from .ops import at_least_fp32, iter_layers
+from .ops import at_least_fp32, iter_layers, pair_mask_terms
 
 __all__ = ['TransportCriterion', 'sinkhorn_plan', 'pair_costs']
 
@@ -35,53 +34,7 @@ def pair_costs(cls_pred: Tensor, masks: Tensor, gt: Tensor, labels: Tensor,
 
 def _terms(cls_pred: Tensor, masks: Tensor, gt: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """NLL, BCE and Dice of every (query, GT) pair, each (M, K)."""
-    return (-F.log_softmax(cls_pred, -1)[:, labels], *_mask_terms(masks, gt))
-
-
-def _mask_terms(masks: Tensor, gt: Tensor) -> tuple[Tensor, Tensor]:
-    """BCE and Dice of every (query, GT) pair, each float (M, K); masks (M, S) logits, gt (K, S) 0/1."""
-    return _PairMaskTerms.apply(masks, gt)
-
-
-class _PairMaskTerms(torch.autograd.Function):
-    """All pairs' BCE and Dice in one sweep of the (M, S) logits; backward only on rows with gradient.
-
-    BCE(x, g) per point is softplus(x) - x g for g in {0, 1}, and softplus(x) =
-    x - log sigmoid(x), so one log-sigmoid pass gives the BCE of all pairs (with
-    one product with the GT masks) and, exponentiated in place, the sigmoid for
-    Dice. The transport loss weights the pairs by the plan, where most queries
-    carry no mass: backward sweeps only the rows that receive gradient, as
-    Hungarian's loss touches only its matched rows. The (M, S) temporaries cost
-    more than the arithmetic here (S ~ 50k voxels, M = 400, every layer).
-    """
-
-    @staticmethod
-    def forward(ctx, masks: Tensor, gt: Tensor) -> tuple[Tensor, Tensor]:
-        log_sig = F.softplus(masks, beta=-1.0)            # log sigmoid(x)
-        softplus_sum = masks.sum(1) - log_sig.sum(1)      # (M,)
-        prob = log_sig.exp_()                             # sigmoid(x), in place
-        den = prob.sum(1)[:, None] + gt.sum(1)[None, :] + 1
-        num = 2 * (prob @ gt.T) + 1
-        bce = (softplus_sum[:, None] - masks @ gt.T) / masks.shape[1]
-        ctx.save_for_backward(prob, gt, num, den)
-        return bce, 1 - num / den
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, d_bce: Tensor, d_dice: Tensor) -> tuple[Tensor, None]:
-        prob, gt, num, den = ctx.saved_tensors
-        rows = ((d_bce != 0) | (d_dice != 0)).any(1).nonzero()[:, 0]
-        # index_select copies whole rows (x[rows] gathers element-wise: several times slower here)
-        p, b, e, num, den = (x.index_select(0, rows) for x in (prob, d_bce, d_dice, num, den))
-        b = b / prob.shape[1]
-        # d BCE_mk / dx_m = (p_m - g_k) / S;  d Dice_mk / dp_m = num_mk / den_mk^2 - 2 g_k / den_mk
-        b_g, e_g = (torch.cat([b, e / den]) @ gt).split(len(rows))
-        dice_part = e_g.mul_(-2).add_((e * num / den ** 2).sum(1, keepdim=True))
-        grad_rows = dice_part.mul_(torch.addcmul(p, p, p, value=-1.0))   # x p (1 - p)
-        grad_rows.addcmul_(p, b.sum(1, keepdim=True)).sub_(b_g)
-        if len(rows) == len(prob):
-            return grad_rows, None
-        return prob.new_zeros(prob.shape).index_copy_(0, rows, grad_rows), None
+    return (-F.log_softmax(cls_pred, -1)[:, labels], *pair_mask_terms(masks, gt))
 
 
 @torch.no_grad()

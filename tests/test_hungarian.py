@@ -34,6 +34,15 @@ def test_costs_equal_per_pair_formulas():
         assert torch.allclose(dice[m, k], want_dice, atol=1e-6)
 
 
+def test_the_matcher_cost_is_the_definitions_sum():
+    """The fused one-sweep BCE + Dice equals the per-cost definitions (to float rounding)."""
+    gen = torch.Generator().manual_seed(3)
+    cls, x = torch.randn(6, 14, generator=gen), torch.randn(6, 300, generator=gen) * 4
+    labels, gt = torch.tensor([3, 7, 3, 1]), partition_masks(300, 4, 0.1, gen).float()
+    want = (-0.5 * cls.softmax(-1)[:, labels] + mask_bce_cost(x, gt, None) + mask_dice_cost(x, gt, None))
+    assert torch.allclose(HungarianMatcher(COSTS).cost(cls, x, labels, gt), want, atol=1e-5)
+
+
 def test_matching_minimises_the_summed_cost():
     gen = torch.Generator().manual_seed(1)
     cls, x = torch.randn(5, 14, generator=gen), torch.randn(5, 40, generator=gen)

@@ -5,13 +5,14 @@ import argparse
 
 from harness.verbs import add_module_parsers
 
-HELP = 'speed benchmarks (criterion, eval, data); each prints a table, a ratio and writes a CSV'
+HELP = 'speed benchmarks (criterion, eval, data, native); each prints a table, a ratio and writes a CSV'
 
 # target -> module exposing HELP, add_arguments(parser) and run(args) -> int
 TARGETS = {
     'criterion': 'harness.bench.criterion',
     'eval': 'harness.bench.eval',
     'data': 'harness.bench.data',
+    'native': 'harness.bench.native',
 }
 
 

@@ -116,9 +116,9 @@ def diagnose_run(record: dict, config: dict, data_root: Path) -> dict[str, float
             room = read_room(data_root, name)
             voxels, feats = model._features([{'points': normalise(room.points)}])
             layers, seeds = model.decoder(feats[0])
-            cls, score, mask = layers[-1]
+            cls, score, mask = layers[-1][:3]   # instance queries' mask logits (the semantic ones come last)
             inverse = voxels[0].inverse
-            probs = mask[:n].sigmoid()[:, inverse]
+            probs = mask.sigmoid()[:, inverse]
             instance = torch.from_numpy(np.array(room.instance))
             seed_instance = None
             if seeds is not None:   # a point of each seed voxel (voxels hold one instance's points, mostly)

@@ -100,9 +100,16 @@ class QueryDecoder(nn.Module):
         self.cls = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, n_classes + 1))
         self.score = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, 1))
 
-    def _head(self, q: Tensor, mask_feats: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _head(self, q: Tensor, mask_feats: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Class logits (Q, C+1), scores (Q, 1), and mask logits of the instance and the semantic queries.
+
+        The two mask products are separate tensors (rows of one product): each loss then
+        sends its gradient to its own tensor, where a shared (Q, V) product would first be
+        zero-filled for every slice's gradient.
+        """
         q = self.out_norm(q)
-        return self.cls(q), self.score(q), q @ mask_feats.T
+        n = self.n_inst
+        return self.cls(q), self.score(q), q[:n] @ mask_feats.T, q[n:] @ mask_feats.T
 
     def initial_queries(self, feats: Tensor) -> tuple[Tensor, Tensor | None]:
         """(Q, d) starting queries, instance queries first; and the seed voxel of each (None if learned).
@@ -120,15 +127,17 @@ class QueryDecoder(nn.Module):
         seeds = seeds.to(feats.device)
         return torch.cat([self.seed_proj(feats[seeds]), self.query.weight]), seeds
 
-    def forward(self, feats: Tensor) -> tuple[list[tuple[Tensor, Tensor, Tensor]], Tensor | None]:
-        """feats (V, C) of one scene -> per prediction: cls (Q, C+1), score (Q, 1), mask logits (Q, V);
-        and the instance queries' seed voxels (long (n_inst,), or None)."""
+    def forward(self, feats: Tensor) -> tuple[list[tuple[Tensor, Tensor, Tensor, Tensor]], Tensor | None]:
+        """feats (V, C) of one scene -> per prediction: cls (Q, C+1), score (Q, 1), instance mask
+        logits (n_inst, V), semantic mask logits (n_sem, V); and the instance queries' seed voxels
+        (long (n_inst,), or None)."""
         x, mask_feats = self.input_proj(feats)[None], self.x_mask(feats)
         q0, seeds = self.initial_queries(feats)
         q = q0[None]
         preds = [self._head(q[0], mask_feats)]
         for layer in self.layers:
-            attn = preds[-1][2].detach().sigmoid() < 0.5
+            # upstream's sigmoid(mask) < 0.5, read off the logits (one (Q, V) pass fewer)
+            attn = torch.cat([preds[-1][2].detach() < 0, preds[-1][3].detach() < 0])
             attn[attn.all(1)] = False  # a query that would see nothing sees everything
             q = layer(q, x, attn)
             preds.append(self._head(q[0], mask_feats))
@@ -171,7 +180,7 @@ class NativeOneFormer3D(BaseModel):
             return self.loss(scenes, voxels, preds, seeds)
         if mode == 'predict':
             return [predict_instances(p[-1][0][:self.decoder.n_inst], p[-1][1][:self.decoder.n_inst],
-                                      p[-1][2][:self.decoder.n_inst], v.inverse, self.test_cfg)
+                                      p[-1][2], v.inverse, self.test_cfg)
                     for p, v in zip(preds, voxels)]
         raise ValueError(f"mode must be 'loss' or 'predict', got {mode!r}")
 
@@ -184,7 +193,7 @@ class NativeOneFormer3D(BaseModel):
             gts.append(InstanceGT(masks, labels))
             sem_labels.append(sem)
         layers = [{'cls_preds': [p[i][0][:n] for p in preds], 'scores': [p[i][1][:n] for p in preds],
-                   'masks': [p[i][2][:n] for p in preds]} for i in range(len(preds[0]))]
+                   'masks': [p[i][2] for p in preds]} for i in range(len(preds[0]))]
         if not all(torch.isfinite(m).all() for m in layers[-1]['masks']):
             raise FloatingPointError('model outputs became non-finite')   # e.g. NaN weights after a bad step
         pred = dict(layers[-1], aux_outputs=layers[:-1])
@@ -194,7 +203,7 @@ class NativeOneFormer3D(BaseModel):
         out = self.inst_criterion(pred, gts)
         # forward time of the instance criterion (its backward runs inside the whole model's)
         out['criterion_ms'] = torch.tensor(1000 * (time.perf_counter() - start))
-        sem = sum(F.cross_entropy(p[i][2][n:].T, y) for p, y in zip(preds, sem_labels)
+        sem = sum(F.cross_entropy(p[i][3].T, y) for p, y in zip(preds, sem_labels)
                   for i in range(len(p))) / len(preds)
         out['sem_loss'] = self.sem_loss_weight * sem
         return out
