@@ -43,3 +43,18 @@ def test_never_writes_into_a_non_empty_folder(tmp_path):
     (tmp_path / 'x' / 'mine.txt').write_text('keep')
     code, _, err = harness('synth', '--out', tmp_path / 'x')
     assert code == 2 and 'not empty' in err and (tmp_path / 'x' / 'mine.txt').read_text() == 'keep'
+
+
+def test_a_density_gives_each_surface_its_points_and_areas_their_own_counts(tmp_path):
+    """--points-per-m2: a room's and an instance's points grow with their surface; six counts, one per area."""
+    name, files = synthetic_room(7, 5, 0, points_per_m2=400)
+    small = min(len(v) for k, v in files.items() if k.startswith('clutter'))
+    assert small >= 0.1 ** 2 * 400 * 0.5   # a 10 cm clutter box still gets points in proportion
+    again = synthetic_room(7, 5, 0, points_per_m2=800)[1]
+    assert abs(sum(map(len, again.values())) / sum(map(len, files.values())) - 2) < 0.05
+    code, out, err = harness('synth', '--out', tmp_path / 's', '--rooms-per-area', 1, 2, 1, 1, 3, 1,
+                             '--points-per-m2', 50)
+    assert code == 0, err
+    assert [len(list((tmp_path / 's' / 'points').glob(f'Area_{a}_*.bin'))) for a in range(1, 7)] == [1, 2, 1, 1, 3, 1]
+    code, _, err = harness('synth', '--out', tmp_path / 't', '--rooms-per-area', 1, 2)
+    assert code == 2 and 'give one count > 0 or six' in err

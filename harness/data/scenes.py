@@ -107,8 +107,14 @@ def _sample(rng, rects: list[tuple], n: int) -> np.ndarray:
     return o + ab[:, :1] * u + ab[:, 1:] * v + rng.normal(0, 0.005, (n, 3))
 
 
-def synthetic_room(seed: int, area: int, index: int, n_points: int | None = None) -> tuple[str, dict[str, np.ndarray]]:
+def synthetic_room(seed: int, area: int, index: int, n_points: int | None = None,
+                   points_per_m2: float | None = None) -> tuple[str, dict[str, np.ndarray]]:
     """One room as annotation files: name -> float64 (n, 6) ``x y z r g b`` (raw coordinates).
+
+    Args:
+        n_points: the room's points; None: ``points_per_m2`` times its surface, else 5k-50k at random.
+        points_per_m2: a scanner's density instead of a fixed count: a room's points grow with its
+            surface, and an instance's points with its own surface, as on S3DIS.
 
     Returns:
         room name (e.g. ``office_3``) and ``{'<class>_<k>': points}``.
@@ -117,8 +123,11 @@ def synthetic_room(seed: int, area: int, index: int, n_points: int | None = None
     rng = np.random.default_rng([seed, area, index])
     W, L, H = rng.uniform(3.5, 9.0), rng.uniform(3.5, 12.0), rng.uniform(2.7, 3.4)
     instances = _structure(rng, W, L, H) + _furniture(rng, W, L)
-    total = int(n_points if n_points else rng.integers(5000, 50001))
     areas = np.array([sum(np.linalg.norm(np.cross(u, v)) for _, u, v in r) for _, r in instances])
+    if n_points is None and points_per_m2 is not None:
+        total = int(round(points_per_m2 * areas.sum()))
+    else:   # the draw happens before the sampling either way, so older datasets are unchanged
+        total = int(n_points if n_points else rng.integers(5000, 50001))
     counts = np.maximum(30, np.round(total * areas / areas.sum()).astype(int))
     offset = rng.uniform([-20, -20, 0], [40, 40, 2])  # raw S3DIS coordinates are not at 0
     files, per_class = {}, {}

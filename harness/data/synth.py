@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -17,13 +18,15 @@ from harness.data.scenes import synthetic_room
 AREAS = (1, 2, 3, 4, 5, 6)
 
 
-def generate(out: Path, rooms_per_area: int = 2, seed: int = 0, points_per_room: int | None = None,
-             raw: bool = False, defects: bool = False) -> dict:
+def generate(out: Path, rooms_per_area: int | Sequence[int] = 2, seed: int = 0, points_per_room: int | None = None,
+             raw: bool = False, defects: bool = False, points_per_m2: float | None = None) -> dict:
     """Generate every room of the six areas, then write it in the raw or the prepared layout.
 
     Args:
         out: a new (or empty) folder; nothing is overwritten.
-        points_per_room: None draws 5k-50k per room, like small S3DIS rooms.
+        rooms_per_area: one count for every area, or six (areas 1..6).
+        points_per_room: None draws 5k-50k per room, like small S3DIS rooms (or uses the density).
+        points_per_m2: points per square metre of surface instead of a count per room.
         raw / defects: the raw archive layout (with the known raw defects injected).
 
     Returns:
@@ -38,23 +41,32 @@ def generate(out: Path, rooms_per_area: int = 2, seed: int = 0, points_per_room:
     # interrupted synth leaves no half dataset at ``out``.
     tmp = out.parent / f'.{out.name}.partial-{os.getpid()}'
     shutil.rmtree(tmp, ignore_errors=True)   # our own scratch of this very process id
-    total, injected = _write_rooms(tmp, rooms_per_area, seed, points_per_room, raw, defects)
+    counts = per_area_counts(rooms_per_area)
+    total, injected = _write_rooms(tmp, counts, seed, points_per_room, raw, defects, points_per_m2)
     if out.exists():
         out.rmdir()   # empty (checked above)
     tmp.rename(out)
-    return {'out': str(out), 'layout': 'raw' if raw else 'prepared', 'rooms': 6 * rooms_per_area, 'points': total,
+    return {'out': str(out), 'layout': 'raw' if raw else 'prepared', 'rooms': sum(counts), 'points': total,
             'defects': injected}
 
 
-def _write_rooms(out: Path, rooms_per_area: int, seed: int, points_per_room: int | None, raw: bool,
-                 defects: bool) -> tuple[int, list[str]]:
+def per_area_counts(rooms_per_area: int | Sequence[int]) -> list[int]:
+    """Rooms of areas 1..6 from one count or six."""
+    counts = [rooms_per_area] * len(AREAS) if isinstance(rooms_per_area, int) else list(rooms_per_area)
+    if len(counts) != len(AREAS) or not all(isinstance(c, int) and c > 0 for c in counts):
+        raise HarnessError(f'rooms per area {rooms_per_area!r}: give one count > 0 or six (areas 1..6)')
+    return counts
+
+
+def _write_rooms(out: Path, counts: list[int], seed: int, points_per_room: int | None, raw: bool,
+                 defects: bool, points_per_m2: float | None = None) -> tuple[int, list[str]]:
     """Every room into ``out``; returns (points written, injected defects)."""
     total = 0
-    rooms = [(a, i) for a in AREAS for i in range(rooms_per_area)]
+    rooms = [(a, i) for a, n in zip(AREAS, counts) for i in range(n)]
     per_area: dict[int, list] = {a: [] for a in AREAS}
     manifest = {}
     for area, index in tqdm(rooms, desc='synth', unit='room'):
-        name, files = synthetic_room(seed, area, index, points_per_room)
+        name, files = synthetic_room(seed, area, index, points_per_room, points_per_m2)
         total += sum(len(v) for v in files.values())
         if raw:
             write_raw_room(out / f'Area_{area}' / name, files)

@@ -37,7 +37,8 @@ def ensure_data(spec: Spec, given: Path | None = None) -> Path:
                            f'give {spec.path} a data.synth block')
     from harness.data.synth import generate
     with contextlib.redirect_stdout(io.StringIO()):
-        generate(root, rooms_per_area=synth.rooms_per_area, seed=synth.seed, points_per_room=synth.points_per_room)
+        generate(root, rooms_per_area=synth.rooms_per_area, seed=synth.seed, points_per_room=synth.points_per_room,
+                 points_per_m2=synth.points_per_m2)
     return check_data(spec, root)
 
 

@@ -32,11 +32,18 @@ MODES = ('one-at-a-time', 'grid')
 
 @dataclass(frozen=True)
 class SynthSpec:
-    """How ``synth`` generates the spec's data when ``data.root`` holds none (cached afterwards)."""
+    """How ``synth`` generates the spec's data when ``data.root`` holds none (cached afterwards).
 
-    rooms_per_area: int
-    points_per_room: int
+    Attributes:
+        rooms_per_area: one count for every area, or six (areas 1..6).
+        seed: same seed, same rooms.
+        points_per_room: a fixed count per room; points_per_m2: a density instead (None: 5k-50k at random).
+    """
+
+    rooms_per_area: int | tuple[int, ...]
     seed: int
+    points_per_room: int | None = None
+    points_per_m2: float | None = None
 
 
 @dataclass(frozen=True)
@@ -187,7 +194,8 @@ COMMON_REQUIRED = {'experiment', 'backend', 'arms', 'seeds', 'data'}
 COMMON_OPTIONAL = {'description', 'threads', 'ablations', 'slurm', 'container', 'question'}
 DATA = {'root': sc.text, 'train_areas': sc.list_of(sc.area, 1, 5), 'test_area': sc.area,
         'num_points?': sc.optional(sc.positive_int),
-        'synth?': {'rooms_per_area': sc.positive_int, 'points_per_room': sc.positive_int, 'seed': sc.non_negative_int}}
+        'synth?': {'rooms_per_area': lambda x: sc.positive_int(x) and sc.list_of(sc.positive_int, 6, 6)(x),
+                   'points_per_room?': sc.positive_int, 'points_per_m2?': sc.positive, 'seed': sc.non_negative_int}}
 QUESTION = {'margin': sc.positive, 'metric?': sc.one_of('ap50', 'ap25', 'ap75', 'ap'),
             'alpha?': lambda x: sc.fraction(x) or (None if 0 < x < 0.5 else 'must be in (0, 0.5)'),
             'power?': lambda x: sc.fraction(x) or (None if 0.5 <= x < 1 else 'must be in [0.5, 1)'),
@@ -274,7 +282,14 @@ def _data(path: Path, block: Any) -> DataSpec:
     if block['test_area'] in block['train_areas']:
         raise HarnessError(f'{path}: data.test_area {block["test_area"]} is also a training area; '
                            'remove it from data.train_areas')
-    synth = SynthSpec(**block['synth']) if block.get('synth') is not None else None
+    synth = None
+    if block.get('synth') is not None:
+        raw = dict(block['synth'])
+        if isinstance(raw['rooms_per_area'], list):
+            raw['rooms_per_area'] = tuple(raw['rooms_per_area'])
+        if 'points_per_room' in raw and 'points_per_m2' in raw:
+            raise HarnessError(f'{path}: data.synth: give points_per_room or points_per_m2, not both')
+        synth = SynthSpec(**raw)
     return DataSpec(root=Path(block['root']), train_areas=tuple(block['train_areas']), test_area=block['test_area'],
                     num_points=block.get('num_points'), synth=synth)
 
