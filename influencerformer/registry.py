@@ -28,11 +28,12 @@ class Entry:
         family: one of :data:`FAMILIES`.
         arm: its reference arm in ``baselines/criteria.yaml`` (the toy study's and the benchmark's default).
         ranges: criterion key -> range check of the harness's schema (``'positive'``, ``'non_negative'``,
-            ``'positive_int'``, ``'fraction'``, ``'boolean'``) or a tuple of allowed values. Keys every
+            ``'positive_int'``, ``'fraction'``, ``'boolean'``, ``'non_negative_list'``) or a tuple of allowed values. Keys every
             criterion shares (``*_weight``, ``loss_weight``, ``num_classes``, ``iter_matcher``) are checked
             by the harness without being listed.
         aliases: other ``type:`` names that build this class where the named class is not ours
-            (upstream's ``InstanceCriterion`` on the native backend); never registered in mmdet3d.
+            (upstream's ``InstanceCriterion`` on the native backend) or an earlier name of it (records
+            written before a rename); never registered in mmdet3d.
     """
 
     type: str
@@ -51,12 +52,19 @@ class Entry:
 CRITERIA: tuple[Entry, ...] = (
     Entry('HungarianCriterion', '.hungarian:HungarianCriterion', 'assignment-based', 'hungarian',
           aliases=('InstanceCriterion',)),
-    Entry('TransportCriterion', '.transport:TransportCriterion', 'assignment-based', 'influencer-ot',
+    Entry('TransportCriterion', '.transport:TransportCriterion', 'assignment-based', 'entropic-ot',
           ranges={'temperature': 'positive', 'sinkhorn_iters': 'positive_int', 'min_mass': 'fraction'}),
     Entry('InfluencerCriterion', '.criterion:InfluencerCriterion', 'assignment-free', 'influencer',
           ranges={'temperature': 'positive', 'rep_margin': 'non_negative', 'mask_norm': ('sigmoid', 'softmax')}),
-    Entry('SeededInfluencerCriterion', '.seeded:SeededInfluencerCriterion', 'assignment-free',
-          'influencer-seeded', ranges={'rep_margin': 'non_negative'}),
+    Entry('AnchoredInfluencerCriterion', '.anchored:AnchoredInfluencerCriterion', 'assignment-free',
+          'influencer-anchored', ranges={'rep_margin': 'non_negative', 'rep_norm': ('pairs', 'instance')},
+          aliases=('SeededInfluencerCriterion',)),
+    Entry('InfluencerNetCriterion', '.influencer_net:InfluencerNetCriterion', 'assignment-free', 'influencer-net',
+          ranges={'follower_margin': 'positive', 'influencer_margin': 'positive', 'neg_ratio': 'non_negative',
+                  'knn': 'positive_int'}),
+    Entry('PowerSoftMinCriterion', '.pm3:PowerSoftMinCriterion', 'assignment-free', 'pm3',
+          ranges={'temperature': 'positive', 'power': 'positive', 'root': 'boolean',
+                  'cost_weight': 'non_negative_list'}),
 )
 
 

@@ -43,13 +43,13 @@ def test_tables_match_golden_and_exclude_unfinished(runs, tmp_path, request):
     out = tmp_path / 'results'
     assert compare(runs, out) == 0
     md = (out / 'comparison.md').read_text()
-    assert '| hungarian | 3 | 5 |' in md and '| influencer | 3 | 4 (1 failed) |' in md
+    assert '| hungarian | assignment-based | 3 | 5 |' in md and '| influencer | assignment-free | 3 | 4 (1 failed) |' in md
     for line in ('s3dis-area5__influencer__s3 attempt 1: failed (CUDA out of memory)',
                  's3dis-area5__hungarian__s3 attempt 1: running',
                  's3dis-area5__hungarian__s4 attempt 1: finished but no metrics.json'):
         assert line in md
-    assert '| OneFormer3D (published) | – | – | 80.6 | 72.7 | – | 58.0 |' in md
-    assert 'best on Area 5 (as upstream selects; test-set selection): hungarian | 3 |' in md
+    assert '| OneFormer3D (published) | | – | – | 80.6 | 72.7 | – | 58.0 |' in md
+    assert 'best on Area 5 (as upstream selects; test-set selection): hungarian | | 3 |' in md
     check_golden(request, out / 'comparison.md', 'comparison.md')
     check_golden(request, out / 'per_class.md', 'per_class.md')
     check_golden(request, out / 'comparison.csv', 'comparison.csv')
@@ -100,7 +100,7 @@ def test_a_forced_second_attempt_is_listed_never_averaged(runs, tmp_path):
     assert compare(runs, tmp_path / 'out') == 0
     md = (tmp_path / 'out' / 'comparison.md').read_text()
     assert 's3dis-area5__influencer__s0 attempt 2: extra attempt, not counted (the first finished attempt, 1, counts)' in md
-    assert '| influencer | 3 | 5 (1 failed) |' in md and '95.' not in md.split('## Per seed')[1].split('##')[0]
+    assert '| influencer | assignment-free | 3 | 5 (1 failed) |' in md and '95.' not in md.split('## Per seed')[1].split('##')[0]
 
 
 def test_runs_of_another_setting_are_not_included_and_say_which_keys(runs, tmp_path):
@@ -114,20 +114,20 @@ def test_runs_of_another_setting_are_not_included_and_say_which_keys(runs, tmp_p
 
 
 def test_an_arm_with_a_second_key_is_compared_and_its_key_named(runs, tmp_path):
-    # influencer-seeded also sets model.decoder.query_init (criteria.yaml's _second_keys): that key is
+    # influencer-anchored also sets model.decoder.query_init (criteria.yaml's _second_keys): that key is
     # part of the arm, not another setting, so its runs are counted and the key is named
     for seed in (0, 1, 2):
-        make_run(runs, 'influencer-seeded', seed, 0.45)
+        make_run(runs, 'influencer-anchored', seed, 0.45)
     assert compare(runs, tmp_path / 'out') == 0
     md = (tmp_path / 'out' / 'comparison.md').read_text()
-    assert '| influencer-seeded | 3 | 3 |' in md and 'influencer-seeded__s0 attempt 1: another setting' not in md
-    assert 'influencer-seeded: model.criterion.inst_criterion, model.decoder.query_init' in md
+    assert '| influencer-anchored | assignment-free | 3 | 3 |' in md and 'influencer-anchored__s0 attempt 1: another setting' not in md
+    assert 'influencer-anchored: model.criterion.inst_criterion, model.decoder.query_init' in md
     assert 'influencer: model.criterion.inst_criterion;' in md
 
 
 def test_a_run_that_sets_a_second_key_without_declaring_it_is_another_setting(runs, tmp_path):
     for seed in (0, 1, 2):   # an arm declares the key: it is still checked in every other arm's runs
-        make_run(runs, 'influencer-seeded', seed, 0.45)
+        make_run(runs, 'influencer-anchored', seed, 0.45)
     seeded = json.loads(json.dumps(CONFIG))
     seeded['model']['decoder']['query_init'] = 'seeded'   # on an arm that does not declare the key
     make_run(runs, 'influencer', 5, 0.9, config=seeded)
@@ -153,7 +153,7 @@ def test_dirty_tree_runs_are_marked(tmp_path):
     make_run(root, 'influencer', 0, 0.5)
     assert compare(root, tmp_path / 'out') == 0
     md = (tmp_path / 'out' / 'comparison.md').read_text()
-    assert '| hungarian | 1† |' in md and '| hungarian | 0† |' in md and '| influencer | 0 |' in md
+    assert '| hungarian | assignment-based | 1† |' in md and '| hungarian | 0† |' in md and '| influencer | 0 |' in md
 
 
 def test_experiments_are_never_mixed(runs, tmp_path, capsys):
@@ -203,7 +203,7 @@ def test_ablation_axes_get_tables_and_plots(tmp_path):
     assert (tmp_path / 'out' / 'plots' / 'ablation_criterion_temperature.png').exists()
     assert (tmp_path / 'out' / 'ablations.csv').exists()
     # the headline table holds the main runs only
-    assert '| influencer | 3 | 3 |' in md
+    assert '| influencer | assignment-free | 3 | 3 |' in md
 
 
 def test_record_schema_mismatch_says_what_to_do(tmp_path):
@@ -222,7 +222,7 @@ def test_the_spec_question_gives_each_arm_a_noninferiority_verdict(tmp_path):
     """Per-seed AP50 set by hand: one arm close to the baseline, one far below it, one too noisy to tell."""
     runs = tmp_path / 'runs'
     ap50 = {'hungarian': [0.60, 0.55, 0.62, 0.58, 0.57],
-            'influencer-ot': [0.60, 0.56, 0.61, 0.58, 0.57],     # within 1 point on every seed
+            'entropic-ot': [0.60, 0.56, 0.61, 0.58, 0.57],     # within 1 point on every seed
             'influencer': [0.40, 0.36, 0.43, 0.37, 0.38],        # ~20 points below
             'influencer-excl': [0.70, 0.45, 0.66, 0.48, 0.59]}   # mean -0.8, SD ~10 points
     for arm, values in ap50.items():
@@ -235,11 +235,11 @@ def test_the_spec_question_gives_each_arm_a_noninferiority_verdict(tmp_path):
     rows = table[(table['kind'] == 'delta') & (table['metric'] == 'ap50')].set_index('row')
     verdict = rows['ni_verdict'].to_dict()
     assert verdict == {'influencer - hungarian': 'inferior', 'influencer-excl - hungarian': 'inconclusive',
-                       'influencer-ot - hungarian': 'non-inferior'}
+                       'entropic-ot - hungarian': 'non-inferior'}
     assert (rows['ni_margin'] == 0.03).all()
-    diffs = np.array(ap50['influencer-ot']) - np.array(ap50['hungarian'])
+    diffs = np.array(ap50['entropic-ot']) - np.array(ap50['hungarian'])
     lower = diffs.mean() - stats.t.ppf(0.95, 4) * diffs.std(ddof=1) / np.sqrt(5)
-    assert rows.loc['influencer-ot - hungarian', 'ni_lower'] == pytest.approx(lower)
+    assert rows.loc['entropic-ot - hungarian', 'ni_lower'] == pytest.approx(lower)
     other = table[(table['kind'] == 'delta') & (table['metric'] != 'ap50')]
     assert other['ni_verdict'].isna().all()   # the decision is about the question's metric only
     md = (tmp_path / 'out' / 'comparison.md').read_text()
@@ -254,3 +254,15 @@ def test_runs_that_recorded_different_questions_get_no_decision(tmp_path):
     assert compare(runs, tmp_path / 'out') == 0
     md = (tmp_path / 'out' / 'comparison.md').read_text()
     assert 'No decision: the runs recorded different questions' in md
+
+
+def test_renamed_arms_show_their_current_name_and_family(tmp_path):
+    """Runs recorded as influencer-ot (before the rename) are the assignment-based entropic-ot arm."""
+    runs = tmp_path / 'runs'
+    for seed in range(3):
+        make_run(runs, 'hungarian', seed, 0.6)
+        make_run(runs, 'influencer-ot', seed, 0.55)
+    assert compare(runs, tmp_path / 'out') == 0
+    md = (tmp_path / 'out' / 'comparison.md').read_text()
+    assert '| entropic-ot | assignment-based | 3 | 3 |' in md and '| entropic-ot - hungarian |' in md
+    assert 'influencer-ot' not in md.split('## Per seed')[0]   # only run ids keep the recorded name

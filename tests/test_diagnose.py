@@ -43,13 +43,13 @@ def test_summary_pools_gts_and_rates_only_fitted_ones():
     assert abs(row['no_object_queries'] - 1 / 3) < 1e-12 and abs(row['mean_best_iou'] - 0.65) < 1e-6
 
 
-def test_seeded_gts_are_those_a_query_was_seeded_in():
+def test_anchored_gts_are_those_a_query_is_anchored_in():
     probs, cls, score, instance, semantic = scene()
-    stats = query_stats(probs, cls, score, instance, semantic, 0.15, seed_instance=torch.tensor([0, 0, 2]))
-    assert stats['seeded'].tolist() == [True, False]   # GT 1 got no seed (the third seed is in the small GT)
+    stats = query_stats(probs, cls, score, instance, semantic, 0.15, anchor_instance=torch.tensor([0, 0, 2]))
+    assert stats['anchored'].tolist() == [True, False]   # GT 1 has no anchor (the third is in the small GT)
     row = summarise([stats])
-    assert row['gts_seeded'] == 0.5 and row['fit_if_seeded'] == 1.0
-    assert np.isnan(summarise([query_stats(*scene(), thr=0.15)])['gts_seeded'])
+    assert row['gts_anchored'] == 0.5 and row['fit_if_anchored'] == 1.0
+    assert np.isnan(summarise([query_stats(*scene(), thr=0.15)])['gts_anchored'])
 
 
 def test_a_checkpoint_outside_the_runs_work_dir_is_never_loaded(tmp_path):

@@ -96,7 +96,7 @@ def test_the_greedy_example_matches_hungarian_where_greedy_is_optimal():
 
 
 def test_add_an_ablation_axis(tmp_path):
-    path = tiny_spec(tmp_path, ['hungarian', 'influencer-ot'], **yaml.safe_load(blocks()['ablations of a spec']))
+    path = tiny_spec(tmp_path, ['hungarian', 'entropic-ot'], **yaml.safe_load(blocks()['ablations of a spec']))
     spec, _ = backends.load(path)
     assert sorted(a.name for a in spec.ablations.axes) == ['queries', 'temperature']
     assert main(['plan', '--spec', str(path), '--runs', str(tmp_path / 'runs')]) == 0

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-from influencerformer import InstanceGT, SeededInfluencerCriterion, TransportCriterion
-from influencerformer.seeded import candidates
+from influencerformer import InstanceGT, AnchoredInfluencerCriterion, TransportCriterion
+from influencerformer.anchored import candidates
 from influencerformer.transport import pair_costs, sinkhorn_plan
 
 W = [0.5, 1.0, 1.0, 0.5]
@@ -164,9 +164,9 @@ def test_every_query_carrying_mass_trains_the_score():
     assert (score.grad.abs()[:, 0] > 0).sum() >= len(inst)
 
 
-# ---- seeded (Murnane) -----------------------------------------------------------------------
+# ---- anchored (influencer-anchored) ---------------------------------------------------------------------
 
-def naive_seeded(cls, mask, score, inst, seeds, margin=1.0):
+def naive_anchored(cls, mask, score, inst, seeds, margin=1.0, rep_norm='pairs'):
     s_owner = [-1] * mask.shape[1]
     for k in range(len(inst)):
         for s in inst.sp_masks[k].nonzero()[:, 0].tolist():
@@ -185,6 +185,14 @@ def naive_seeded(cls, mask, score, inst, seeds, margin=1.0):
     reps = [torch.relu(margin - d[m, s]) for s in range(mask.shape[1]) if s_owner[s] >= 0
             for m in range(mask.shape[0]) if cand[m] != s_owner[s]]
     rep = torch.stack(reps).mean()
+    if rep_norm == 'instance':   # per GT: mean over its points of the mean over the other instances' queries
+        per_gt = []
+        for k in range(len(inst)):
+            pts = inst.sp_masks[k].nonzero()[:, 0].tolist()
+            per_point = [torch.stack([torch.relu(margin - d[m, s]) for m in range(mask.shape[0])
+                                      if cand[m] != s_owner[s]]).mean() for s in pts]
+            per_gt.append(torch.stack(per_point).mean())
+        rep = torch.stack(per_gt).mean()
     bg = torch.stack([mask[m, s].sigmoid() for s in range(mask.shape[1]) if s_owner[s] < 0
                       for m in range(mask.shape[0])]).mean()
     target = torch.tensor([int(inst.labels_3d[c]) if c >= 0 else 13 for c in cand])
@@ -192,11 +200,12 @@ def naive_seeded(cls, mask, score, inst, seeds, margin=1.0):
     return {'attr': attr, 'rep': rep, 'bg': bg, 'cls': cls_loss, 'candidates': cand}
 
 
-@pytest.mark.parametrize('seed', [0, 1, 2])
-def test_seeded_equals_its_naive_reference(seed):
+@pytest.mark.parametrize('seed, rep_norm', [(0, 'pairs'), (1, 'pairs'), (2, 'pairs'), (0, 'instance'),
+                                            (3, 'instance')])
+def test_anchored_equals_its_naive_reference(seed, rep_norm):
     cls, mask, score, inst, seeds = scene(seed)
-    crit = SeededInfluencerCriterion(W[:3], 13, 0.05)
-    ref = naive_seeded(cls, mask, score, inst, seeds)
+    crit = AnchoredInfluencerCriterion(W[:3], 13, 0.05, rep_norm=rep_norm)
+    ref = naive_anchored(cls, mask, score, inst, seeds, rep_norm=rep_norm)
     owner = candidates(seeds, inst.sp_masks)
     assert owner.tolist() == ref['candidates']
     ours = crit.scene(cls, None, mask, inst, owner)
@@ -207,7 +216,7 @@ def test_seeded_equals_its_naive_reference(seed):
     assert torch.allclose(g_ours, g_ref, atol=1e-12)
 
 
-def test_seeded_attraction_is_zero_once_one_influencer_covers_the_instance():
+def test_anchored_attraction_is_zero_once_one_influencer_covers_the_instance():
     """The geometric mean is bounded below by 0 and needs one good influencer: no reward for more."""
     cls, mask, _, inst, seeds = scene(5)
     owner = candidates(seeds, inst.sp_masks)
@@ -215,17 +224,17 @@ def test_seeded_attraction_is_zero_once_one_influencer_covers_the_instance():
     first = int((owner == k).nonzero()[0])
     with torch.no_grad():
         mask[first] = torch.where(inst.sp_masks[k], 200.0, -200.0).double()
-    out = SeededInfluencerCriterion(W[:3], 13, 0.05).scene(cls, None, mask, inst, owner)
+    out = AnchoredInfluencerCriterion(W[:3], 13, 0.05).scene(cls, None, mask, inst, owner)
     assert out['attr'] >= 0
     member = (owner == k).nonzero()[:, 0]
     gm = torch.exp(F.logsigmoid(-mask[member]).mean(0))[inst.sp_masks[k]]
     assert float(gm.max()) < 1e-6
 
 
-def test_seeded_class_targets_are_the_seeds_instances():
+def test_anchored_class_targets_are_the_anchors_instances():
     cls, mask, score, inst, seeds = scene(6)
     owner = candidates(seeds, inst.sp_masks)
-    crit = SeededInfluencerCriterion(W[:3], 13, 0.05)
+    crit = AnchoredInfluencerCriterion(W[:3], 13, 0.05)
     out = crit.scene(cls, None, mask, inst, owner)
     out['cls'].backward()
     for m in range(len(owner)):
@@ -233,17 +242,19 @@ def test_seeded_class_targets_are_the_seeds_instances():
         assert cls.grad[m, target] < 0, m
 
 
-def test_seeded_needs_seeds_and_says_how_to_get_them():
+def test_anchored_needs_anchors_and_says_how_to_get_them():
     cls, mask, score, inst, _ = scene(7)
-    with pytest.raises(ValueError, match='model.decoder.query_init: seeded'):
-        SeededInfluencerCriterion(W[:3], 13, 0.05)({'cls_preds': [cls], 'scores': [score], 'masks': [mask]}, [inst])
+    with pytest.raises(ValueError, match='model.decoder.query_init: anchored'):
+        AnchoredInfluencerCriterion(W[:3], 13, 0.05)({'cls_preds': [cls], 'scores': [score], 'masks': [mask]}, [inst])
 
 
-def test_no_matching_free_criterion_calls_an_assignment_solver():
+def test_no_criterion_but_hungarian_calls_an_assignment_solver():
     import inspect
 
-    import influencerformer.seeded as seeded_module
+    import influencerformer.anchored as anchored_module
+    import influencerformer.influencer_net as net_module
+    import influencerformer.pm3 as pm3_module
     import influencerformer.transport as transport_module
-    for module in (seeded_module, transport_module):
+    for module in (anchored_module, net_module, pm3_module, transport_module):
         source = inspect.getsource(module)
         assert 'linear_sum_assignment' not in source and 'scipy' not in source

@@ -58,14 +58,14 @@ def test_one_at_a_time_ablations(tmp_path):
     runs = run_matrix(spec)
     got = {(r.arm, tuple(sorted(r.ablation_dict.items()))) for r in runs}
     arms = list(spec.arms)
-    # main runs; temperature 1.0 is influencer's default (its main run), influencer-ot's is 0.05
+    # main runs; temperature 1.0 is influencer's default (its main run), entropic-ot's is 0.05
     # (both values are ablations of it); the baseline has no temperature: never ablated on it;
     # n_inst 16 is the spec's default
-    assert arms == ['hungarian', 'influencer', 'influencer-ot']
+    assert arms == ['hungarian', 'influencer', 'entropic-ot']
     expected = {(a, ()) for a in arms}
     expected |= {('influencer', (('criterion.temperature', 0.1),)),
-                 ('influencer-ot', (('criterion.temperature', 0.1),)),
-                 ('influencer-ot', (('criterion.temperature', 1.0),))}
+                 ('entropic-ot', (('criterion.temperature', 0.1),)),
+                 ('entropic-ot', (('criterion.temperature', 1.0),))}
     expected |= {(a, (('config.model.decoder.n_inst', 8),)) for a in arms}
     assert got == expected and len(runs) == len(expected)
     assert len({r.run_id for r in runs}) == len(runs)

@@ -57,7 +57,7 @@ def test_tensorboard_logs_are_written(smoke):
 def test_compare_writes_tables_and_plots(smoke, tmp_path):
     _, _, runs = smoke
     code, out, _ = harness('compare', '--runs', runs, '--out', tmp_path)
-    assert code == 0 and '| hungarian | 1' in (tmp_path / 'comparison.md').read_text()
+    assert code == 0 and '| hungarian | assignment-based | 1' in (tmp_path / 'comparison.md').read_text()
     assert all((tmp_path / 'plots' / f'{n}.png').exists() for n in ('ap_bars', 'per_class', 'curves', 'timing'))
 
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from harness.study.arms import build_criterion, load_criteria
+from influencerformer.anchored import candidates
 from harness.toy.study import CRITERIA, ious, problem
 
 from data_helpers import harness
@@ -31,12 +32,15 @@ def optimise(arm: str, seed: int, n_queries: int = 8, n_instances: int = 5, step
     gen = torch.Generator().manual_seed(seed)
     masks = (torch.randn(n_queries, gt.sp_masks.shape[1], generator=gen) * 0.1).requires_grad_()
     cls, score = torch.zeros(n_queries, 14, requires_grad=True), torch.zeros(n_queries, 1, requires_grad=True)
+    anchors = torch.randint(0, gt.sp_masks.shape[1], (n_queries,), generator=gen)   # read by anchored criteria
     opt = torch.optim.Adam([masks, cls, score], lr=0.05)
     for _ in range(steps):
         opt.zero_grad()
-        crit({'cls_preds': [cls], 'scores': [score], 'masks': [masks]}, [gt])['inst_loss'].backward()
+        crit({'cls_preds': [cls], 'scores': [score], 'masks': [masks], 'query_anchors': [anchors]},
+             [gt])['inst_loss'].backward()
         opt.step()
     best, best_q = ious(masks.detach(), gt.sp_masks).max(0)
+    optimise.anchored = candidates(anchors, gt.sp_masks)
     return best, cls.detach()[best_q].argmax(1) == gt.labels_3d
 
 
@@ -64,3 +68,20 @@ def test_seed_formulation_reaches_the_degenerate_optimum():
     """Documented finding (docs/influencer-loss.md): a regression guard, not a target."""
     best, _ = optimise('influencer', 0)
     assert best.max() < 0.6
+
+
+def test_pm3_learns_the_base_toy():
+    """Measured (600 steps): 3, 2 and 5 of the 5 GTs recovered with their class on seeds 0-2, where the
+    original formulation recovers none; not every GT (docs/influencer-loss.md has the full toy grid)."""
+    recovered = [float(((b >= 0.9) & r).float().mean()) for b, r in (optimise('pm3', s, steps=600) for s in range(3))]
+    assert sum(recovered) / 3 >= 0.5 and max(recovered) == 1.0, recovered
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_influencer_net_recovers_the_gts_its_queries_are_anchored_in(seed):
+    """20 queries, 8 instances, 400 steps. Measured: 5 of 6, 6 of 7, 5 of 6 anchored GTs (a GT without
+    an anchor has no influencer: it cannot be recovered)."""
+    best, right = optimise('influencer-net', seed, n_queries=20, n_instances=8, steps=400)
+    anchored = torch.zeros(8, dtype=torch.bool)
+    anchored[optimise.anchored[optimise.anchored >= 0]] = True
+    assert float(((best >= 0.9) & right)[anchored].float().mean()) >= 0.8, best

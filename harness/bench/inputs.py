@@ -37,7 +37,7 @@ def random_pred(sizes: list[int], n_queries: int, n_classes: int = 13, n_aux: in
         dict with lists over the batch: ``cls_preds`` (M, n_classes + 1),
         ``scores`` (M, 1), ``masks`` (M, S_i) logits ~ N(0, scale^2),
         ``aux_outputs``: ``n_aux`` dicts with the same three keys, and
-        ``query_seeds``: long (M,) a random seed point per query.
+        ``query_anchors``: long (M,) a random anchor point per query.
     """
     gen = torch.Generator().manual_seed(seed)
 
@@ -52,8 +52,8 @@ def random_pred(sizes: list[int], n_queries: int, n_classes: int = 13, n_aux: in
 
     pred = layer()
     pred['aux_outputs'] = [layer() for _ in range(n_aux)]
-    # where each query was seeded (read only by the seeded criterion)
-    pred['query_seeds'] = [torch.randint(0, s, (n_queries,), generator=gen).to(device) for s in sizes]
+    # where each query is anchored (read only by the anchored criteria)
+    pred['query_anchors'] = [torch.randint(0, s, (n_queries,), generator=gen).to(device) for s in sizes]
     return pred
 
 

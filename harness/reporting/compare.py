@@ -35,7 +35,8 @@ def arm_rows(runs: pd.DataFrame, sel: Selection) -> list[dict]:
     rows = []
     for arm, group in runs.groupby('arm', sort=False):
         group = group.sort_values('seed')
-        row = {'row': arm, 'kind': 'arm', 'n': len(group), 'seeds': ' '.join(map(str, group['seed'])),
+        row = {'row': arm, 'kind': 'arm', 'family': group['family'].iloc[0], 'n': len(group),
+               'seeds': ' '.join(map(str, group['seed'])),
                'dirty': int(group['dirty'].sum()), 'attempts': int(sel.attempts[arm]), 'failed': int(sel.failed[arm]),
                'wall_s': _mean(group['wall_s']), 's_per_iter': _mean(group['s_per_iter']),
                'criterion_ms': _mean(group['criterion_ms'])}

@@ -38,25 +38,26 @@ def _arm_line(r: dict) -> str:
                                                 else f"{r['wall_s']:.0f} s")
     spi = '–' if math.isnan(r['s_per_iter']) else f"{r['s_per_iter']:.3f}"
     crit = '–' if math.isnan(r['criterion_ms']) else f"{r['criterion_ms']:.1f}"
-    return f"| {r['row']} | {seeds} | {attempts} | " + ' | '.join(cells) + f' | {wall} | {spi} | {crit} |'
+    return (f"| {r['row']} | {r['family']} | {seeds} | {attempts} | " + ' | '.join(cells)
+            + f' | {wall} | {spi} | {crit} |')
 
 
 def _best_line(r: dict) -> str:
     cells = [_mean_std(r, m) for m in METRICS]
-    return f"| {r['row']} | {int(r['n'])} | – | " + ' | '.join(cells) + ' | | | |'
+    return f"| {r['row']} | | {int(r['n'])} | – | " + ' | '.join(cells) + ' | | | |'
 
 
 def main_table(summary: pd.DataFrame, published: dict | None) -> list[str]:
     """Arms (last checkpoint), the published row, the best-on-Area-5 extras."""
-    head = ('| arm | seeds | attempts | ' + ' | '.join(LABEL[m] for m in METRICS)
+    head = ('| arm | family | seeds | attempts | ' + ' | '.join(LABEL[m] for m in METRICS)
             + ' | wall / run | s / iter | criterion fwd ms |')
-    lines = [head, '|' + '---|' * (len(METRICS) + 6)]
+    lines = [head, '|' + '---|' * (len(METRICS) + 7)]
     rows = summary.to_dict('records')
     lines += [_arm_line(r) for r in rows if r['kind'] == 'arm']
     if published:
         vals = [pct(published['metrics'][m] / 100 if published['metrics'].get(m) is not None else None)
                 for m in METRICS]
-        lines.append(f"| {published['label']} | – | – | " + ' | '.join(vals) + ' | | | |')
+        lines.append(f"| {published['label']} | | – | – | " + ' | '.join(vals) + ' | | | |')
     lines += [_best_line(r) for r in rows if r['kind'] == 'best']
     return lines
 
@@ -104,7 +105,9 @@ NOTES = ('Mean ± sample std over seeds, in percent, of the LAST checkpoint of e
          'for comparison with upstream, never as the result. spconv is not bitwise deterministic on GPU: '
          'seeds differ, so compare across seeds. attempts: every attempt of the arm\'s runs (the first '
          'finished one of each run counts, docs/run-records.md). {dirty} runs from a harness tree with '
-         'uncommitted changes. {inst}: the per-class AP50 weighted by each class\'s counted GTs (>= 100 '
+         'uncommitted changes. family: assignment-based arms train each query on what an assignment of GTs '
+         'to queries (Hungarian, or a relaxation of it) gives it; assignment-free arms have no assignment. '
+         'An arm renamed since its runs shows its current name (its run ids keep the old one). {inst}: the per-class AP50 weighted by each class\'s counted GTs (>= 100 '
          'points), so every GT weighs the same; the class mean (AP50) stays the headline, as upstream reports it.')
 
 

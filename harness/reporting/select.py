@@ -26,7 +26,7 @@ import pandas as pd
 
 from harness.core.errors import HarnessError
 from harness.core.tree import canonical_hash, config_diff, diff_keys, flatten, under
-from harness.study.arms import ARM_KEY, BASELINE
+from harness.study.arms import ARM_KEY, BASELINE, canonical, family
 from harness.study.records import load_metrics, read_config
 
 # Paper order, then the instance-weighted AP50 (each counted GT weighs the same; class-mean AP50 stays the
@@ -90,8 +90,8 @@ def select(records: list[dict]) -> Selection:
     for r in sorted(records, key=lambda r: (r['run_id'], r['attempt'])):
         by_id.setdefault(r['run_id'], []).append(r)
         if not r.get('ablation'):   # the headline table's columns: main runs only
-            sel.attempts[r['arm']] += 1
-            sel.failed[r['arm']] += r['status'] == 'failed'
+            sel.attempts[canonical(r['arm'])] += 1
+            sel.failed[canonical(r['arm'])] += r['status'] == 'failed'
     for attempts in by_id.values():
         chosen = None
         for r in attempts:
@@ -110,9 +110,10 @@ def select(records: list[dict]) -> Selection:
         if chosen:
             counted.append(chosen)
     counted = _one_setting(counted, sel.excluded)
-    # the baseline first, then the other arms by name; seeds ascending
-    counted.sort(key=lambda rm: (rm[0]['arm'] != BASELINE, rm[0]['arm'], rm[0]['seed'], rm[0]['run_id']))
-    sel.runs = pd.DataFrame([_row(r, m) for r, m in counted])
+    rows = [_row(r, m) for r, m in counted]
+    # the baseline first, then assignment-based arms, then assignment-free ones, each by name; seeds ascending
+    rows.sort(key=lambda r: (r['arm'] != BASELINE, r['family'] != 'assignment-based', r['arm'], r['seed'], r['run_id']))
+    sel.runs = pd.DataFrame(rows)
     return sel
 
 
@@ -165,7 +166,9 @@ def _fill_second_keys(settings: list[dict], owns: list[set[str]]) -> None:
 
 def _row(r: dict, metrics: dict) -> dict:
     timing = r.get('timing') or {}
-    return {'run_id': r['run_id'], 'attempt': r['attempt'], 'arm': r['arm'], 'seed': r['seed'],
+    arm = canonical(r['arm'])   # an arm renamed since the run: its current name (the run id keeps the old one)
+    return {'run_id': r['run_id'], 'attempt': r['attempt'], 'arm': arm, 'recorded_arm': r['arm'],
+            'family': family(arm), 'seed': r['seed'],
             'ablation': r.get('ablation') or {}, 'dir': r['_dir'], 'wall_s': r.get('wall_s'),
             'iterations': r.get('iterations_done'), 's_per_iter': timing.get('s_per_iter'),
             'dirty': bool(((r.get('env') or {}).get('harness_git') or {}).get('dirty')),

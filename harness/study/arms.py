@@ -32,6 +32,8 @@ ARM_KEY = 'model.criterion.inst_criterion'
 # criteria.yaml's entry of arms that need a model setting besides their criterion
 # (a second key: recorded in every diff and named in the comparison).
 SECOND_KEYS = '_second_keys'
+# criteria.yaml's entry of arm names used before a rename -> the current arm (records and old specs keep them)
+ALIASES = '_aliases'
 
 
 def load_criteria(path: Path | None = None) -> dict[str, dict]:
@@ -47,17 +49,35 @@ def load_criteria(path: Path | None = None) -> dict[str, dict]:
         raise HarnessError(f'{path}: unreadable criteria file ({err})') from err
     if not isinstance(table, dict) or BASELINE not in table:
         raise HarnessError(f'{path}: a mapping of arm name -> inst_criterion block, with a {BASELINE!r} arm')
-    table = {k: v for k, v in table.items() if k != SECOND_KEYS}
+    renamed = dict(table.get(ALIASES) or {})
+    table = {k: v for k, v in table.items() if k not in (SECOND_KEYS, ALIASES)}
     for arm, block in table.items():
         if not isinstance(block, dict) or 'type' not in block:
             raise HarnessError(f'{path}: arm {arm!r} needs a mapping with a type key')
+    for old, new in renamed.items():
+        if new not in table:
+            raise HarnessError(f'{path}: {ALIASES}: {old} -> {new!r}, which is not an arm of the file')
+        table.setdefault(old, table[new])   # an old name reads as its current arm's block
     return table
+
+
+def canonical(arm: str, path: Path | None = None) -> str:
+    """The current name of an arm (an arm renamed since a record or spec was written -> its new name)."""
+    table = yaml.safe_load(Path(path or CRITERIA_FILE).read_text()) or {}
+    return (table.get(ALIASES) or {}).get(arm, arm)
+
+
+def family(arm: str) -> str:
+    """``assignment-based`` or ``assignment-free`` (its criterion's registry entry), or ``unknown``."""
+    block = load_criteria().get(arm)
+    entry = registry.entry(str(block.get('type'))) if block else None
+    return entry.family if entry else 'unknown'
 
 
 def second_keys(arm: str, path: Path | None = None) -> dict[str, Any]:
     """The dotted config keys an arm sets besides its criterion (``{}`` for almost every arm)."""
     table = yaml.safe_load(Path(path or CRITERIA_FILE).read_text()) or {}
-    return dict((table.get(SECOND_KEYS) or {}).get(arm) or {})
+    return dict((table.get(SECOND_KEYS) or {}).get(canonical(arm, path), {}) or {})
 
 
 def arm_keys(arm: str) -> list[str]:
@@ -142,7 +162,8 @@ KEY_CHECKS: list[tuple[str, sc.Check]] = [
 ]
 # The names a registry entry's ranges may use.
 RANGES: dict[str, sc.Check] = {'positive': sc.positive, 'non_negative': sc.non_negative,
-                               'positive_int': sc.positive_int, 'fraction': sc.fraction, 'boolean': sc.boolean}
+                               'positive_int': sc.positive_int, 'fraction': sc.fraction, 'boolean': sc.boolean,
+                               'non_negative_list': sc.list_of(sc.non_negative, 1)}
 
 
 def _rule(entry: registry.Entry, key: str) -> sc.Check | None:

@@ -82,13 +82,13 @@ def train(criterion: str, n_queries: int, n_instances: int, background: bool, se
     masks = (torch.randn(n_queries, gt.sp_masks.shape[1], generator=gen) * 0.1).requires_grad_()
     cls = torch.zeros(n_queries, 14, requires_grad=True)
     score = torch.zeros(n_queries, 1, requires_grad=True)
-    # each query's seed point (read by the seeded criterion only): drawn uniformly, as the native model does
-    seeds = torch.randint(0, gt.sp_masks.shape[1], (n_queries,), generator=gen)
+    # each query's anchor point (read by the anchored criteria only): drawn uniformly, as the native model does
+    anchors = torch.randint(0, gt.sp_masks.shape[1], (n_queries,), generator=gen)
     opt = torch.optim.Adam([masks, cls, score], lr=LR)
     curve, start = [], time.perf_counter()
     for step in range(1, steps + 1):
         opt.zero_grad()
-        crit({'cls_preds': [cls], 'scores': [score], 'masks': [masks], 'query_seeds': [seeds]},
+        crit({'cls_preds': [cls], 'scores': [score], 'masks': [masks], 'query_anchors': [anchors]},
              [gt])['inst_loss'].backward()
         opt.step()
         if step % eval_every == 0 or step == steps:

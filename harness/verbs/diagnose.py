@@ -15,7 +15,7 @@ from harness.study.records import load_record, load_runs, read_config
 HELP = ('mask fit, class, ranking and duplicates of every query of the counted native runs '
         '(what AP mixes, measured apart); writes diagnosis.csv and diagnosis.md')
 COLUMNS = ['oracle_recall50', 'mean_best_iou', 'right_class', 'ranked_first', 'duplicates',
-           'no_object_queries', 'active_queries', 'gts_seeded', 'fit_if_seeded']
+           'no_object_queries', 'active_queries', 'gts_anchored', 'fit_if_anchored']
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,19 +64,19 @@ def markdown(experiment: str, table: pd.DataFrame) -> str:
     lines = [f'# {experiment}: what the queries do (mean over {table.seed.nunique()} seeds)', '',
              '| arm | AP50 | GTs some query fits (IoU >= 0.5) | mean best IoU | best query right class | '
              'best query ranked first | further queries on a fitted GT | no-object queries | active queries | '
-             'GTs with a seed | seeded GTs fitted |',
+             'GTs with an anchor | anchored GTs fitted |',
              '|---|---|---|---|---|---|---|---|---|---|---|']
     for arm, m in means.iterrows():
         lines.append(f'| {arm} | {100 * m.ap50:.1f} | {m.oracle_recall50:.2f} | {m.mean_best_iou:.2f} | '
                      f'{m.right_class:.2f} | {m.ranked_first:.2f} | {m.duplicates:.1f} | '
-                     f'{m.no_object_queries:.2f} | {m.active_queries:.2f} | {_opt(m.gts_seeded)} | '
-                     f'{_opt(m.fit_if_seeded)} |')
+                     f'{m.no_object_queries:.2f} | {m.active_queries:.2f} | {_opt(m.gts_anchored)} | '
+                     f'{_opt(m.fit_if_anchored)} |')
     lines += ['', 'Over the test rooms\' GT instances of >= 100 points (those AP counts), from each run\'s evaluated checkpoint, masks binarised '
               'as inference does (sp_score_thr), before top-k, NMS and thresholds. "fits": some query\'s mask '
               'has IoU >= 0.5 with the GT (the best AP50 recall any ranking could give); "right class": the '
               'best-IoU query\'s most likely object class is the GT\'s; "ranked first": among the queries '
               'that fit the GT, the best-IoU one has the highest inference score (class probability x '
-              'objectness); "further queries": duplicates that also fit. Rates over fitted GTs. Seeded queries '
-              'only: "GTs with a seed": some query was seeded in the GT (in eval mode, seeds are fixed); '
-              '"seeded GTs fitted": the share of those some query fits.', '']
+              'objectness); "further queries": duplicates that also fit. Rates over fitted GTs. Anchored queries '
+              'only: "GTs with an anchor": some query is anchored in the GT (in eval mode, anchors are fixed); '
+              '"anchored GTs fitted": the share of those some query fits.', '']
     return '\n'.join(lines)

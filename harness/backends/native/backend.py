@@ -25,7 +25,7 @@ CONFIG = {
         'backbone': {'in_channels': sc.positive_int, 'channels': sc.list_of(sc.positive_int, 1)},
         'decoder': {'d_model': sc.positive_int, 'n_inst': sc.positive_int, 'n_sem': sc.positive_int,
                     'n_layers': sc.positive_int, 'n_heads': sc.positive_int, 'hidden': sc.positive_int,
-                    'query_init?': sc.one_of('learned', 'seeded')},
+                    'query_init?': sc.one_of('learned', 'anchored', 'seeded')},   # seeded: anchored's old name
         'criterion': {'sem_loss_weight': sc.non_negative, 'inst_criterion': _null},
         'test_cfg': {'topk_insts': sc.positive_int, 'obj_normalization_thr': sc.fraction,
                      'sp_score_thr': sc.fraction, 'inst_score_thr': sc.fraction, 'npoint_thr': sc.non_negative_int},

@@ -23,7 +23,7 @@ HIT_IOU = 0.5   # AP50's threshold: a query "fits" a GT at IoU >= 0.5
 
 
 def query_stats(mask_probs: Tensor, cls_logits: Tensor, obj_scores: Tensor, instance: Tensor,
-                semantic: Tensor, thr: float, seed_instance: Tensor | None = None) -> dict[str, np.ndarray]:
+                semantic: Tensor, thr: float, anchor_instance: Tensor | None = None) -> dict[str, np.ndarray]:
     """Per GT instance and per query of one scene.
 
     Args:
@@ -32,7 +32,7 @@ def query_stats(mask_probs: Tensor, cls_logits: Tensor, obj_scores: Tensor, inst
         instance: long (N,) instance id per point (< 0: no instance); semantic: long (N,) class per point.
             GTs under ``MIN_REGION_SIZE`` points are left out, as AP leaves them out.
         thr: binarisation of the masks (inference's ``sp_score_thr``).
-        seed_instance: long (M,) instance id at each query's seed (seeded queries), or None.
+        anchor_instance: long (M,) instance id at each query's anchor (anchored queries), or None.
 
     Returns:
         per GT (K,): ``best_iou`` float, ``hits`` int (queries with IoU >= 0.5),
@@ -40,8 +40,8 @@ def query_stats(mask_probs: Tensor, cls_logits: Tensor, obj_scores: Tensor, inst
         ``ranked_first`` bool (among the hit queries, the best-IoU one has the highest
         inference score, class probability x objectness, for the GT's class);
         per query (M,): ``no_object`` bool (no-object is its most likely class),
-        ``active`` bool (its binarised mask has a point); with seeds also per GT
-        ``seeded`` bool (some query was seeded in it).
+        ``active`` bool (its binarised mask has a point); with anchors also per GT
+        ``anchored`` bool (some query is anchored in it).
     """
     ids, sizes = torch.unique(instance[instance >= 0], return_counts=True)
     ids = ids[sizes >= MIN_REGION_SIZE]   # AP ignores smaller GTs; so does this
@@ -60,8 +60,8 @@ def query_stats(mask_probs: Tensor, cls_logits: Tensor, obj_scores: Tensor, inst
            'ranked_first': (top == best).numpy(),
            'no_object': (probs.argmax(1) == probs.shape[1] - 1).numpy(),
            'active': (masks.sum(1) > 0).numpy()}
-    if seed_instance is not None:
-        out['seeded'] = torch.isin(ids, seed_instance).numpy()
+    if anchor_instance is not None:
+        out['anchored'] = torch.isin(ids, anchor_instance).numpy()
     return out
 
 
@@ -71,7 +71,7 @@ def summarise(stats: list[dict[str, np.ndarray]]) -> dict[str, float]:
     Keys: ``gts``, ``oracle_recall50`` (share of GTs some query fits), ``mean_best_iou``,
     ``right_class`` / ``ranked_first`` / ``duplicates`` (over the fitted GTs; duplicates:
     mean number of further queries that also fit), ``no_object_queries``, ``active_queries``;
-    with seeds ``gts_seeded`` and ``fit_if_seeded`` (share of the seeded GTs some query fits).
+    with anchors ``gts_anchored`` and ``fit_if_anchored`` (share of the anchored GTs some query fits).
     """
     cat = {k: np.concatenate([s[k] for s in stats]) for k in stats[0]}
     fit = cat['best_iou'] >= HIT_IOU
@@ -80,8 +80,8 @@ def summarise(stats: list[dict[str, np.ndarray]]) -> dict[str, float]:
             'right_class': on_fit(cat['right_class']), 'ranked_first': on_fit(cat['ranked_first']),
             'duplicates': on_fit(cat['hits'] - 1), 'no_object_queries': float(cat['no_object'].mean()),
             'active_queries': float(cat['active'].mean()),
-            'gts_seeded': float(cat['seeded'].mean()) if 'seeded' in cat else float('nan'),
-            'fit_if_seeded': float(fit[cat['seeded']].mean()) if 'seeded' in cat and cat['seeded'].any()
+            'gts_anchored': float(cat['anchored'].mean()) if 'anchored' in cat else float('nan'),
+            'fit_if_anchored': float(fit[cat['anchored']].mean()) if 'anchored' in cat and cat['anchored'].any()
             else float('nan')}
 
 
@@ -115,16 +115,16 @@ def diagnose_run(record: dict, config: dict, data_root: Path) -> dict[str, float
         for name in list_rooms(data_root, config['data']['test_area']):
             room = read_room(data_root, name)
             voxels, feats = model._features([{'points': normalise(room.points)}])
-            layers, seeds = model.decoder(feats[0])
+            layers, anchors = model.decoder(feats[0])
             cls, score, mask = layers[-1][:3]   # instance queries' mask logits (the semantic ones come last)
             inverse = voxels[0].inverse
             probs = mask.sigmoid()[:, inverse]
             instance = torch.from_numpy(np.array(room.instance))
-            seed_instance = None
-            if seeds is not None:   # a point of each seed voxel (voxels hold one instance's points, mostly)
+            anchor_instance = None
+            if anchors is not None:   # a point of each anchor voxel (voxels hold one instance's points, mostly)
                 point_of = torch.empty(len(voxels[0].coords), dtype=torch.long).scatter_(
                     0, inverse, torch.arange(len(inverse)))
-                seed_instance = instance[point_of[seeds]]
+                anchor_instance = instance[point_of[anchors]]
             stats.append(query_stats(probs, cls[:n], score[:n], instance,
-                                     torch.from_numpy(np.array(room.semantic)), thr, seed_instance))
+                                     torch.from_numpy(np.array(room.semantic)), thr, anchor_instance))
     return summarise(stats)

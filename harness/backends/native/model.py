@@ -81,24 +81,28 @@ class QueryDecoder(nn.Module):
     """Instance + semantic queries, iterative prediction after the input projection and every layer.
 
     ``query_init``: ``learned`` (upstream's S3DIS model: one embedding per
-    query) or ``seeded`` (as Mask3D and OneFormer3D's ScanNet model: each
-    instance query starts from the feature of a sampled voxel, its seed).
+    query) or ``anchored`` (as Mask3D and OneFormer3D's ScanNet model: each
+    instance query starts from the feature of a sampled voxel, its anchor).
+    ``seeded`` is the earlier name of ``anchored`` (records written before the
+    rename): it builds the same decoder.
     """
 
     def __init__(self, in_channels: int, d_model: int = 64, n_inst: int = 32, n_sem: int = 13,
                  n_classes: int = 13, n_layers: int = 2, n_heads: int = 4, hidden: int = 128,
                  query_init: str = 'learned') -> None:
         super().__init__()
+        query_init = 'anchored' if query_init == 'seeded' else query_init
         self.n_inst, self.n_sem, self.query_init = n_inst, n_sem, query_init
         self.input_proj = nn.Sequential(nn.Linear(in_channels, d_model), nn.LayerNorm(d_model), nn.ReLU())
         self.x_mask = nn.Sequential(nn.Linear(in_channels, d_model), nn.ReLU(), nn.Linear(d_model, d_model))
         self.query = nn.Embedding(n_sem + (n_inst if query_init == 'learned' else 0), d_model)
-        if query_init == 'seeded':
-            self.seed_proj = nn.Sequential(nn.Linear(in_channels, d_model), nn.LayerNorm(d_model))
+        if query_init == 'anchored':
+            self.anchor_proj = nn.Sequential(nn.Linear(in_channels, d_model), nn.LayerNorm(d_model))
         self.layers = nn.ModuleList(DecoderLayer(d_model, n_heads, hidden) for _ in range(n_layers))
         self.out_norm = nn.LayerNorm(d_model)
         self.cls = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, n_classes + 1))
         self.score = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, 1))
+        self._register_load_state_dict_pre_hook(_renamed_anchor_weights)
 
     def _head(self, q: Tensor, mask_feats: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Class logits (Q, C+1), scores (Q, 1), and mask logits of the instance and the semantic queries.
@@ -112,27 +116,27 @@ class QueryDecoder(nn.Module):
         return self.cls(q), self.score(q), q[:n] @ mask_feats.T, q[n:] @ mask_feats.T
 
     def initial_queries(self, feats: Tensor) -> tuple[Tensor, Tensor | None]:
-        """(Q, d) starting queries, instance queries first; and the seed voxel of each (None if learned).
+        """(Q, d) starting queries, instance queries first; and the anchor voxel of each (None if learned).
 
-        Seeds are drawn at random (the global RNG while training; a fixed
+        Anchors are drawn at random (the global RNG while training; a fixed
         generator in eval mode, so predictions are reproducible).
         """
         if self.query_init == 'learned':
             return self.query.weight, None
         n = feats.shape[0]
         gen = None if self.training else torch.Generator().manual_seed(0)
-        seeds = torch.randperm(n, generator=gen)[:self.n_inst]
-        if n < self.n_inst:   # fewer voxels than queries: some voxels seed two queries
-            seeds = torch.cat([seeds, torch.randint(0, n, (self.n_inst - n,), generator=gen)])
-        seeds = seeds.to(feats.device)
-        return torch.cat([self.seed_proj(feats[seeds]), self.query.weight]), seeds
+        anchors = torch.randperm(n, generator=gen)[:self.n_inst]
+        if n < self.n_inst:   # fewer voxels than queries: some voxels anchor two queries
+            anchors = torch.cat([anchors, torch.randint(0, n, (self.n_inst - n,), generator=gen)])
+        anchors = anchors.to(feats.device)
+        return torch.cat([self.anchor_proj(feats[anchors]), self.query.weight]), anchors
 
     def forward(self, feats: Tensor) -> tuple[list[tuple[Tensor, Tensor, Tensor, Tensor]], Tensor | None]:
         """feats (V, C) of one scene -> per prediction: cls (Q, C+1), score (Q, 1), instance mask
-        logits (n_inst, V), semantic mask logits (n_sem, V); and the instance queries' seed voxels
+        logits (n_inst, V), semantic mask logits (n_sem, V); and the instance queries' anchor voxels
         (long (n_inst,), or None)."""
         x, mask_feats = self.input_proj(feats)[None], self.x_mask(feats)
-        q0, seeds = self.initial_queries(feats)
+        q0, anchors = self.initial_queries(feats)
         q = q0[None]
         preds = [self._head(q[0], mask_feats)]
         for layer in self.layers:
@@ -141,7 +145,13 @@ class QueryDecoder(nn.Module):
             attn[attn.all(1)] = False  # a query that would see nothing sees everything
             q = layer(q, x, attn)
             preds.append(self._head(q[0], mask_feats))
-        return preds, seeds
+        return preds, anchors
+
+
+def _renamed_anchor_weights(state_dict: dict, prefix: str, *args) -> None:
+    """Checkpoints written before the rename call the anchor projection ``seed_proj``."""
+    for key in [k for k in state_dict if k.startswith(prefix + 'seed_proj.')]:
+        state_dict[prefix + 'anchor_proj.' + key[len(prefix + 'seed_proj.'):]] = state_dict.pop(key)
 
 
 class NativeOneFormer3D(BaseModel):
@@ -175,16 +185,16 @@ class NativeOneFormer3D(BaseModel):
         """'loss' -> dict of losses; 'predict' -> list of evaluator predictions per scene."""
         voxels, feats = self._features(scenes)
         decoded = [self.decoder(f) for f in feats]
-        preds, seeds = [d[0] for d in decoded], [d[1] for d in decoded]
+        preds, anchors = [d[0] for d in decoded], [d[1] for d in decoded]
         if mode == 'loss':
-            return self.loss(scenes, voxels, preds, seeds)
+            return self.loss(scenes, voxels, preds, anchors)
         if mode == 'predict':
             return [predict_instances(p[-1][0][:self.decoder.n_inst], p[-1][1][:self.decoder.n_inst],
                                       p[-1][2], v.inverse, self.test_cfg)
                     for p, v in zip(preds, voxels)]
         raise ValueError(f"mode must be 'loss' or 'predict', got {mode!r}")
 
-    def loss(self, scenes: list[dict], voxels: list, preds: list, seeds: list) -> dict[str, Tensor]:
+    def loss(self, scenes: list[dict], voxels: list, preds: list, anchors: list) -> dict[str, Tensor]:
         """Unified criterion: instance queries -> inst_criterion, semantic queries -> CE over voxels."""
         n = self.decoder.n_inst
         gts, sem_labels = [], []
@@ -197,8 +207,8 @@ class NativeOneFormer3D(BaseModel):
         if not all(torch.isfinite(m).all() for m in layers[-1]['masks']):
             raise FloatingPointError('model outputs became non-finite')   # e.g. NaN weights after a bad step
         pred = dict(layers[-1], aux_outputs=layers[:-1])
-        if seeds[0] is not None:
-            pred['query_seeds'] = seeds
+        if anchors[0] is not None:
+            pred['query_anchors'] = anchors
         start = time.perf_counter()
         out = self.inst_criterion(pred, gts)
         # forward time of the instance criterion (its backward runs inside the whole model's)

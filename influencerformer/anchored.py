@@ -1,4 +1,8 @@
-"""SeededInfluencerCriterion: the Influencer loss of Murnane's InfluencerNet, on masks, with seeded queries.
+"""AnchoredInfluencerCriterion: an Influencer loss on masks with queries anchored at points (influencer-anchored).
+
+The first mask adaptation of Murnane's InfluencerNet loss here (its order of
+means and its linear dense hinge differ from InfluencerNet's:
+``influencerformer.influencer_net`` is the faithful one, docs/influencer-loss.md).
 
 Pure PyTorch; no mm* imports.
 """
@@ -12,14 +16,27 @@ from torch import Tensor
 
 from .ops import at_least_fp32, iter_layers
 
-__all__ = ['SeededInfluencerCriterion', 'candidates']
+__all__ = ['AnchoredInfluencerCriterion', 'candidates', 'anchors_of']
 
 
-def candidates(seeds: Tensor, sp_masks: Tensor) -> Tensor:
-    """Each query's candidate instance: the GT holding its seed point, -1 where none does.
+def anchors_of(pred: dict, criterion: str) -> list[Tensor]:
+    """``pred['query_anchors']``: per scene, long (M,) the point each instance query is anchored at.
+
+    Raises:
+        ValueError: the model does not anchor its queries (names the setting that does).
+    """
+    anchors = pred.get('query_anchors')
+    if anchors is None:
+        raise ValueError(f'{criterion} needs pred["query_anchors"]: a model whose instance queries are anchored '
+                         'at points (native backend: model.decoder.query_init: anchored)')
+    return anchors
+
+
+def candidates(anchors: Tensor, sp_masks: Tensor) -> Tensor:
+    """Each query's candidate instance: the GT holding its anchor point, -1 where none does.
 
     Args:
-        seeds: long (M,) point (voxel) index each query was seeded at.
+        anchors: long (M,) point (voxel) index each query is anchored at.
         sp_masks: bool (K, S) GT masks.
 
     Returns:
@@ -28,13 +45,13 @@ def candidates(seeds: Tensor, sp_masks: Tensor) -> Tensor:
     owner = torch.full((sp_masks.shape[1],), -1, dtype=torch.long, device=sp_masks.device)
     k, s = sp_masks.nonzero(as_tuple=True)
     owner[s] = k
-    return owner[seeds.to(owner.device)]
+    return owner[anchors.to(owner.device)]
 
 
-class SeededInfluencerCriterion:
-    r"""Influencer loss with queries as influencers seeded at points (the model must seed them).
+class AnchoredInfluencerCriterion:
+    r"""Influencer loss with queries as influencers anchored at points (the model must anchor them).
 
-    Query m was seeded at point :math:`v_m`; its candidate instance :math:`c_m`
+    Query m is anchored at point :math:`v_m`; its candidate instance :math:`c_m`
     is the GT that contains :math:`v_m` (none when no GT does). Distances
     :math:`d_{ms} = 1 - \sigma(x_{ms}) \in [0, 1]`. Per scene and layer:
 
@@ -58,27 +75,34 @@ class SeededInfluencerCriterion:
     + bg_weight*background) + w_score*score``.
 
     Relation to Hungarian: the assignment is given by where each query was
-    seeded, not solved; several queries may share an instance (inference's NMS
-    then keeps one). Nothing is matched. A GT no query was seeded in has no
+    anchored, not solved; several queries may share an instance (inference's NMS
+    then keeps one). Nothing is matched. A GT no query is anchored in has no
     influencer; its points still repel every query (it cannot be recovered).
 
-    Reads ``pred['query_seeds']`` (list of B long (M,) tensors); a model whose
-    queries are not seeded at points cannot use this criterion.
+    Reads ``pred['query_anchors']`` (list of B long (M,) tensors); a model whose
+    queries are not anchored at points cannot use this criterion.
 
     Args:
         loss_weight: ``[cls, influencer, score]``.
         num_classes, non_object_weight: as upstream's InstanceCriterion.
         attr_weight, rep_weight, bg_weight: term weights.
         rep_margin: hinge margin on d (1.0: the hinge is :math:`\sigma(x)`).
+        rep_norm: ``pairs`` (the mean over every (point, other instance's query) pair) or
+            ``instance`` (repulsion-balanced: per GT the mean over its points of the mean
+            over the other instances' queries, then the mean over GTs, as the attraction
+            is normalised: a small instance's repulsion weighs as much as a wall's).
         iter_matcher: accepted for config compatibility; meaningless here.
     """
 
     def __init__(self, loss_weight: Sequence[float], num_classes: int, non_object_weight: float,
                  attr_weight: float = 1.0, rep_weight: float = 1.0, bg_weight: float = 1.0,
-                 rep_margin: float = 1.0, iter_matcher: bool = True) -> None:
+                 rep_margin: float = 1.0, rep_norm: str = 'pairs', iter_matcher: bool = True) -> None:
         if len(loss_weight) != 3:
-            raise ValueError(f'SeededInfluencerCriterion.loss_weight must be [cls, influencer, score], '
+            raise ValueError(f'AnchoredInfluencerCriterion.loss_weight must be [cls, influencer, score], '
                              f'got {list(loss_weight)}')
+        if rep_norm not in ('pairs', 'instance'):
+            raise ValueError(f"AnchoredInfluencerCriterion.rep_norm must be 'pairs' or 'instance', got {rep_norm!r}")
+        self.rep_norm = rep_norm
         self.loss_weight = [float(w) for w in loss_weight]
         self.num_classes = num_classes
         self.class_weight = [1.0] * num_classes + [float(non_object_weight)]
@@ -86,17 +110,14 @@ class SeededInfluencerCriterion:
         self.rep_margin, self.iter_matcher = rep_margin, iter_matcher
 
     def __call__(self, pred: dict, insts: Sequence[Any]) -> dict[str, Tensor]:
-        """Loss over all layers. ``pred`` as InfluencerCriterion's plus ``query_seeds``.
+        """Loss over all layers. ``pred`` as InfluencerCriterion's plus ``query_anchors``.
 
         Returns:
             ``inst_loss`` and detached unweighted parts summed over layers:
             ``inst_cls``, ``inst_attr``, ``inst_rep``, ``inst_bg``, ``inst_score``.
         """
-        seeds = pred.get('query_seeds')
-        if seeds is None:
-            raise ValueError('SeededInfluencerCriterion needs pred["query_seeds"]: a model whose instance queries '
-                             'are seeded at points (native backend: model.decoder.query_init: seeded)')
-        owners = [candidates(s, inst.sp_masks.bool()) for s, inst in zip(seeds, insts)]
+        anchors = anchors_of(pred, type(self).__name__)
+        owners = [candidates(a, inst.sp_masks.bool()) for a, inst in zip(anchors, insts)]
         totals: dict[str, Tensor] = {}
         for layer in iter_layers(pred):
             for key, value in self._layer(layer, insts, owners).items():
@@ -139,13 +160,25 @@ class SeededInfluencerCriterion:
                 attr = ((gm * gt[has]).sum(1) / gt[has].sum(1).clamp_min(1)).mean()
         other = fg[None, :] & (owner[:, None] != point_owner[None, :])   # (M, S): s is another instance's
         hinge = F.relu(self.rep_margin - torch.exp(log_d))
-        rep = (hinge * other).sum() / other.sum().clamp_min(1) if bool(fg.any()) else zero
+        rep = self._repulsion(hinge * other, other, gt) if bool(fg.any()) else zero
         bg = torch.sigmoid(mask[:, ~fg]).mean() if bool((~fg).any()) else zero
         target = torch.where(owner >= 0, labels[owner.clamp_min(0)] if len(labels) else owner, self.num_classes)
         out = {'attr': attr, 'rep': rep, 'bg': bg,
                'cls': F.cross_entropy(cls_pred, target, cls_pred.new_tensor(self.class_weight))}
         out['score'] = self._score(score, mask, gt, owner) if score is not None and len(labels) else zero
         return out
+
+    def _repulsion(self, hinge: Tensor, other: Tensor, gt: Tensor) -> Tensor:
+        """The negative hinge's mean: over all pairs, or per GT then over GTs (``rep_norm``).
+
+        Args:
+            hinge: (M, S) hinge values, zero outside ``other``; other: bool (M, S); gt: (K, S) 0/1.
+        """
+        if self.rep_norm == 'pairs':
+            return hinge.sum() / other.sum().clamp_min(1)
+        per_point = hinge.sum(0) / other.sum(0).clamp_min(1)             # (S,): mean over other instances' queries
+        per_gt = (gt @ per_point) / gt.sum(1).clamp_min(1)               # (K,): mean over the GT's points
+        return per_gt[gt.sum(1) > 0].mean()
 
     @staticmethod
     def _score(score: Tensor, mask: Tensor, gt: Tensor, owner: Tensor) -> Tensor:
