@@ -1,0 +1,1 @@
+/work/main/results/screen-native-schedule/runs/.submissions/screen-native-schedule-20261206-181315-15852/slurm/1_submission.sh
