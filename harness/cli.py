@@ -15,6 +15,7 @@ VERBS = {
     'prepare-data': 'harness.verbs.prepare_data',
     'verify-data': 'harness.verbs.verify_data',
     'subset': 'harness.verbs.subset',
+    'regime': 'harness.verbs.regime',
     'plan': 'harness.verbs.plan',
     'status': 'harness.verbs.status',
     'run': 'harness.verbs.run',

@@ -29,13 +29,18 @@ def regime(root: Path, areas: list[int], min_points: int = AP_MIN_POINTS) -> dic
         (points in ceiling / floor / wall); ``instance_share`` {p5, p50, p95}
         (an instance's fraction of its room's points) and ``size_ratio``
         (largest / smallest instance, in points); ``ap_counted`` (fraction of
-        each class's instances with >= ``min_points`` points, those AP counts).
+        each class's instances with >= ``min_points`` points, those AP counts);
+        ``points_per_room`` {mean, min, max}; ``counted`` (instances AP counts, per class and
+        ``total``); ``max_gt_influence_ap50``: the most one counted GT can move the class-mean
+        AP50, in AP points (100 / (classes with a counted GT x the fewest counted GTs of such a
+        class): missing that GT drops its class's AP50 by up to 1 / its count).
     """
-    per_room, classes, counted, shares, sizes, planar = [], Counter(), Counter(), [], [], []
+    per_room, classes, counted, shares, sizes, planar, points = [], Counter(), Counter(), [], [], [], []
     for area in areas:
         for name in list_rooms(root, area):
             room = read_room(root, name)
             inst, sem = np.asarray(room.instance), np.asarray(room.semantic)
+            points.append(len(inst))
             ids, counts = np.unique(inst[inst > 0], return_counts=True)
             per_room.append(len(ids))
             first = {i: sem[inst == i][0] for i in ids}
@@ -52,4 +57,13 @@ def regime(root: Path, areas: list[int], min_points: int = AP_MIN_POINTS) -> dic
             'planar_point_fraction': float(np.mean(planar)),
             'instance_share': {f'p{q}': float(np.percentile(shares, q)) for q in (5, 50, 95)},
             'size_ratio': float(max(sizes) / min(sizes)),
-            'ap_counted': {c: round(counted[c] / n, 3) for c, n in classes.most_common()}}
+            'ap_counted': {c: round(counted[c] / n, 3) for c, n in classes.most_common()},
+            'points_per_room': {'mean': float(np.mean(points)), 'min': int(min(points)), 'max': int(max(points))},
+            'counted': {**{c: counted[c] for c, _ in classes.most_common()}, 'total': sum(counted.values())},
+            'max_gt_influence_ap50': _influence(counted)}
+
+
+def _influence(counted: Counter) -> float | None:
+    """AP points one counted GT can move the class-mean AP50 by (see :func:`regime`)."""
+    present = [n for n in counted.values() if n > 0]
+    return round(100 / (len(present) * min(present)), 2) if present else None
