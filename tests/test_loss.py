@@ -228,11 +228,11 @@ def test_softmax_variant_uses_log_softmax_over_queries():
         MaskInfluencerLoss(mask_norm='sparsemax')
 
 
-def test_the_seed_loss_prefers_each_query_covering_all_instances_but_one():
-    """The degenerate optimum (docs/influencer-loss.md): with 8 queries and 5 instances the original loss
+def test_the_original_loss_prefers_duplicates_to_one_query_per_instance():
+    """Duplicates are rewarded (docs/influencer-loss.md): with 8 queries and 5 instances the original loss
     is 0 for one query per instance, -1.08 for every query on every instance (the hinge costs the
-    margin), and lower still, -1.85, when each query skips one instance: no two instance profiles
-    are closer than sqrt(2) > margin, so the repulsive hinge is exactly 0."""
+    margin), and lower still, -1.85, when each query skips one instance (no two instance profiles
+    closer than sqrt(2) > margin: the hinge is 0). Not the optimum: see the next test."""
     m, k, per = 8, 5, 20
     gt = torch.zeros(k, k * per, dtype=torch.bool)
     for i in range(k):
@@ -254,3 +254,35 @@ def test_the_seed_loss_prefers_each_query_covering_all_instances_but_one():
     assert float(skip['repulsive']) == 0.0
     assert float(skip['loss']) == pytest.approx(-(3 * math.log(6) + 2 * math.log(7)) / 5, abs=1e-4)
     assert float(skip['loss']) < float(loss_of(every)['loss']) < float(loss_of(one)['loss'])
+
+
+def test_the_optimum_is_seven_full_queries_and_one_partial_per_instance():
+    """The corrected optimum (docs/influencer-loss.md): every instance fully covered by 7 of the 8
+    queries and by its own eighth at coverage 1 - 1/sqrt(2), so that any two instance profiles are
+    exactly 1 apart (hinge 0): loss -log(8 - 1/sqrt(2)) = -1.987, below every query skipping one
+    instance (-1.85) and below one instance on all 8 queries with the others on 7 (-1.973).
+    Adam on free logits from random starts gets there (measured: -1.986 at 3000 steps)."""
+    m, k, per = 8, 5, 20
+    gt = torch.zeros(k, k * per, dtype=torch.bool)
+    for i in range(k):
+        gt[i, i * per:(i + 1) * per] = True
+    c = 1 - 1 / math.sqrt(2) - 1e-6          # a hair under, so the hinge is 0, not 1e-16
+    x = torch.full((m, k * per), 40.0, dtype=torch.float64)
+    for i in range(k):                       # query i covers instance i only partly
+        x[i, i * per:(i + 1) * per] = math.log(c / (1 - c))
+    out = MaskInfluencerLoss()(x, gt)
+    assert float(out['repulsive']) == 0.0
+    assert float(out['loss']) == pytest.approx(-math.log(8 - 1 / math.sqrt(2)), abs=1e-5)
+    other = torch.full((m, k * per), 40.0, dtype=torch.float64)
+    for i in range(1, k):
+        other[i, i * per:(i + 1) * per] = -40.0
+    assert float(out['loss']) < float(MaskInfluencerLoss()(other, gt)['loss']) == pytest.approx(
+        -(math.log(8) + 4 * math.log(7)) / 5, abs=1e-6)
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randn(m, k * per, generator=gen, dtype=torch.float64) * 0.1).requires_grad_()
+    opt = torch.optim.Adam([logits], lr=0.05)
+    for _ in range(1500):
+        opt.zero_grad()
+        MaskInfluencerLoss()(logits, gt)['loss'].backward()
+        opt.step()
+    assert float(MaskInfluencerLoss()(logits, gt)['loss']) < -1.95 < -(3 * math.log(6) + 2 * math.log(7)) / 5

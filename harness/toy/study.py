@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from influencerformer import InstanceGT, registry
 
-from harness.study.arms import build_criterion, load_criteria
+from harness.study.arms import build_criterion, canonical, load_criteria
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write, result_line
 from harness.toy import plots as toy_plots
@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='parallel runs')
     parser.add_argument('--quick', action='store_true', help='tiny grid for tests (8 queries, 5 instances, 1 seed)')
     parser.add_argument('--force', action='store_true', help='replace existing results in --out')
+    parser.add_argument('--render', action='store_true',
+                        help="re-render --out's summary.md and plots from its runs.csv and curves.csv (nothing "
+                             'trains; arms renamed since show their current names)')
 
 
 def problem(n_instances: int, background: bool, seed: int) -> InstanceGT:
@@ -128,7 +131,9 @@ def grid(args: argparse.Namespace) -> list[tuple]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Every run of the grid in parallel; tidy CSVs and plots."""
+    """Every run of the grid in parallel; tidy CSVs and plots (or, with --render, the tables and plots only)."""
+    if args.render:
+        return render(args.out)
     unknown = set(args.criteria) - set(load_criteria())
     if unknown:
         raise HarnessError(f'--criteria {sorted(unknown)} not in baselines/criteria.yaml')
@@ -153,6 +158,20 @@ def run(args: argparse.Namespace) -> int:
     print(summary)
     print(result_line('study toy', 'ok', out=str(args.out), runs=len(runs),
                       minutes=round((time.perf_counter() - start) / 60, 2), figures=[str(f) for f in figures]))
+    return 0
+
+
+def render(out: Path) -> int:
+    """summary.md and plots again from ``out``'s CSVs, a pure function of them (as compare is of run records)."""
+    if not (out / 'runs.csv').exists() or not (out / 'curves.csv').exists():
+        raise HarnessError(f'{out}: no runs.csv and curves.csv to render; run the toy study into it first')
+    runs, curve = (pd.read_csv(out / name) for name in ('runs.csv', 'curves.csv'))
+    runs['criterion'] = runs['criterion'].map(canonical)     # the CSVs keep the names the runs had
+    curve['criterion'] = curve['criterion'].map(canonical)
+    summary = summarise(runs)
+    atomic_write(out / 'summary.md', summary, overwrite=True)
+    figures = toy_plots.render_all(runs, curve, out / 'plots')
+    print(result_line('study toy', 'rendered', out=str(out), runs=len(runs), figures=[str(f) for f in figures]))
     return 0
 
 
