@@ -54,3 +54,22 @@ def test_bench_data_writes_csv(tmp_path, capsys):
     rows = list(csv.DictReader((tmp_path / 'data.csv').open()))
     assert rows[0]['tool'] == 'harness' and int(rows[0]['rooms']) == 6 and float(rows[0]['points_per_s']) > 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith('RESULT {"verb": "bench data"')
+
+
+def test_bench_native_times_this_code_against_a_commit(tmp_path, capsys):
+    """Both trees train the smoke config in fresh processes; the CSV has one row per process, the ratio is printed."""
+    spec = tmp_path / 'spec.yaml'
+    import yaml
+    from harness.core.paths import REPO
+    raw = yaml.safe_load((REPO / 'baselines' / 'smoke-native.yaml').read_text())
+    raw['data']['root'] = str(tmp_path / 'data')
+    spec.write_text(yaml.safe_dump(raw))
+    out = tmp_path / 'native.csv'
+    assert main(['bench', 'native', '--spec', str(spec), '--baseline', 'HEAD', '--repeats', '1', '--warmup', '1',
+                 '--iters', '2', '--out', str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r['tree'] for r in rows] == ['baseline HEAD', 'this code']
+    from harness.core import cpu
+    pinned = cpu.unpinnable({}) is None
+    assert all(float(r['s_per_iter']) > 0 and (r['capability'] == 'AVX2' or not pinned) for r in rows)
+    assert 'speed-up (baseline / this)' in capsys.readouterr().out

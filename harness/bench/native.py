@@ -67,6 +67,40 @@ print(json.dumps({'s_per_iter': statistics.median(times), 'cpu_s_per_iter': (clo
                   'iters': len(times), 'capability': torch.backends.cpu.get_cpu_capability(),
                   'torch': torch.__version__}))
 '''
+# The profile: torch.profiler over a few training steps of this code (model forward, criterion, backward,
+# AdamW), the operators that take the time, by self CPU time.
+PROFILER = r'''
+import json, sys
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+from torch.profiler import ProfilerActivity, profile
+from harness.backends.native.model import NativeOneFormer3D
+from harness.backends.native.train import RoomsDataset, collate
+cfg = json.loads(Path(sys.argv[1]).read_text())
+steps = int(sys.argv[2])
+torch.manual_seed(0)
+model_cfg = dict(cfg['model']); model_cfg.pop('type')
+model = NativeOneFormer3D(**model_cfg)
+opt = torch.optim.AdamW(model.parameters(), lr=cfg['train']['lr'], weight_decay=cfg['train']['weight_decay'])
+data = RoomsDataset(cfg['data']['root'], cfg['data']['train_areas'], cfg['data'].get('num_points'), 0)
+batches = [collate([data[2 * i], data[2 * i + 1]]) for i in range(steps + 2)]
+
+def step(batch):
+    out = model(**batch, mode='loss')
+    loss = sum(v for k, v in out.items() if 'loss' in k)
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 10)
+    opt.step()
+
+for batch in batches[:2]:
+    step(batch)
+with profile(activities=[ProfilerActivity.CPU]) as prof:
+    for batch in batches[2:]:
+        step(batch)
+print(prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=25, max_name_column_width=60))
+'''
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,10 +115,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--iters', type=int, default=12, help='timed iterations per process')
     parser.add_argument('--out', type=Path, default=Path('results/bench/native-step.csv'), help='the CSV')
     parser.add_argument('--force', action='store_true', help='replace an existing CSV')
+    parser.add_argument('--profile', type=Path, default=None,
+                        help="instead of timing: torch.profiler over --iters steps of this code at the first spec's "
+                             'shapes, the operator table written to this file')
 
 
 def run(args: argparse.Namespace) -> int:
     """Derive each spec's config, time both trees alternately, print the table and the ratios."""
+    if args.profile is not None:
+        return profile(args)
     if args.out.exists() and not args.force:
         raise HarnessError(f'{args.out} exists; pass --force to replace it or choose another --out')
     with tempfile.TemporaryDirectory(prefix='bench-native-') as tmp:
@@ -107,6 +146,26 @@ def run(args: argparse.Namespace) -> int:
     ratios = _ratios(rows, args.baseline)
     print(_table(rows, ratios))
     print(result_line('bench native', 'ok', csv=str(args.out), s_per_iter=_medians(rows), ratios=ratios))
+    return 0
+
+
+def profile(args: argparse.Namespace) -> int:
+    """The operator table of a few training steps of this code (one thread, pinned kernels)."""
+    if args.profile.exists() and not args.force:
+        raise HarnessError(f'{args.profile} exists; pass --force to replace it or choose another --profile')
+    with tempfile.TemporaryDirectory(prefix='bench-native-') as tmp:
+        config = _config(args.spec[0], args.arm, Path(tmp))
+        env = {**os.environ, **cpu.PIN, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
+        proc = subprocess.run([sys.executable, '-c', PROFILER, str(config), str(args.iters)], cwd=REPO, env=env,
+                              capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise HarnessError(f'profile failed: {proc.stderr.strip().splitlines()[-1:]}')
+    table = proc.stdout[proc.stdout.index('-----'):]
+    header = (f'# torch.profiler, {args.iters} training steps of {args.spec[0]} ({args.arm}), one thread, '
+              f'AVX2 kernels, commit {_commit(REPO)}, {_cpu_name()}\n')
+    atomic_write(args.profile, header + table, overwrite=args.force)
+    print(header + table)
+    print(result_line('bench native', 'profiled', out=str(args.profile)))
     return 0
 
 
