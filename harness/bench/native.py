@@ -64,7 +64,7 @@ runner.train()
 rows = [json.loads(l) for p in Path(sys.argv[4]).glob('*/vis_data/scalars.json') for l in p.read_text().splitlines()]
 times = [r['time'] for r in rows if 'time' in r and r.get('step', 0) > warmup]
 print(json.dumps({'s_per_iter': statistics.median(times), 'cpu_s_per_iter': (clock.end - clock.start) / timed,
-                  'iters': len(times), 'capability': torch.backends.cpu.get_cpu_capability(),
+                  'iters': len(times), 'capability': getattr(torch._C, '_get_cpu_capability', lambda: None)(),
                   'torch': torch.__version__}))
 '''
 # The profile: torch.profiler over a few training steps of this code (model forward, criterion, backward,

@@ -77,7 +77,10 @@ def state(note: str | None = None) -> dict:
     capability = None
     if 'torch' in sys.modules:
         import torch
-        capability = torch.backends.cpu.get_cpu_capability()
+        # torch >= 2.1 has the public call; 2.0 (the images' torch) only the private one
+        get = getattr(getattr(torch.backends, 'cpu', None), 'get_cpu_capability', None) or getattr(
+            torch._C, '_get_cpu_capability', None)
+        capability = get() if get else None
     flags = cpu_flags()
     return {'torch_capability': capability, 'pin': note or os.environ.get('HARNESS_CPU_PIN'),
             'variables': {k: os.environ.get(k) for k in (*PIN, OPT_OUT)},
