@@ -57,3 +57,18 @@ def test_the_share_of_instances_ap_counts_is_measured(study):
     for c, n in sizes.items():
         assert counted[CLASS_NAMES[c]] == round(float(np.mean(np.array(n) >= 100)), 3)
     assert counted['ceiling'] == counted['floor'] == 1.0
+
+
+def test_regime_verb_reports_what_ap_counts_beside_s3dis(tmp_path, capsys):
+    from harness.cli import main
+    generate(tmp_path / 'data', 1, 0, None, points_per_m2=300)
+    out = tmp_path / 'regime.md'
+    assert main(['regime', str(tmp_path / 'data'), '--areas', '5', '--out', str(out)]) == 0
+    text = out.read_text()
+    assert '| rooms | 1 | 272 (Area 5: 68) |' in text and 'most one GT moves the class-mean AP50' in text
+    stats = regime(tmp_path / 'data', [5])
+    counted = stats['counted']
+    assert counted['total'] == sum(v for k, v in counted.items() if k != 'total')
+    present = [n for k, n in counted.items() if k != 'total' and n > 0]
+    assert stats['max_gt_influence_ap50'] == round(100 / (len(present) * min(present)), 2)
+    assert main(['regime', str(tmp_path / 'data'), '--out', str(out)]) == 2   # never overwrites
