@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .ops import at_least_fp32, iter_layers
 
-__all__ = ['AnchoredInfluencerCriterion', 'candidates', 'anchors_of']
+__all__ = ['AnchoredInfluencerCriterion', 'anchors_of', 'candidates', 'class_targets', 'point_owner']
 
 
 def anchors_of(pred: dict, criterion: str) -> list[Tensor]:
@@ -32,6 +32,14 @@ def anchors_of(pred: dict, criterion: str) -> list[Tensor]:
     return anchors
 
 
+def point_owner(sp_masks: Tensor) -> Tensor:
+    """long (S,): the GT each point belongs to, -1 where none does; ``sp_masks`` bool (K, S)."""
+    owner = torch.full((sp_masks.shape[1],), -1, dtype=torch.long, device=sp_masks.device)
+    k, s = sp_masks.nonzero(as_tuple=True)
+    owner[s] = k
+    return owner
+
+
 def candidates(anchors: Tensor, sp_masks: Tensor) -> Tensor:
     """Each query's candidate instance: the GT holding its anchor point, -1 where none does.
 
@@ -42,10 +50,13 @@ def candidates(anchors: Tensor, sp_masks: Tensor) -> Tensor:
     Returns:
         long (M,).
     """
-    owner = torch.full((sp_masks.shape[1],), -1, dtype=torch.long, device=sp_masks.device)
-    k, s = sp_masks.nonzero(as_tuple=True)
-    owner[s] = k
+    owner = point_owner(sp_masks)
     return owner[anchors.to(owner.device)]
+
+
+def class_targets(owner: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """long (M,): each query's class target, its candidate GT's class, no-object (``num_classes``) without one."""
+    return torch.where(owner >= 0, labels[owner.clamp_min(0)] if len(labels) else owner, num_classes)
 
 
 class AnchoredInfluencerCriterion:
@@ -145,10 +156,8 @@ class AnchoredInfluencerCriterion:
         labels = inst.labels_3d.to(mask.device)
         gt = sp.to(mask.dtype)
         zero = mask.sum() * 0.0
-        point_owner = torch.full((mask.shape[1],), -1, dtype=torch.long, device=mask.device)
-        ks, ss = sp.nonzero(as_tuple=True)
-        point_owner[ss] = ks
-        fg = point_owner >= 0
+        owner_of = point_owner(sp)
+        fg = owner_of >= 0
         log_d = F.logsigmoid(-mask)                                   # log(1 - sigmoid(x)), (M, S)
         attr = zero
         if len(labels):
@@ -158,11 +167,11 @@ class AnchoredInfluencerCriterion:
             if bool(has.any()):
                 gm = torch.exp((member[has] / n_inf[has, None]) @ log_d)   # (K', S) geometric means
                 attr = ((gm * gt[has]).sum(1) / gt[has].sum(1).clamp_min(1)).mean()
-        other = fg[None, :] & (owner[:, None] != point_owner[None, :])   # (M, S): s is another instance's
+        other = fg[None, :] & (owner[:, None] != owner_of[None, :])      # (M, S): s is another instance's
         hinge = F.relu(self.rep_margin - torch.exp(log_d))
         rep = self._repulsion(hinge * other, other, gt) if bool(fg.any()) else zero
         bg = torch.sigmoid(mask[:, ~fg]).mean() if bool((~fg).any()) else zero
-        target = torch.where(owner >= 0, labels[owner.clamp_min(0)] if len(labels) else owner, self.num_classes)
+        target = class_targets(owner, labels, self.num_classes)
         out = {'attr': attr, 'rep': rep, 'bg': bg,
                'cls': F.cross_entropy(cls_pred, target, cls_pred.new_tensor(self.class_weight))}
         out['score'] = self._score(score, mask, gt, owner) if score is not None and len(labels) else zero

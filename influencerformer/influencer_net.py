@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .anchored import AnchoredInfluencerCriterion, anchors_of, candidates
+from .anchored import AnchoredInfluencerCriterion, anchors_of, candidates, class_targets, point_owner
 from .ops import at_least_fp32, iter_layers
 
 __all__ = ['InfluencerNetCriterion']
@@ -101,13 +101,10 @@ class InfluencerNetCriterion:
         labels = inst.labels_3d.to(mask.device)
         gt = sp.to(mask.dtype)
         zero = mask.sum() * 0.0
-        point_owner = torch.full((mask.shape[1],), -1, dtype=torch.long, device=mask.device)
-        ks, ss = sp.nonzero(as_tuple=True)
-        point_owner[ss] = ks
         prob = torch.sigmoid(mask)
-        target = torch.where(owner >= 0, labels[owner.clamp_min(0)] if len(labels) else owner, self.num_classes)
+        target = class_targets(owner, labels, self.num_classes)
         out = {'pos': self._attraction(prob, gt, owner) if len(labels) else zero,
-               'neg': self._negatives(prob, owner, point_owner),
+               'neg': self._negatives(prob, owner, point_owner(sp)),
                'ii': self._repulsion(prob),
                'cls': F.cross_entropy(cls_pred, target, cls_pred.new_tensor(self.class_weight))}
         out['score'] = (AnchoredInfluencerCriterion._score(score, mask, gt, owner)
@@ -127,16 +124,16 @@ class InfluencerNetCriterion:
         mean_log = torch.zeros_like(n).index_add_(0, k, log_a) / n.clamp_min(1)
         return torch.exp(mean_log[n > 0]).mean()
 
-    def _negatives(self, prob: Tensor, owner: Tensor, point_owner: Tensor) -> Tensor:
+    def _negatives(self, prob: Tensor, owner: Tensor, owner_of: Tensor) -> Tensor:
         """Squared hinge over each foreground point's nearest influencers of other instances."""
-        fg = point_owner >= 0
+        fg = owner_of >= 0
         if not bool(fg.any()):
             return prob.sum() * 0.0
         d = 1 - prob[:, fg]                                                       # (M, S_fg)
         k = min(self.knn, len(d))
         nearest = d.detach().topk(k, dim=0, largest=False).indices                # (k, S_fg): the neighbour edges
         d_edge = d.gather(0, nearest)
-        edge = (d_edge.detach() < self.m_f) & (owner[nearest] != point_owner[fg][None, :])
+        edge = (d_edge.detach() < self.m_f) & (owner[nearest] != owner_of[fg][None, :])
         return (F.relu(self.m_f - d_edge) ** 2 * edge).sum() / edge.sum().clamp_min(1)
 
     def _repulsion(self, prob: Tensor) -> Tensor:
