@@ -242,7 +242,7 @@ def summary(mirrors: dict | None, notes: list[str], tag: str | None) -> None:
             ('torch==2.0.1+cpu (PyTorch\'s index)', 'PyPI\'s torch 2.0.1, the CUDA 11.7 build, relabelled 2.0.1+cpu '
              'in its METADATA (torch.__version__ says +cu117)'),
             ('mmcv, torch-scatter (OpenMMLab\'s, PyG\'s wheels)', 'built here from PyPI\'s sdists (the replica\'s)'),
-            ('every other pin (PyPI)', 'PyPI\'s wheels (pip download: from pip\'s cache, where the replica put them)'),
+            ('every other pin (PyPI)', f'PyPI\'s wheels, as the replica downloaded them to {src.pypi_wheels()}'),
             ('pip\'s sources', f'/etc/pip.conf mounted: no-index, find-links to {src.WHEELS} on 127.0.0.1; '
              f'the requirement files\' {sum(len(v) for v in src.requirement_sources().values())} index / '
              'find-links lines are unreachable and ignored')]

@@ -28,7 +28,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from image_stack import CACHE, find_python, wheelhouse
+from image_stack import CACHE, find_python, pypi_wheels, wheelhouse
 from stack_plan import FROM_SDIST, NEAREST_RELEASE, REPO, read_requirements
 
 OCI = CACHE / 'oci'
@@ -67,44 +67,53 @@ def wheel_inputs() -> str:
 
 
 def ensure_wheels() -> Path:
-    """WHEELS: every wheel docker/Dockerfile.cpu installs, from pip's cache (the replica fetched them).
+    """WHEELS: every wheel docker/Dockerfile.cpu installs, as links to the files the replica keeps.
 
-    torch with its dependencies as the replica resolves them, the pins of common.txt and
-    cpu-spconv.txt, mmcv and torch-scatter from the replica's wheelhouse (built from sdists),
-    setuptools + wheel for build isolation, and mmdet3d's nearest release (for the mirror-less build).
+    PyPI's wheels from the folder the replica downloads them to (image_stack.pypi_wheels: pip download
+    fetches only what it lacks there, i.e. setuptools + wheel for pip's build isolation, and mmdet3d's
+    nearest release when the replica used the commit), mmcv and torch-scatter from the replica's
+    wheelhouse (built from sdists), and torch relabelled: the one copy, made once.
     """
     stamp = WHEELS / '.stamp'
     inputs = wheel_inputs()
     if stamp.exists() and stamp.read_text() == inputs:
         print(f'{WHEELS}: current', flush=True)
         return WHEELS
-    WHEELS.mkdir(parents=True, exist_ok=True)
-    py = find_python()
-    pip = [py, '-m', 'pip', 'download', '--quiet', '--disable-pip-version-check', '--dest', str(WHEELS)]
+    pypi = pypi_wheels()
+    pip = [find_python(), '-m', 'pip', 'download', '--quiet', '--disable-pip-version-check', '--dest', str(pypi)]
     must([*pip, TORCH_PYPI])
     must([*pip, '--no-deps', '-r', str(REQ / 'common.txt'), '-r', str(REQ / 'cpu-spconv.txt'), *BUILD_BACKEND])
     commit = dockerfile_args((REPO / 'docker' / 'Dockerfile.cpu').read_text())['MMDET3D_COMMIT']
     must([*pip, '--no-deps', f'mmdet3d=={NEAREST_RELEASE[commit]}'])
+    files = [p for p in pypi.iterdir() if p.is_file() and not p.name.startswith(f'{TORCH_PYPI.replace("==", "-")}-')]
     for name in FROM_SDIST:
         built = sorted((wheelhouse() / 'torch-2.0.1-cp310-linux_x86_64').glob(f'{name.replace("-", "_")}-*.whl'))
         if not built:
             raise SystemExit(f'image-oci: no {name} wheel in {wheelhouse()}: make image-stack SERVICE=cpu builds it')
-        if not (WHEELS / built[-1].name).exists():
-            shutil.copy2(built[-1], WHEELS / built[-1].name)
-    for plain in WHEELS.glob('torch-2.0.1-*.whl'):
-        relabel(plain, TORCH_LABEL)
-    stamp.write_text(inputs)
+        files.append(built[-1])
+    for plain in pypi.glob(f'{TORCH_PYPI.replace("==", "-")}-*.whl'):
+        files.append(relabel(plain, TORCH_LABEL, OCI / 'relabelled'))
+    fresh = WHEELS.with_name('wheels.new')
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir(parents=True)
+    for path in files:
+        (fresh / path.name).symlink_to(path)  # http.server follows links: nothing is copied
+    (fresh / '.stamp').write_text(inputs)
+    shutil.rmtree(WHEELS, ignore_errors=True)
+    os.replace(fresh, WHEELS)
     return WHEELS
 
 
-def relabel(wheel: Path, label: str) -> Path:
-    """The same wheel under version ``<v><label>``: file name, METADATA's Version and its RECORD line.
+def relabel(wheel: Path, label: str, dest: Path) -> Path:
+    """A copy of ``wheel`` in ``dest`` under version ``<v><label>``: file name, METADATA's Version, its RECORD line.
 
     ``zip`` replaces the two members in place (the 600 MB of others are copied, not recompressed);
-    the renamed file appears atomically and the original goes.
+    the copy appears atomically, once: an existing one is reused.
     """
     name, version, rest = wheel.name.split('-', 2)
-    target = wheel.with_name(f'{name}-{version}{label}-{rest}')
+    target = dest / f'{name}-{version}{label}-{rest}'
+    if target.exists():
+        return target
     info = f'{name}-{version}.dist-info'
     with zipfile.ZipFile(wheel) as zf:
         meta = zf.read(f'{info}/METADATA').decode()
@@ -115,7 +124,8 @@ def relabel(wheel: Path, label: str) -> Path:
                     record, count=1, flags=re.M)
     if not shutil.which('zip'):
         raise SystemExit('image-oci: `zip` is needed to relabel the torch wheel: apt-get install zip')
-    with tempfile.TemporaryDirectory(dir=wheel.parent) as tmp:
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest) as tmp:
         (Path(tmp) / info).mkdir()
         (Path(tmp) / info / 'METADATA').write_text(meta)
         (Path(tmp) / info / 'RECORD').write_text(record)
@@ -123,7 +133,6 @@ def relabel(wheel: Path, label: str) -> Path:
         shutil.copy2(wheel, work)
         must(['zip', '-q', str(work), f'{info}/METADATA', f'{info}/RECORD'], cwd=tmp)
         os.replace(work, target)
-    wheel.unlink()
     return target
 
 

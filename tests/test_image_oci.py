@@ -101,8 +101,9 @@ def test_relabel_changes_version_metadata_and_record_only(tmp_path):
         zf.writestr('demo-1.0.dist-info/METADATA', meta)
         zf.writestr('demo-1.0.dist-info/RECORD', 'demo/__init__.py,sha256=abc,6000\n'
                     'demo-1.0.dist-info/METADATA,sha256=old,10\ndemo-1.0.dist-info/RECORD,,\n')
-    out = oci_sources.relabel(wheel, '+cpu')
-    assert out.name == 'demo-1.0+cpu-py3-none-any.whl' and not wheel.exists()
+    out = oci_sources.relabel(wheel, '+cpu', tmp_path / 'relabelled')
+    assert out.name == 'demo-1.0+cpu-py3-none-any.whl' and out.parent.name == 'relabelled' and wheel.exists()
+    assert oci_sources.relabel(wheel, '+cpu', tmp_path / 'relabelled') == out  # made once
     with zipfile.ZipFile(out) as zf:
         new_meta = zf.read('demo-1.0.dist-info/METADATA')
         record = zf.read('demo-1.0.dist-info/RECORD').decode()
