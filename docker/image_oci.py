@@ -32,7 +32,7 @@ from pathlib import Path
 
 import oci_sources as src
 from oci_base import BASE_TAG, Buildah, ensure_base
-from stack_plan import FROM_SDIST, REPO
+from stack_plan import REPO
 
 STORAGE = src.OCI / 'storage'
 RUNROOT = Path('/run/influencerformer-oci')  # buildah's locks and mount state: tmpfs, cleared at boot
@@ -185,16 +185,11 @@ def build(context: Path, no_cache: bool) -> int:
     b = Buildah(STORAGE, RUNROOT, DRIVER)
     notes, server = [], None
     try:
-        with step('stand-in base image', start, failed):
+        with step('storage and the stand-in base image', start, failed):
             for ctr in b.out('containers', '--quiet').split():  # left by an interrupted run: this storage is ours
                 b.run('rm', ctr, check=False)
             bound_cache(b)
             ensure_base(b)
-        with step('sdist wheels of the replica', start, failed):
-            if not all(any((src.wheelhouse() / 'torch-2.0.1-cp310-linux_x86_64').glob(f'{n.replace("-", "_")}-*.whl'))
-                       for n in FROM_SDIST):
-                subprocess.run([sys.executable, str(REPO / 'docker' / 'image_stack.py'), 'install', '--service', 'cpu'],
-                               check=True)
         with step('wheel folder', start, failed):
             src.ensure_wheels()
         dockerfile = context / DOCKERFILE

@@ -87,10 +87,10 @@ def ensure_wheels() -> Path:
     must([*pip, '--no-deps', f'mmdet3d=={NEAREST_RELEASE[commit]}'])
     files = [p for p in pypi.iterdir() if p.is_file() and not p.name.startswith(f'{TORCH_PYPI.replace("==", "-")}-')]
     for name in FROM_SDIST:
-        built = sorted((wheelhouse() / 'torch-2.0.1-cp310-linux_x86_64').glob(f'{name.replace("-", "_")}-*.whl'))
-        if not built:
-            raise SystemExit(f'image-oci: no {name} wheel in {wheelhouse()}: make image-stack SERVICE=cpu builds it')
-        files.append(built[-1])
+        pattern = f'torch-2.0.1-cp310-linux_x86_64/{name.replace("-", "_")}-*.whl'
+        if not list(wheelhouse().glob(pattern)):  # the cpu replica builds them (once, ~10 min)
+            must([sys.executable, str(REPO / 'docker' / 'image_stack.py'), 'install', '--service', 'cpu'])
+        files.append(sorted(wheelhouse().glob(pattern))[-1])
     for plain in pypi.glob(f'{TORCH_PYPI.replace("==", "-")}-*.whl'):
         files.append(relabel(plain, TORCH_LABEL, OCI / 'relabelled'))
     fresh = WHEELS.with_name('wheels.new')
