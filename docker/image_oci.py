@@ -219,7 +219,8 @@ def build(context: Path, no_cache: bool) -> int:
     finally:
         if server:
             src.stop_server(server)
-        results['image_size'] = b.out('images', '--format', '{{.Size}}', tag, check=False) or None
+        if results.get('build') == 'ok':  # else the tag still names an earlier build's image
+            results['image_size'] = b.out('images', '--format', '{{.Size}}', tag, check=False) or None
     summary(mirrors, notes, tag)
     print('RESULT ' + json.dumps({
         'verb': 'image-oci', 'status': 'failed' if failed else 'ok',
