@@ -38,7 +38,8 @@ STORAGE = src.OCI / 'storage'
 RUNROOT = Path('/run/influencerformer-oci')  # buildah's locks and mount state: tmpfs, cleared at boot
 DRIVER = os.environ.get('IMAGE_OCI_STORAGE_DRIVER', 'overlay')  # vfs works too (slower, a full copy per layer)
 DOCKERFILE = Path('docker/Dockerfile.cpu')
-CACHE_GB = int(os.environ.get('IMAGE_OCI_CACHE_GB', '30'))  # the image and the planted breaks' chains: ~20 GB
+CACHE_GB = int(os.environ.get('IMAGE_OCI_CACHE_GB', '30'))  # the image and the planted breaks' chains: ~12 GB
+PEAK_GB = 20  # measured: a build with a new pip layer ran out of disk with 18 GB free
 JOBS = {False: ('ci-upstream', 'results/ci-upstream/runs', 'results/ci-upstream/comparison.md'),
         True: ('smoke', 'work_dirs/smoke/runs', 'results/smoke/comparison.md')}  # mirror-less -> Make target
 
@@ -183,6 +184,10 @@ def build(context: Path, no_cache: bool) -> int:
     args = src.dockerfile_args(text)
     tag, uid = args['IMAGE_TAG'], args['UID']
     b = Buildah(STORAGE, RUNROOT, DRIVER)
+    free = shutil.disk_usage(src.OCI).free / 2**30
+    if free < PEAK_GB:  # a warning, not a refusal: with the layers cached the build needs little
+        print(f'image-oci: WARNING: {free:.0f} GB free under {src.OCI}; a build whose pip layer is new needs '
+              f'~{PEAK_GB} GB at its peak (committing the 5.5 GB layer copies it)', flush=True)
     notes, server = [], None
     try:
         with step('storage and the stand-in base image', start, failed):
