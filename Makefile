@@ -12,7 +12,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: help venv test smoke compare plan status bench-criterion bench-eval bench-data host-dirs \
 	image data reproduce-baseline train-influencer doctor check-pins ci-upstream \
-	image-stack upstream-imports test-image-stack
+	image-stack upstream-imports test-image-stack image-oci test-image-oci
 
 # Upstream backend: BACKEND=docker (default) runs `python -m harness` in the
 # compose service SERVICE (gpu | cpu); BACKEND=upstream runs it here, in an
@@ -144,3 +144,14 @@ upstream-imports:  ## re-derive docker/upstream-imports.txt (needs ONEFORMER3D_R
 
 test-image-stack: venv  ## the replica tests with both replicas required (CI runs it after make image-stack for gpu and cpu)
 	IMAGE_STACK_REQUIRED=1 $(PY) -m pytest -q tests/test_image_stack.py
+
+# docker/Dockerfile.cpu built for real without a Docker engine (buildah, root; docker/README.md says what
+# stands in for what): its doctor, CMD and cpu job run in the image as uid 1000. The wheels come from the cpu
+# replica (make image-stack SERVICE=cpu runs first if they are missing); the storage, kept as the build
+# cache, is ~/.cache/influencerformer/oci. ONEFORMER3D_ROOT and MMDET3D_ROOT (git repositories holding
+# the pinned commits) build it unchanged; without them (CI) three commands are replaced, and named.
+image-oci:  ## build docker/Dockerfile.cpu with buildah, then CMD, doctor and the cpu job in it as uid 1000 [ONEFORMER3D_ROOT MMDET3D_ROOT]
+	$(PYTHON) docker/image_oci.py build
+
+test-image-oci: venv  ## a broken apt name, COPY path and removed pin each fail make image-oci, naming the step (CI runs it after image-oci)
+	IMAGE_OCI_REQUIRED=1 $(PY) -m pytest -q tests/test_image_oci.py

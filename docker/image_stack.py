@@ -62,6 +62,15 @@ def wheelhouse() -> Path:
     return Path(os.environ.get('IMAGE_STACK_WHEELS', CACHE / 'wheels'))
 
 
+def pypi_wheels() -> Path:
+    """PyPI's wheels as the replicas download them, installed from here; `make image-oci` serves the same files.
+
+    pip's HTTP cache stays empty on this workplace's machines (nothing under ~/.cache/pip/http after a replica
+    build), so a folder is what keeps a wheel from being fetched twice: pip download skips files it holds.
+    """
+    return wheelhouse() / 'pypi-cp310'
+
+
 def run(cmd: list[str], env: dict | None = None, cwd: Path = REPO) -> int:
     print('+ ' + shlex.join(str(c) for c in cmd), flush=True)
     return subprocess.run(cmd, env=env, cwd=cwd).returncode
@@ -136,6 +145,9 @@ def install(service: str, py: str, venv: Path, mmdet3d_root: Path | None, only_o
             elif how == 'release':
                 print(f'   mmdetection3d: PyPI {args[-1]}, the nearest release that contains the pinned '
                       'commit, NOT the commit itself (set MMDET3D_ROOT for the exact commit)', flush=True)
+            if how in ('pypi', 'release') or (how == 'same' and '-r' in args):  # from PyPI: through the folder
+                must([py, '-m', 'pip', 'download', '--quiet', '--dest', str(pypi_wheels()), *args], venv_env(venv))
+                args = ['--no-index', '--find-links', str(pypi_wheels()), *args]
             must([*pip, *args], venv_env(venv))
     print(f'== [{time.monotonic() - start:5.0f} s] installed', flush=True)
 
