@@ -79,7 +79,7 @@ def classify(point: RunPoint, derived: Derived, options: RunOptions) -> Planned:
     if records.unstarted(record):   # a crash between its first writes: nothing trained, start it again
         return Planned(point, derived, 'new', latest, record=None)
     old = records.read_config(latest)
-    # places (data root, checkpoint paths) are not settings: the data's identity is checked by its manifest
+    # places (data root, checkpoint paths) are not settings: the data's identity is checked by its hashes
     places = record.get('location_keys', [])
     if old is None or canonical_hash(without(old, places)) != canonical_hash(without(derived.config, places)):
         keys = diff_keys(config_diff(without(old or {}, places), without(derived.config, places)))
