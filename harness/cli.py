@@ -5,7 +5,7 @@ import argparse
 import logging
 import sys
 
-from harness.core.errors import HarnessError
+from harness.core.errors import HarnessError, os_error_message
 from harness.core.io import result_line
 from harness.verbs import add_module_parsers
 
@@ -68,9 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as err:
         return _error(args.verb, str(err))
     except OSError as err:
-        # disk full, read-only or missing folders: one line naming the path, never a traceback
-        where = f'{err.filename}: ' if err.filename else ''
-        return _error(args.verb, f'{where}{err.strerror or err}; free space or fix the permissions, then run again')
+        # disk full, read-only, a name too long, a file where a folder should be: one line, never a traceback
+        return _error(args.verb, os_error_message(err))
+    except KeyboardInterrupt:
+        # Ctrl-C: what was written stays consistent (atomic files, records left running resume)
+        message = 'interrupted (Ctrl-C); run the same command again to go on (unfinished runs resume)'
+        print(f'error: {message}', file=sys.stderr)
+        print(result_line(args.verb, 'interrupted', error=message))
+        return 130
 
 
 def _error(verb: str, message: str) -> int:

@@ -266,3 +266,40 @@ def test_renamed_arms_show_their_current_name_and_family(tmp_path):
     md = (tmp_path / 'out' / 'comparison.md').read_text()
     assert '| entropic-ot | assignment-based | 3 | 3 |' in md and '| entropic-ot - hungarian |' in md
     assert 'influencer-ot' not in md.split('## Per seed')[0]   # only run ids keep the recorded name
+
+
+def test_out_holds_one_experiments_complete_set(tmp_path, capsys):
+    """Experiment B rendered into A's --out: A's ablation table and plots go, nothing else does."""
+    a, b, out = tmp_path / 'a', tmp_path / 'b', tmp_path / 'out'
+    for seed in (0, 1):
+        make_run(a, 'hungarian', seed, 0.55, experiment='exp-a')
+        make_run(a, 'influencer', seed, 0.5, experiment='exp-a', ablation={'criterion.temperature': 0.1})
+        make_run(a, 'influencer', seed, 0.5, experiment='exp-a')
+        make_run(b, 'hungarian', seed, 0.5, experiment='exp-b')
+        make_run(b, 'influencer', seed, 0.45, experiment='exp-b')
+    assert compare(a, out) == 0
+    assert (out / 'ablations.csv').exists() and (out / 'plots' / 'ablation_criterion_temperature.png').exists()
+    (out / 'notes.md').write_text('mine')   # not compare's: never touched
+    assert compare(b, out) == 0
+    assert not (out / 'ablations.csv').exists() and not (out / 'plots' / 'ablation_criterion_temperature.png').exists()
+    assert (out / 'comparison.md').read_text().startswith('# exp-b:') and (out / 'notes.md').read_text() == 'mine'
+    assert json.loads((out / '.compare.json').read_text())['experiment'] == 'exp-b'
+    assert 'ablations.csv' in capsys.readouterr().out   # the RESULT line lists what was removed
+
+
+def test_data_is_matched_by_content_hash_when_every_run_has_one(tmp_path):
+    """The same rooms generated twice (another manifest file) are one setting; a run without a content
+    hash (from before) makes the experiment compare by manifest hash, as it always did."""
+    root = tmp_path / 'runs'
+    for seed, manifest in ((0, '1'), (1, '2')):
+        for arm in ('hungarian', 'influencer'):
+            folder = make_run(root, arm, seed, 0.5)
+            records.update_record(folder, data={'root': 'x', 'manifest_sha256': manifest * 64,
+                                                'content_sha256': 'c' * 64})
+    assert compare(root, tmp_path / 'out') == 0
+    assert '| hungarian | assignment-based | 2 |' in (tmp_path / 'out' / 'comparison.md').read_text()
+    old = make_run(root, 'hungarian', 2, 0.5)   # manifest '1' * 64 only: the experiment compares by manifest
+    records.update_record(old, data={'root': 'x', 'manifest_sha256': '1' * 64})
+    assert compare(root, tmp_path / 'out') == 0
+    md = (tmp_path / 'out' / 'comparison.md').read_text()
+    assert 'differs in <data manifest>' in md or 'differ in <data manifest>' in md

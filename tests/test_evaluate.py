@@ -198,3 +198,22 @@ def test_instance_weighted_ap50_weighs_every_counted_gt_alike():
     assert out['ap50'] == pytest.approx(0.5)
     assert out['gt_counted']['chair'] == 3 and out['gt_counted']['wall'] == 1 and out['gt_counted']['sofa'] == 0
     assert out['ap50_instance_weighted'] == pytest.approx(0.75)
+
+
+def test_instance_id_0_is_no_instance_whatever_its_label():
+    """Raw id 0 (unannotated in mmdet3d's layout) is never a GT: a room of id-0 chair points has no chair GT
+    (upstream renamed it into one GT per class, which a room-sized prediction then matched: AP 1.0)."""
+    sem, inst = np.full(500, 8), np.zeros(500, int)
+    room = scene(sem, inst, [(np.arange(500), 8, 0.9)])
+    out = evaluate_instances([room], NAMES)
+    assert np.isnan(out['per_class']['chair']['ap50']) and out['gt_counted']['chair'] == 0
+    mixed = scene(np.repeat([8, 2], 250), inst, [(np.arange(500), 8, 0.9)])   # mixed labels under id 0: no error
+    assert np.isnan(evaluate_instances([mixed], NAMES)['ap50'])
+
+
+def test_id_0_points_beside_real_instances_change_nothing_for_them():
+    sem, inst, idx = blocks((8, 200), (2, 300))
+    with_unannotated = scene(np.r_[sem, np.full(150, 8)], np.r_[inst, np.zeros(150, int)],
+                             [(idx[0], 8, 0.9), (idx[1], 2, 0.8)])
+    out = evaluate_instances([with_unannotated], NAMES)
+    assert out['ap50'] == 1.0 and out['gt_counted']['chair'] == 1

@@ -4,119 +4,35 @@ traceback, a silent wrong result, a lost result or code execution. docs/faults.m
 Each case gets a fresh copy of a tiny prepared dataset, a tiny spec and a folder of finished
 runs; it returns the command, the expected exit code and a text the output must contain.
 Every case also checks that no traceback was printed and that the results it did not mean to
-change are byte-identical afterwards (hash of every file before and after).
+change are byte-identical afterwards (hash of every file before and after). The world and the
+registry live in tests/fault_world.py; the second round's cases in tests/fault_cases_more.py.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
-import yaml
 
 from data_helpers import harness
+from fault_world import CASES, Env, build_world, case, config, hash_tree, record_path, spec_change
+
+import fault_cases_more  # noqa: F401 - registers the second round's cases
 
 from harness.core.errors import HarnessError
-from harness.evaluation.predictions import save_predictions
 from harness.study.arms import block, check_block
-
-BASE = yaml.safe_load(open('baselines/smoke-native.yaml'))
 
 
 @pytest.fixture(scope='module')
 def world(tmp_path_factory):
     """Tiny data, a spec, and finished runs of two arms (trained once for the module)."""
-    root = tmp_path_factory.mktemp('world')
-    spec = json.loads(json.dumps(BASE))
-    spec['arms'] = ['hungarian', 'influencer']
-    spec['data'].update(root=str(root / 'data'), synth={'rooms_per_area': 1, 'points_per_room': 1500, 'seed': 0},
-                        num_points=1500)
-    spec['config']['train'].update(iters=3, val_interval=3)
-    (root / 'spec.yaml').write_text(yaml.safe_dump(spec))
-    code, out, err = harness('run', '--spec', root / 'spec.yaml', '--runs', root / 'runs', '--work-dirs', root / 'work')
-    assert code == 0, out + err
-    return root
-
-
-@dataclass
-class Env:
-    """One case's own copy of the world."""
-
-    root: Path
-
-    @property
-    def data(self) -> Path:
-        return self.root / 'data'
-
-    @property
-    def runs(self) -> Path:
-        return self.root / 'runs'
-
-    def spec(self, change: Callable[[dict], None] | None = None, name: str = 'spec.yaml') -> Path:
-        spec = yaml.safe_load((self.root / 'spec.yaml').read_text())
-        spec['data']['root'] = str(self.data)
-        if change:
-            change(spec)
-        path = self.root / name
-        path.write_text(yaml.safe_dump(spec))
-        return path
-
-    def run(self, spec: Path | None = None, *extra) -> list:
-        return ['run', '--spec', spec or self.spec(), '--runs', self.runs, '--work-dirs', self.root / 'work', *extra]
-
-    def room(self, area: int = 5) -> str:
-        return sorted(p.stem for p in (self.data / 'points').glob(f'Area_{area}_*.bin'))[0]
-
-    def predictions(self) -> Path:
-        """A folder of valid predictions for Area 5 (all-zero masks, one per room)."""
-        out = self.root / 'preds'
-        for name in sorted(p.stem for p in (self.data / 'points').glob('Area_5_*.bin')):
-            n = (self.data / 'points' / f'{name}.bin').stat().st_size // 24
-            save_predictions(out / f'{name}.npz', np.zeros((2, n), bool), np.array([1, 2]), np.array([0.9, 0.5]),
-                             overwrite=True)
-        return out
-
-
-def spec_change(**top):
-    return lambda s: s.update(top)
-
-
-def config(path: str, value):
-    def change(s):
-        node = s['config']
-        *head, last = path.split('.')
-        for part in head:
-            node = node[part]
-        node[last] = value
-    return change
-
-
-def npz(path: Path, **fields):
-    """Write a prediction file by hand with ``fields`` replacing valid ones."""
-    n = 1500
-    valid = {'format': np.array('influencerformer-pred-v1'), 'n_points': np.int64(n),
-             'masks': np.packbits(np.zeros((2, n), bool), axis=1), 'labels': np.array([1, 2]),
-             'scores': np.array([0.9, 0.5], np.float32)}
-    np.savez(path, **{**valid, **fields})
-
-
-CASES: dict[str, Callable[[Env], tuple[list, int, str]]] = {}
-
-
-def case(name: str):
-    def register(fn):
-        CASES[name] = fn
-        return fn
-    return register
+    return build_world(tmp_path_factory.mktemp('world'))
 
 
 # ---- specs: validated before any data or training --------------------------------------------
@@ -395,8 +311,7 @@ def _(env):
 
 # ---- records and runs -----------------------------------------------------------------------
 
-def _record(env, arm='influencer') -> Path:
-    return env.runs / f'smoke-native__{arm}__s0' / 'run.json'
+_record = record_path
 
 
 @case('records: run.json is a JSON list')
@@ -521,11 +436,6 @@ def _(env):
     return ['compare', '--runs', env.root / 'none', '--out', env.root / 'out'], 2, 'no such runs folder'
 
 
-def _hash_tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob('*')) if p.is_file() and '.lock' not in p.name}
-
-
 @pytest.mark.parametrize('name', list(CASES))
 def test_fault(name, world, tmp_path):
     env = Env(tmp_path / 'w')
@@ -533,7 +443,7 @@ def test_fault(name, world, tmp_path):
     env.after, env.cleanup, env.keep, env.changes = (lambda: True), (lambda: None), [], False
     try:
         cmd, code, text = CASES[name](env)
-        before = _hash_tree(env.runs)
+        before = hash_tree(env.runs)
         kept = {p: p.read_bytes() for p in env.keep}
         got, out, err = harness(*cmd)
     finally:
@@ -544,12 +454,12 @@ def test_fault(name, world, tmp_path):
     assert 'Traceback' not in both
     assert env.after(), 'the outcome was not what the case expects'
     if not env.changes:
-        assert _hash_tree(env.runs) == before, 'a result changed'
+        assert hash_tree(env.runs) == before, 'a result changed'
     assert all(p.read_bytes() == b for p, b in kept.items()), 'a user file changed'
 
 
 def test_the_suite_is_large_enough():
-    assert len(CASES) + 6 >= 60   # + the parametrised criterion-block cases
+    assert len(CASES) + 6 >= 60 + 48   # + the parametrised criterion-block cases; + the second round's
 
 
 def test_every_case_is_in_the_docs_table():

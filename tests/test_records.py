@@ -8,8 +8,10 @@ import sys
 import pytest
 
 from harness.core.errors import HarnessError
-from harness.study.records import (SCHEMA_VERSION, attempts, begin_session, finish_run, folder_of, load_record,
-                                   load_runs, lock, new_attempt, run_id, update_record, write_config)
+from harness.study.locks import process_started
+from harness.study.records import (SCHEMA_VERSION, RunRecord, attempts, begin_session, finish_run, folder_of,
+                                   load_metrics, load_record, load_runs, lock, new_attempt, next_folder, run_id,
+                                   unstarted, update_record, write_config)
 
 
 def test_run_id_is_stable_and_hashes_ablations():
@@ -93,3 +95,96 @@ def test_lock_refuses_a_live_holder_and_takes_over_a_stale_one(tmp_path, capsys)
     with lock(folder):   # the holder is gone now: stale, taken over
         assert json.loads((folder / '.lock').read_text())['pid'] == os.getpid()
     assert 'stale lock' in capsys.readouterr().out and not (folder / '.lock').exists()
+
+
+def test_a_folder_without_run_json_is_no_attempt_and_is_reused(tmp_path):
+    """A full disk (or a kill) right after making the folder leaves it empty: reused, never counted."""
+    rid = 'e__hungarian__s0'
+    (tmp_path / rid).mkdir()
+    (tmp_path / rid / '.run.json.x.tmp').write_text('')   # what a failed atomic write can leave
+    assert attempts(tmp_path, rid) == [] and next_folder(tmp_path, rid) == tmp_path / rid
+    folder = new_attempt(tmp_path, rid, experiment='e', arm='hungarian', seed=0, ablation={}, backend='native')
+    assert folder == tmp_path / rid and load_record(folder / 'run.json')['attempt'] == 1
+    (tmp_path / f'{rid}.attempt2').mkdir()
+    (tmp_path / f'{rid}.attempt2' / 'notes.txt').write_text('mine')
+    with pytest.raises(HarnessError, match=r'attempt2: holds \[.notes.txt.\] but no run.json'):
+        next_folder(tmp_path, rid)
+
+
+def test_an_unstarted_record_is_replaced_a_started_one_never(tmp_path):
+    rid = 'e__hungarian__s0'
+    folder = new_attempt(tmp_path, rid, experiment='e', arm='hungarian', seed=0, ablation={}, backend='native')
+    assert unstarted(load_record(folder / 'run.json'))   # crashed before its config was recorded
+    again = RunRecord.create(tmp_path, rid, folder, experiment='e', arm='hungarian', seed=0, ablation={},
+                             backend='native')
+    again.update(config=write_config(folder, {'a': 1}))
+    assert not unstarted(load_record(folder / 'run.json'))
+    with pytest.raises(HarnessError, match='never written over'):
+        RunRecord.create(tmp_path, rid, folder, experiment='e', arm='hungarian', seed=0, ablation={},
+                         backend='native')
+
+
+def test_a_killed_session_counts_up_to_its_last_written_file(tmp_path):
+    folder = new_attempt(tmp_path, 'e__a__s0', experiment='e', arm='a', seed=0, ablation={}, backend='native')
+    record = RunRecord.load(folder)
+    record.begin_session()
+    start = record['sessions'][-1]['started_unix']
+    again = RunRecord.load(folder)   # the first process was killed: no end recorded
+    again.begin_session(last_activity=start + 13)
+    killed = again['sessions'][0]
+    assert killed['interrupted'] and killed['seconds'] == 13 and 'seconds_from' in killed
+    again.finish()
+    assert again['wall_s'] >= 13
+
+
+def test_a_lock_whose_pid_now_names_another_process_is_stale(tmp_path, capsys):
+    other = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])
+    try:
+        started = process_started(other.pid)
+        assert started and started == process_started(other.pid)
+        (tmp_path / '.lock').write_text(json.dumps({'host': os.uname().nodename, 'pid': other.pid,
+                                                    'pid_started': started}))
+        with pytest.raises(HarnessError, match=f'being trained by pid {other.pid}'):
+            with lock(tmp_path):
+                pass
+        (tmp_path / '.lock').write_text(json.dumps({'host': os.uname().nodename, 'pid': other.pid,
+                                                    'pid_started': 'an earlier boot:7'}))
+        with lock(tmp_path):
+            pass
+        assert 'now another process' in capsys.readouterr().out
+    finally:
+        other.kill()
+        other.wait()
+
+
+@pytest.mark.parametrize('change, text', [
+    ({'seed': 'zero'}, "seed 'zero' is not an integer seed"),
+    ({'arm': 7}, 'arm 7 is not an arm name'),
+    ({'experiment': ['x']}, "experiment ['x'] is not an experiment name"),
+    ({'ablation': {'temperature': 1}}, "has key 'temperature'"),
+    ({'wall_s': 'long'}, "wall_s 'long' is not a number of seconds"),
+])
+def test_records_with_wrong_fields_are_named_and_listed_by_load_runs(tmp_path, change, text):
+    folder = new_attempt(tmp_path, 'e__a__s0', experiment='e', arm='a', seed=0, ablation={}, backend='native')
+    record = json.loads((folder / 'run.json').read_text())
+    (folder / 'run.json').write_text(json.dumps({**record, **change}))
+    with pytest.raises(HarnessError, match=re.escape(text)):
+        load_record(folder / 'run.json')
+    skipped = []
+    assert load_runs(tmp_path, skipped) == [] and text in skipped[0][1]
+
+
+@pytest.mark.parametrize('change, text', [
+    ({'ap50': 57.3}, 'ap50 57.3 is outside [0, 1]'),
+    ({'ap': float('nan')}, 'ap nan is not a number'),
+    ({'per_class': {'chair': {'ap': 0.1, 'ap50': 2, 'ap25': 0.3, 'ap75': None}}}, 'per_class.chair.ap50 2 is outside'),
+    ({'per_class': {'chair': [1]}}, 'per_class.chair [1] is not a mapping'),
+])
+def test_metrics_out_of_range_are_named(tmp_path, change, text):
+    metrics = {'ap': 0.1, 'ap50': 0.2, 'ap25': 0.3, 'ap75': None,
+               'per_class': {'chair': {'ap': 0.1, 'ap50': 0.2, 'ap25': 0.3, 'ap75': None}}}
+    (tmp_path / 'metrics.json').write_text(json.dumps({**metrics, **change}))
+    with pytest.raises(HarnessError, match=re.escape(text)):
+        load_metrics(tmp_path)
+    (tmp_path / 'metrics.json').write_text(json.dumps(metrics))
+    assert load_metrics(tmp_path) == metrics

@@ -30,23 +30,55 @@ def package_versions() -> dict[str, str | None]:
 # by default, so they must not make the code that wrote them look modified (data/ and
 # work_dirs/ are git-ignored). Anything else uncommitted, untracked files included, is.
 OUTPUT_DIRS = ('results',)
+# Untracked files under a folder of these names, at any depth, are the harness's own outputs
+# (the default --runs / --out / --work-dirs, relative to wherever a command was run from).
+OUTPUT_NAMES = ('results', 'work_dirs')
 
 
-def git_state(path: Path, outputs: tuple[str, ...] = ()) -> dict[str, str | bool | None]:
-    """SHA and dirty flag of the git checkout holding ``path`` (None outside git).
+def git_state(path: Path, outputs: tuple[str, ...] = (), extra: tuple[Path, ...] = ()) -> dict[str, str | bool | None]:
+    """SHA and dirty flag of the git checkout holding ``path``; both None where git or a checkout is missing.
 
-    ``outputs``: folders (from the checkout's root) whose changes do not count as dirty.
+    ``dirty`` is None (unknown, never "clean") when the commit is unknown.
+
+    Args:
+        outputs: folders (from the checkout's root) whose changes do not count as dirty.
+        extra: this invocation's output folders (runs, work dirs, data), anywhere: inside the
+            checkout their files do not count as dirty either.
     """
     def git(*args: str) -> str | None:
         try:
             return subprocess.run(['git', '-C', str(path), *args], capture_output=True, text=True,
-                                  check=True, timeout=10).stdout.strip()
+                                  check=True, timeout=10).stdout
         except (OSError, subprocess.SubprocessError):
             return None
-    sha = git('rev-parse', 'HEAD')
-    pathspec = [':/', *(f':(top,exclude){d}' for d in outputs)]
-    status = git('status', '--porcelain', '--', *pathspec) if sha else None
-    return {'sha': sha, 'dirty': bool(status) if status is not None else None}
+    sha = (git('rev-parse', 'HEAD') or '').strip() or None
+    top = (git('rev-parse', '--show-toplevel') or '').strip() if sha else ''
+    skip = [*outputs, *_inside(Path(top), extra)] if top else list(outputs)
+    pathspec = [':/', *(f':(top,exclude){d}' for d in skip)]
+    # every untracked file, not its folder: an output folder among new code must not hide the code
+    status = git('status', '--porcelain', '--untracked-files=all', '--', *pathspec) if sha else None
+    if status is None:
+        return {'sha': sha, 'dirty': None}
+    changes = [line for line in status.splitlines() if line.strip() and not _own_output(line)]
+    return {'sha': sha, 'dirty': bool(changes)}
+
+
+def _inside(top: Path, folders: tuple[Path, ...]) -> list[str]:
+    """Those of ``folders`` inside the checkout at ``top``, relative to it (POSIX paths)."""
+    out = []
+    for folder in folders:
+        try:
+            rel = Path(folder).resolve().relative_to(top.resolve())
+        except (ValueError, OSError):
+            continue
+        if rel.parts:
+            out.append(rel.as_posix())
+    return out
+
+
+def _own_output(line: str) -> bool:
+    """An untracked entry of ``git status --porcelain`` under a results/ or work_dirs/ folder."""
+    return line.startswith('?? ') and any(part in OUTPUT_NAMES for part in Path(line[3:].strip('"')).parts)
 
 
 def hardware() -> dict:
@@ -78,15 +110,19 @@ def hardware() -> dict:
             'gpu_count': len(gpus), 'cuda': cuda, 'cudnn': cudnn}
 
 
-def capture() -> dict:
-    """Everything a run record needs to say where and with what it ran."""
+def capture(outputs: tuple[Path, ...] = ()) -> dict:
+    """Everything a run record needs to say where and with what it ran.
+
+    Args:
+        outputs: the invocation's output folders (runs, work dirs, data): not a dirty tree.
+    """
     return {
         'host': socket.gethostname(),
         'python': platform.python_version(),
         'platform': platform.platform(),
         'versions': package_versions(),
         'hardware': hardware(),
-        'harness_git': git_state(Path(__file__).resolve().parent, OUTPUT_DIRS),
+        'harness_git': git_state(Path(__file__).resolve().parent, OUTPUT_DIRS, tuple(outputs)),
         # which CPU kernels torch / MKL / oneDNN ran (pinned to AVX2 by `python -m harness`)
         'cpu_kernels': cpu.state(),
         # Set by our Docker images (docker/); absent outside a container.

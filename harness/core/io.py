@@ -39,6 +39,10 @@ def atomic_write(path: Path, data: str | bytes, overwrite: bool = False) -> Path
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        # a failed write() names no file, a failed rename our temporary one: name the file being written
+        raise OSError(err.errno, err.strerror, str(path)) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -76,6 +76,24 @@ def positive_int(x: Any) -> str | None:
     return None if isinstance(x, int) and not isinstance(x, bool) and x > 0 else 'must be an integer > 0'
 
 
+def int_in(low: int, high: int, why: str) -> Check:
+    """An integer in ``low..high``; ``why`` says where the upper bound comes from (shown with it)."""
+    def run(x: Any) -> str | None:
+        if not isinstance(x, int) or isinstance(x, bool) or x < low:
+            return 'must be an integer > 0' if low == 1 else f'must be an integer >= {low}'
+        return None if x <= high else f'must be an integer in {low}..{high:,} ({why})'
+    return run
+
+
+# Upper bounds that mean something: past them a value is a typo, and torch or numpy would
+# fail deep inside training (an int64 overflow, an allocation of petabytes) instead of here.
+ITERATIONS = int_in(1, 10**8, "upstream's 512 epochs are ~52k iterations; past 10**8 a counter overflows "
+                              'or the run never ends')
+QUERIES = int_in(1, 10**4, 'upstream uses 400 queries; each holds a mask over every voxel, so 10**4 already '
+                           'needs GBs per scene')
+THREADS = int_in(1, 1024, 'more threads than any machine has cores; torch would start them all')
+
+
 def non_negative_int(x: Any) -> str | None:
     return None if isinstance(x, int) and not isinstance(x, bool) and x >= 0 else 'must be an integer >= 0'
 

@@ -171,4 +171,32 @@ def load_manifest(out: Path) -> dict | None:
         raise HarnessError(f'{path}: not JSON ({err}); rerun prepare-data (or synth/subset) to rewrite it') from err
     if not isinstance(manifest, dict) or not isinstance(manifest.get('rooms'), dict):
         raise HarnessError(f'{path}: no "rooms" mapping; rerun prepare-data (or synth/subset) to rewrite it')
+    for name, entry in manifest['rooms'].items():
+        problem = _entry_problem(entry)
+        if problem:
+            raise HarnessError(f'{path}: rooms.{name}: {problem}; rerun prepare-data (or synth/subset) to rewrite it')
     return manifest
+
+
+def _entry_problem(entry: object) -> str | None:
+    """What is wrong with one room entry of a manifest (None: fine)."""
+    if not isinstance(entry, dict):
+        return f'{entry!r} is not a mapping {{area, n_points, sha256, ...}}'
+    if not isinstance(entry.get('area'), int) or isinstance(entry.get('area'), bool):
+        return f'area {entry.get("area")!r} is not an area number'
+    sha = entry.get('sha256')
+    if not isinstance(sha, dict) or any(not isinstance(sha.get(sub), str) for sub in SUBDIRS):
+        return f'sha256 {sha!r} is not a mapping of {list(SUBDIRS)} to hashes'
+    return None
+
+
+def content_sha256(manifest: dict) -> str:
+    """The data's identity: a hash of its rooms' names, areas, sizes and file hashes, nothing else.
+
+    The same rooms prepared (or generated) twice, at another time or into another folder, hash
+    the same; MANIFEST.json's own bytes (creation time, source path, tool version) do not enter.
+    """
+    rooms = {name: {'area': e.get('area'), 'n_points': e.get('n_points'),
+                    'sha256': {sub: e['sha256'][sub] for sub in SUBDIRS}}
+             for name, e in sorted(manifest['rooms'].items())}
+    return hashlib.sha256(json.dumps(rooms, sort_keys=True, separators=(',', ':')).encode()).hexdigest()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import Counter
 from pathlib import Path
 
@@ -10,14 +9,9 @@ import numpy as np
 from tqdm import tqdm
 
 from harness.core.errors import HarnessError
+from harness.data.content import fix, room_problems, rooms_vs_manifest
 from harness.data.layout import INFO_CATEGORIES, SUBDIRS, load_manifest, read_infos
 from harness.data.reader import CLASS_NAMES, read_room
-
-
-
-def _fix(name: str) -> str:
-    area = re.match(r'Area_(\d+)_', name)
-    return f'rerun prepare-data for Area_{area.group(1)}' if area else 'rerun prepare-data'
 
 
 def _sha256(path: Path) -> str:
@@ -35,31 +29,23 @@ def check_hashes(root: Path, manifest: dict) -> list[str]:
         for sub in SUBDIRS:
             path = root / sub / f'{name}.bin'
             if not path.exists():
-                problems.append(f'{path}: missing; {_fix(name)}')
+                problems.append(f'{path}: missing; {fix(name)}')
             elif _sha256(path) != entry['sha256'][sub]:
-                problems.append(f'{path}: sha256 differs from MANIFEST.json; {_fix(name)}')
+                problems.append(f'{path}: sha256 differs from MANIFEST.json; {fix(name)}')
     return problems
 
 
 def check_room(root: Path, name: str, stats: Counter) -> list[str]:
-    """dtype/length (via the reader), label range, one semantic label per instance."""
-    try:
-        room = read_room(root, name)
-    except HarnessError as err:
-        return [str(err)]
+    """dtype/length (via the reader), coordinates, colours, label and id ranges, one label per instance."""
+    problems = room_problems(root, name)
+    if problems:
+        return problems
+    room = read_room(root, name)
     sem, inst = np.asarray(room.semantic), np.asarray(room.instance)
-    problems = []
-    if len(sem) and (sem.min() < 0 or sem.max() >= len(CLASS_NAMES)):
-        problems.append(f'{root}/semantic_mask/{name}.bin: labels {sem.min()}..{sem.max()} outside 0..12; {_fix(name)}')
-    pairs = np.unique(np.stack([inst, sem]), axis=1)
-    ids, counts = np.unique(pairs[0], return_counts=True)
-    if (counts > 1).any():
-        problems.append(f'{root}/instance_mask/{name}.bin: instances {ids[counts > 1][:5].tolist()} have several '
-                        f'semantic labels; {_fix(name)}')
     area = name.split('_')[1]
     stats[(area, 'rooms')] += 1
     stats[(area, 'points')] += len(sem)
-    for i, s in pairs.T:
+    for i, s in np.unique(np.stack([inst, sem]), axis=1).T:
         if i > 0 and 0 <= s < len(CLASS_NAMES):
             stats[(area, CLASS_NAMES[s])] += 1
     return problems
@@ -86,9 +72,9 @@ def check_infos(root: Path, on_disk: set[str]) -> list[str]:
                 if key and Path(entry[key]).stem != name:
                     problems.append(f'{pkl}: {name} points to {entry[key]} for {sub}; rerun prepare-data')
                 if name not in on_disk or not (root / sub / f'{name}.bin').exists():
-                    problems.append(f'{root / sub / (name + ".bin")}: listed in {pkl.name} but missing; {_fix(name)}')
+                    problems.append(f'{root / sub / (name + ".bin")}: listed in {pkl.name} but missing; {fix(name)}')
     for name in sorted(on_disk - listed):
-        problems.append(f'{root}/points/{name}.bin: in no s3dis_infos_Area_N.pkl; {_fix(name)}')
+        problems.append(f'{root}/points/{name}.bin: in no s3dis_infos_Area_N.pkl; {fix(name)}')
     return problems
 
 
@@ -96,9 +82,10 @@ ROW_BYTES = {'points': 24, 'instance_mask': 8, 'semantic_mask': 8}   # float32 x
 
 
 def quick_check(root: Path, areas: list[int]) -> list[str]:
-    """What a run checks before training, in milliseconds: the manifest lists rooms of every area
-    used, and each of their files exists with the size its point count implies (a truncated or
-    missing file is caught; ``verify-data`` also checks hashes and labels)."""
+    """What a run checks before training: the manifest lists rooms of every area used and no
+    room of them is on disk only; each listed room's files exist with the size its point count
+    implies; and their content is as the layout says (:func:`harness.data.content.room_problems`:
+    one pass over the data, seconds per GB). ``verify-data`` also checks the files' hashes."""
     root = Path(root)
     manifest = load_manifest(root)
     if manifest is None:
@@ -111,15 +98,19 @@ def quick_check(root: Path, areas: list[int]) -> list[str]:
         for name, entry in rooms.items():
             n = entry.get('n_points')
             if not isinstance(n, int) or n <= 0:
-                problems.append(f'{root}/MANIFEST.json: room {name} has {n!r} points; {_fix(name)}')
+                problems.append(f'{root}/MANIFEST.json: room {name} has {n!r} points; {fix(name)}')
                 continue
+            sized = True
             for sub, row in ROW_BYTES.items():
                 path = root / sub / f'{name}.bin'
                 size = path.stat().st_size if path.exists() else None
                 if size != n * row:
+                    sized = False
                     problems.append(f'{path}: {"missing" if size is None else f"{size} bytes"}, the manifest '
-                                    f'says {n} points ({n * row} bytes); {_fix(name)}')
-    return problems
+                                    f'says {n} points ({n * row} bytes); {fix(name)}')
+            if sized:
+                problems += room_problems(root, name)
+    return problems + rooms_vs_manifest(root, manifest, areas)
 
 
 def verify(root: Path) -> tuple[Counter, list[str]]:
@@ -137,7 +128,7 @@ def verify(root: Path) -> tuple[Counter, list[str]]:
     manifest = load_manifest(root)
     problems = [] if manifest else [f'{root}/MANIFEST.json: missing; rerun prepare-data (or synth/subset)']
     if manifest:
-        problems += check_hashes(root, manifest)
+        problems += check_hashes(root, manifest) + rooms_vs_manifest(root, manifest)
     on_disk = {p.stem for p in (root / 'points').glob('*.bin')}
     stats: Counter = Counter()
     for name in tqdm(sorted(on_disk), desc='verify rooms', unit='room'):

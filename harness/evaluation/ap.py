@@ -75,11 +75,16 @@ def gt_table(gt_semantic: np.ndarray, gt_instance: np.ndarray, seg_ids: np.ndarr
     """Renamed GT ids as upstream builds them, from segments of constant raw id.
 
     Upstream renames every raw id i with semantic s to 1000 * s + i (in place;
-    here on copies). Returns per distinct raw id, ascending: the renamed id,
-    its point count, and for each segment the index of its raw id.
+    here on copies). Raw id 0 means "no instance" (mmdet3d's converter numbers
+    instances from 1 and keeps 0 for unannotated points; S3DIS ids are 1..K):
+    it stays 0 whatever its label, so it is never a GT. Upstream renames it too,
+    which turned a room of id-0 points into one perfectly predictable "instance"
+    per class; ids 1..K are renamed exactly as upstream does. Returns per
+    distinct raw id, ascending: the renamed id, its point count, and for each
+    segment the index of its raw id.
 
     Raises:
-        ValueError: raw ids outside 0..999, or an instance with several semantic labels.
+        ValueError: raw ids outside 0..999, or an instance (id > 0) with several semantic labels.
     """
     raw, seg_to_gt = np.unique(gt_instance[seg_ids], return_inverse=True)
     if len(raw) and (raw.min() < 0 or raw.max() >= INSTANCE_ID_BASE):
@@ -87,11 +92,11 @@ def gt_table(gt_semantic: np.ndarray, gt_instance: np.ndarray, seg_ids: np.ndarr
     seg_sem = gt_semantic[seg_ids]
     sem = np.zeros(len(raw), np.int64)
     sem[seg_to_gt] = seg_sem
-    mixed = sem[seg_to_gt] != seg_sem
+    mixed = (sem[seg_to_gt] != seg_sem) & (raw[seg_to_gt] != 0)   # id 0 is no instance: any labels
     if mixed.any():
         raise ValueError(f'instance ids {raw[seg_to_gt[mixed]][:5].tolist()} have several semantic '
                          'labels; each instance needs one')
-    valid = (sem >= 0) & (sem < n_classes)
+    valid = (sem >= 0) & (sem < n_classes) & (raw != 0)
     new_ids = np.where(valid, INSTANCE_ID_BASE * sem + raw, raw)
     return new_ids, np.bincount(seg_to_gt, weights=seg_sizes, minlength=len(raw)).astype(np.int64), seg_to_gt
 

@@ -10,6 +10,8 @@ from tqdm import tqdm
 
 from harness.core.errors import HarnessError
 from harness.data import CLASS_NAMES, list_rooms, read_room
+from harness.data.content import room_problems, rooms_vs_manifest
+from harness.data.layout import load_manifest
 from harness.evaluation.ap import OVERLAPS, evaluate_instances
 from harness.evaluation.predictions import load_predictions, prediction_files
 
@@ -20,10 +22,27 @@ def evaluate_folder(predictions: Path, data: Path, area: int) -> tuple[dict, dic
     Returns:
         the evaluator's result and its JSON-ready metrics record.
     """
+    check_data(data, area)
     rooms = check_rooms(list_rooms(data, area), prediction_files(predictions), predictions, data, area)
     result = evaluate_instances(scenes(data, rooms), CLASS_NAMES)
     return result, metrics_record(result, n_rooms=len(rooms), area=area, predictions=str(predictions),
                                   data=str(data))
+
+
+def check_data(data: Path, area: int) -> None:
+    """The area's GT as ``run`` checks it: every room of MANIFEST.json (where there is one) on disk and
+    no other, and each room's content as the layout says (harness.data.content).
+
+    Raises:
+        HarnessError: the first problems, each naming the file and the fix.
+    """
+    manifest = load_manifest(data)
+    problems = rooms_vs_manifest(data, manifest, [area], missing=True) if manifest is not None else []
+    for name in list_rooms(data, area) if not problems else []:
+        problems += room_problems(data, name)
+    if problems:
+        more = f' (+{len(problems) - 3} more)' if len(problems) > 3 else ''
+        raise HarnessError('; '.join(problems[:3]) + more + f'; `python -m harness verify-data {data}` lists all')
 
 
 def check_rooms(gt_rooms: list[str], preds: dict[str, Path], pred_dir: Path, data: Path,

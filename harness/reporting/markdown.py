@@ -10,6 +10,7 @@ from harness.reporting.select import Selection
 from harness.study.arms import BASELINE
 
 DIRTY = '†'
+UNKNOWN = '‡'   # the harness commit is unknown (no git where the run ran): neither clean nor dirty
 
 
 def pct(x: float | None, signed: bool = False) -> str:
@@ -30,9 +31,9 @@ def _mean_std(r: dict, m: str) -> str:
     return pct(r[f'{m}_mean'])
 
 
-def _arm_line(r: dict) -> str:
+def _arm_line(r: dict, unknown: set[str] = frozenset()) -> str:
     cells = [_mean_std(r, m) for m in METRICS]
-    seeds = f"{int(r['n'])}{DIRTY if r['dirty'] else ''}"
+    seeds = f"{int(r['n'])}{DIRTY if r['dirty'] else ''}{UNKNOWN if r['row'] in unknown else ''}"
     attempts = f"{int(r['attempts'])}" + (f" ({int(r['failed'])} failed)" if r['failed'] else '')
     wall = '–' if math.isnan(r['wall_s']) else (f"{r['wall_s'] / 3600:.2f} h" if r['wall_s'] >= 3600
                                                 else f"{r['wall_s']:.0f} s")
@@ -47,13 +48,17 @@ def _best_line(r: dict) -> str:
     return f"| {r['row']} | | {int(r['n'])} | – | " + ' | '.join(cells) + ' | | | |'
 
 
-def main_table(summary: pd.DataFrame, published: dict | None) -> list[str]:
-    """Arms (last checkpoint), the published row, the best-on-Area-5 extras."""
+def main_table(summary: pd.DataFrame, published: dict | None, unknown: set[str] = frozenset()) -> list[str]:
+    """Arms (last checkpoint), the published row, the best-on-Area-5 extras.
+
+    Args:
+        unknown: arms with a run whose harness commit is unknown (marked ``‡``).
+    """
     head = ('| arm | family | seeds | attempts | ' + ' | '.join(LABEL[m] for m in METRICS)
             + ' | wall / run | s / iter | criterion fwd ms |')
     lines = [head, '|' + '---|' * (len(METRICS) + 7)]
     rows = summary.to_dict('records')
-    lines += [_arm_line(r) for r in rows if r['kind'] == 'arm']
+    lines += [_arm_line(r, unknown) for r in rows if r['kind'] == 'arm']
     if published:
         vals = [pct(published['metrics'][m] / 100 if published['metrics'].get(m) is not None else None)
                 for m in METRICS]
@@ -124,8 +129,12 @@ def comparison_md(experiment: str, summary: pd.DataFrame, sel: Selection, publis
                   ablation_lines: list[str]) -> str:
     """The whole comparison.md."""
     from harness.reporting.compare import BEST_LABEL
-    lines = [f'# {experiment}: instance segmentation, last checkpoint', ''] + main_table(summary, published)
-    lines += ['', NOTES.format(baseline=BASELINE, best=BEST_LABEL, dirty=DIRTY, inst=LABEL['ap50w'])]
+    runs = main_runs(sel.runs)
+    unknown = set(runs.loc[runs['commit_unknown'], 'arm']) if 'commit_unknown' in runs else set()
+    lines = [f'# {experiment}: instance segmentation, last checkpoint', ''] + main_table(summary, published, unknown)
+    lines += ['', NOTES.format(baseline=BASELINE, best=BEST_LABEL, dirty=DIRTY, inst=LABEL['ap50w'])
+              + (f' {UNKNOWN} runs whose harness commit is unknown (git was not available where they ran): '
+                 'neither clean nor dirty.' if unknown else '')]
     lines += ['', 'What differs from the baseline: ' + '; '.join(
         f"{arm}: {', '.join(keys)}" for arm, keys in arm_differences(sel.runs).items()) + '.']
     if published:
@@ -135,7 +144,7 @@ def comparison_md(experiment: str, summary: pd.DataFrame, sel: Selection, publis
     lines += ['', '## Per seed', '', '| arm | seed | ' + ' | '.join(LABEL[m] for m in METRICS) + ' | run |',
               '|' + '---|' * (len(METRICS) + 3)]
     for r in main_runs(sel.runs).sort_values(['arm', 'seed']).itertuples():
-        mark = DIRTY if r.dirty else ''
+        mark = (DIRTY if r.dirty else '') + (UNKNOWN if getattr(r, 'commit_unknown', False) else '')
         lines.append(f'| {r.arm} | {r.seed}{mark} | ' + ' | '.join(pct(getattr(r, m)) for m in METRICS)
                      + f' | {r.run_id} (attempt {r.attempt}) |')
     lines += ablation_lines

@@ -10,7 +10,8 @@ Rules (docs/run-records.md):
    resolved config apart from the run's arm keys (its criterion, and a second
    key its arm declares, which every other arm's runs must share), the
    ablation keys, the seed and the places (data root, checkpoint paths); the same iterations, data
-   (MANIFEST.json sha256) and code (harness git commit, upstream commit).
+   (its rooms' hashes, or MANIFEST.json's sha256 where a record predates those) and code (harness git
+   commit, upstream commit).
    The setting most runs share is the reference; runs with another are listed
    under "Not included" with the keys that differ. A tie is an error.
 3. Runs from a dirty harness tree are kept but marked in every table.
@@ -46,12 +47,14 @@ class Selection:
     failed: Counter = field(default_factory=Counter)       # arm -> failed attempts among them
 
 
-def setting(record: dict, config: dict, ablated: set[str], arm_set: set[str]) -> dict:
+def setting(record: dict, config: dict, ablated: set[str], arm_set: set[str],
+            data_key: str = 'manifest_sha256') -> dict:
     """What must be equal across an experiment's runs, flattened (see the module rules).
 
     Args:
         ablated: every config key that some run of the experiment ablates (left out for all runs).
         arm_set: the keys this run's arm sets (its criterion, any second key): left out.
+        data_key: the record's data identity compared (:func:`data_key`).
     """
     places = record.get('location_keys', [])
     skip = ablated | arm_set
@@ -60,10 +63,19 @@ def setting(record: dict, config: dict, ablated: set[str], arm_set: set[str]) ->
             and not any(fnmatch.fnmatchcase(k, p) for p in places)}
     env = record.get('env', {})
     flat.update({'<iterations>': record.get('iterations_done'),
-                 '<data manifest>': (record.get('data') or {}).get('manifest_sha256'),
+                 '<data manifest>': (record.get('data') or {}).get(data_key),
                  '<harness commit>': (env.get('harness_git') or {}).get('sha'),
                  '<upstream commit>': (record.get('upstream') or {}).get('commit')})
     return flat
+
+
+def data_key(records: list[dict]) -> str:
+    """Which data identity an experiment's runs are compared by: their rooms' hashes
+    (``content_sha256``) when every run recorded them, else MANIFEST.json's sha256 (which
+    every record has; records from before content hashes are compared as they always were)."""
+    if records and all((r.get('data') or {}).get('content_sha256') for r in records):
+        return 'content_sha256'
+    return 'manifest_sha256'
 
 
 def _status_line(r: dict) -> str:
@@ -71,9 +83,17 @@ def _status_line(r: dict) -> str:
     return f"{r['run_id']} attempt {r['attempt']}: {why}" + (f" ({r['error']})" if r.get('error') else '')
 
 
-def pick_experiment(records: list[dict], wanted: str | None, runs: Path) -> str:
-    """The one experiment to compare; several without --experiment is an error (never mixed)."""
+def pick_experiment(records: list[dict], wanted: str | None, runs: Path, skipped: list[str] = ()) -> str:
+    """The one experiment to compare; several without --experiment is an error (never mixed).
+
+    Args:
+        skipped: why records with wrong fields were left out (named when nothing is left).
+    """
     names = sorted({r['experiment'] for r in records})
+    if not names:
+        why = f' ({len(skipped)} left out: {"; ".join(skipped[:3])})' if skipped else ''
+        raise HarnessError(f'{runs}: no run records (no <run>/run.json){why}; run an experiment into it first '
+                           '(python -m harness run --spec ... --runs ' + f'{runs})')
     if wanted is not None:
         if wanted not in names:
             raise HarnessError(f'{runs}: no runs of experiment {wanted!r}; found {names}')
@@ -121,7 +141,8 @@ def _one_setting(counted: list[tuple[dict, dict]], excluded: list[str]) -> list[
     """Keep the runs of the most common setting; list the others with the keys that differ."""
     ablated = {k.split('.', 1)[1] for r, _ in counted for k in r.get('ablation', {}) if k.startswith('config.')}
     owns = [set(r.get('arm_keys') or [ARM_KEY]) for r, _ in counted]
-    settings = [setting(r, read_config(r['_dir']) or {}, ablated, own) for (r, _), own in zip(counted, owns)]
+    key = data_key([r for r, _ in counted])
+    settings = [setting(r, read_config(r['_dir']) or {}, ablated, own, key) for (r, _), own in zip(counted, owns)]
     _fill_second_keys(settings, owns)
     hashes = [canonical_hash(s) for s in settings]
     tally = Counter(hashes).most_common()
@@ -172,6 +193,8 @@ def _row(r: dict, metrics: dict) -> dict:
             'ablation': r.get('ablation') or {}, 'dir': r['_dir'], 'wall_s': r.get('wall_s'),
             'iterations': r.get('iterations_done'), 's_per_iter': timing.get('s_per_iter'),
             'dirty': bool(((r.get('env') or {}).get('harness_git') or {}).get('dirty')),
+            # no git where it ran: the commit is unknown, which is not "clean"
+            'commit_unknown': not ((r.get('env') or {}).get('harness_git') or {}).get('sha'),
             'executor': (r.get('executor') or {}).get('kind', 'local'),
             'arm_keys': r.get('arm_keys') or [ARM_KEY],
             **{m: _float(metrics.get(METRIC_KEYS.get(m, m))) for m in METRICS}, 'per_class': metrics['per_class'],

@@ -8,25 +8,25 @@ a rule of compare (docs/run-records.md), not "the latest".
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from harness.core import env
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write, now
 from harness.core.tree import canonical_hash
+from harness.study.locks import LOCK, lock, lock_holder  # noqa: F401 - the runner's and status's entry points
+from harness.study.record_checks import RecordError, field_problems, metric_problems
 
 SCHEMA_VERSION = 2
 STATUSES = ('running', 'finished', 'failed')
 REQUIRED = ('schema_version', 'run_id', 'attempt', 'experiment', 'arm', 'seed', 'ablation',
             'backend', 'status', 'started_at')
-LOCK = '.lock'
 
 
 def run_id(experiment: str, arm: str, seed: int, ablation: dict | None = None) -> str:
@@ -53,12 +53,45 @@ def folder_of(runs_dir: Path, rid: str, attempt: int = 1) -> Path:
 
 
 def attempts(runs_dir: Path, rid: str) -> list[Path]:
-    """Folders of every attempt of a run id that has a run.json, in attempt order."""
+    """Folders of every attempt of a run id that has a run.json, in attempt order.
+
+    A folder without run.json (a full disk or a kill between making the folder and
+    writing the record) is no attempt: :func:`next_folder` reuses it.
+    """
     out, n = [], 1
-    while (folder := folder_of(runs_dir, rid, n)).exists():
+    while (folder := folder_of(runs_dir, rid, n)).is_dir() and (folder / 'run.json').exists():
         out.append(folder)
         n += 1
     return out
+
+
+def next_folder(runs_dir: Path, rid: str) -> Path:
+    """The folder of the run's next attempt; one left empty by an interrupted start is reused.
+
+    Raises:
+        HarnessError: that folder exists holding files but no run.json (not ours to reuse).
+    """
+    folder = folder_of(runs_dir, rid, len(attempts(runs_dir, rid)) + 1)
+    if folder.exists():
+        leftovers = [p.name for p in folder.iterdir() if not _ours(p.name)] if folder.is_dir() else [folder.name]
+        if leftovers:
+            raise HarnessError(f'{folder}: holds {sorted(leftovers)[:5]} but no run.json, so it is no attempt of '
+                               f'{rid}; move it away, then run again')
+    return folder
+
+
+def _ours(name: str) -> bool:
+    """Files an interrupted start can leave: the lock and atomic_write's temporary files."""
+    return name == LOCK or (name.startswith('.') and name.endswith('.tmp'))
+
+
+def unstarted(record: dict) -> bool:
+    """A record written by a start that never finished (no config entry, no session): not a changed spec.
+
+    The runner writes run.json, then config.json, then the record's ``config`` entry; a crash
+    between these leaves a record that nothing ever trained from.
+    """
+    return 'config' not in record and not record.get('sessions')
 
 
 class RunRecord:
@@ -80,14 +113,24 @@ class RunRecord:
         return cls(folder, load_record(Path(folder) / 'run.json'))
 
     @classmethod
-    def create(cls, runs_dir: Path, rid: str, **fields: Any) -> 'RunRecord':
-        """The next attempt's folder and record (status running, no session yet), written at once."""
-        attempt = len(attempts(runs_dir, rid)) + 1
-        folder = folder_of(runs_dir, rid, attempt)
+    def create(cls, runs_dir: Path, rid: str, folder: Path | None = None, outputs: tuple[Path, ...] = (),
+               **fields: Any) -> 'RunRecord':
+        """An attempt's record (status running, no session yet), written at once.
+
+        Args:
+            folder: the attempt's folder (from :func:`next_folder`, under the run's lock), or None: the next one.
+                Its run.json may exist only as an :func:`unstarted` record, which is replaced.
+            outputs: folders this invocation writes (runs, work dirs, data): not a dirty tree.
+        """
+        folder = Path(folder) if folder is not None else next_folder(runs_dir, rid)
+        attempt = 1 if folder.name == rid else int(folder.name.rsplit('.attempt', 1)[1])
+        previous = folder / 'run.json'
+        if previous.exists() and not unstarted(load_record(previous)):
+            raise HarnessError(f'{previous}: exists; an attempt is never written over (run again: it is resumed)')
         record = cls(folder, {'schema_version': SCHEMA_VERSION, 'run_id': rid, 'attempt': attempt, **fields,
-                              'status': 'running', 'error': None, 'started_at': now(), 'env': env.capture(),
-                              'sessions': [], 'checkpoint': {'evaluated': 'last'}})
-        _write(folder, record.fields, overwrite=False)
+                              'status': 'running', 'error': None, 'started_at': now(),
+                              'env': env.capture(outputs), 'sessions': [], 'checkpoint': {'evaluated': 'last'}})
+        _write(folder, record.fields, overwrite=previous.exists())
         return record
 
     def __getitem__(self, key: str) -> Any:
@@ -101,17 +144,30 @@ class RunRecord:
         self.fields.update(fields)
         _write(self.folder, self.fields, overwrite=True)
 
-    def begin_session(self, session: dict[str, Any] | None = None, **fields: Any) -> None:
+    def begin_session(self, session: dict[str, Any] | None = None, last_activity: float | None = None,
+                      **fields: Any) -> None:
         """Status running and a new session (a process working on the run) with its start time.
+
+        A previous session that never recorded its end (killed) is closed first as interrupted,
+        its seconds counted up to ``last_activity``, so wall time includes the work it did.
 
         Args:
             session: extra fields of the session entry (e.g. where it executes).
+            last_activity: Unix time of the run's last written file (None: unknown, counted as 0 s).
             fields: record fields to set in the same write.
         """
-        sessions = self.fields.get('sessions', []) + [{'started_at': now(), 'started_unix': time.time(),
-                                                       'host': socket.gethostname(), 'pid': os.getpid(),
-                                                       **(session or {})}]
+        sessions = [_closed(s, last_activity) for s in self.fields.get('sessions', [])]
+        sessions += [{'started_at': now(), 'started_unix': time.time(), 'host': socket.gethostname(),
+                      'pid': os.getpid(), **(session or {})}]
         self.update(status='running', error=None, sessions=sessions, **fields)
+
+    def interrupt(self) -> None:
+        """Close the open session as interrupted (Ctrl-C); the run stays ``running`` and resumes next time."""
+        sessions = list(self.fields.get('sessions', []))
+        if sessions and 'seconds' not in sessions[-1]:
+            sessions[-1] = {**sessions[-1], 'ended_at': now(), 'interrupted': True,
+                            'seconds': round(time.time() - sessions[-1]['started_unix'], 3)}
+            self.update(sessions=sessions)
 
     def finish(self, status: str = 'finished', error: str | None = None, **fields: Any) -> None:
         """Close the run: status, end time, and wall seconds summed over its sessions (downtime excluded)."""
@@ -123,6 +179,16 @@ class RunRecord:
                             'seconds': round(time.time() - sessions[-1]['started_unix'], 3)}
         wall = round(sum(s.get('seconds', 0.0) for s in sessions), 3)
         self.update(status=status, error=error, ended_at=now(), wall_s=wall, sessions=sessions, **fields)
+
+
+def _closed(session: dict, last_activity: float | None) -> dict:
+    """A session entry with its seconds: as recorded, else up to ``last_activity`` (marked interrupted)."""
+    if 'seconds' in session:
+        return session
+    start = session.get('started_unix')
+    seconds = max(0.0, last_activity - start) if isinstance(start, (int, float)) and last_activity else 0.0
+    return {**session, 'interrupted': True, 'seconds': round(seconds, 3),
+            'seconds_from': 'the last file the session wrote (it was killed before recording its end)'}
 
 
 def new_attempt(runs_dir: Path, rid: str, **fields: Any) -> Path:
@@ -177,19 +243,36 @@ def load_record(path: Path) -> dict:
                            'version that wrote it)')
     missing = [k for k in REQUIRED if k not in record]
     if missing or record['status'] not in STATUSES:
-        raise HarnessError(f'{path}: corrupt run record (missing {missing}, status {record.get("status")!r}); '
-                           'restore it or move the run folder away')
+        raise RecordError(f'{path}: corrupt run record (missing {missing}, status {record.get("status")!r}); '
+                          'restore it or move the run folder away', record)
+    for key, problem in field_problems(record):
+        raise RecordError(f'{path}: corrupt run record: {key} {record.get(key)!r} {problem}; restore it or move '
+                          'the run folder away', record)
     return record
 
 
-def load_runs(runs_dir: Path) -> list[dict]:
-    """Every record under ``runs_dir`` (one folder each), with ``_dir`` set to its folder."""
+def load_runs(runs_dir: Path, skipped: list[tuple[Any, str]] | None = None) -> list[dict]:
+    """Every record under ``runs_dir`` (one folder each), with ``_dir`` set to its folder.
+
+    Args:
+        skipped: where given, a record with wrong fields (:class:`RecordError`) is left out and
+            listed here as (its experiment field, the reason) instead of stopping everything.
+
+    Raises:
+        HarnessError: no such folder, or a record that is no run record at all (names the file).
+    """
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise HarnessError(f'{runs_dir}: no such runs folder; pass --runs pointing at results/runs')
     records = []
     for path in sorted(runs_dir.glob('*/run.json')):
-        record = load_record(path)
+        try:
+            record = load_record(path)
+        except RecordError as err:
+            if skipped is None:
+                raise
+            skipped.append((err.record.get('experiment'), str(err)))
+            continue
         record['_dir'] = str(path.parent)
         records.append(record)
     return records
@@ -229,9 +312,11 @@ def load_metrics(folder: Path) -> dict | None:
     if metrics is None:
         return None
     missing = [k for k in METRIC_KEYS if not isinstance(metrics, dict) or k not in metrics]
+    fix = f're-evaluate the run (python -m harness evaluate <work_dir>/predictions --out {path} --force)'
     if missing:
-        raise HarnessError(f'{path}: no {", ".join(missing)}; re-evaluate the run '
-                           f'(python -m harness evaluate <work_dir>/predictions --out {path} --force)')
+        raise HarnessError(f'{path}: no {", ".join(missing)}; {fix}')
+    for key, problem in metric_problems(metrics):
+        raise HarnessError(f'{path}: {key} {problem}; {fix}')
     return metrics
 
 
@@ -243,91 +328,3 @@ def _read_json(path: Path, fix: str) -> Any:
     except (OSError, json.JSONDecodeError) as err:
         raise HarnessError(f'{path}: not JSON ({err}); {fix}') from err
 
-
-@contextlib.contextmanager
-def lock(folder: Path, owner: dict | None = None) -> Iterator[None]:
-    """Hold ``<folder>/.lock`` while a process trains the run: a second one is refused.
-
-    A lock left by a process that no longer runs (same host) is stale: it is
-    reported and taken over.
-
-    Raises:
-        HarnessError: another live process holds the lock (names it).
-    """
-    path = Path(folder) / LOCK
-    mine = {'host': socket.gethostname(), 'pid': os.getpid(), 'since': now(),
-            'slurm_job_id': os.environ.get('SLURM_JOB_ID'), **(owner or {})}
-    while True:
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileExistsError:
-            holder = _holder(path)
-            if holder is None and time.time() - _mtime(path) < 5:
-                time.sleep(0.2)   # its writer may still be writing it
-                continue
-            if holder is not None and not _stale(holder):
-                raise HarnessError(f'{folder.name}: being trained by pid {holder.get("pid")} on '
-                                   f'{holder.get("host")} since {holder.get("since")}; wait for it or stop it; '
-                                   f'if nothing trains it any more, remove {path}') from None
-            print(f'note: {folder.name}: stale lock of pid {(holder or {}).get("pid")} on '
-                  f'{(holder or {}).get("host")} (not running) taken over')
-            path.unlink(missing_ok=True)
-    with os.fdopen(fd, 'w') as f:
-        json.dump(mine, f)
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
-
-
-def lock_holder(folder: Path) -> dict | None:
-    """Who holds a run's lock and whether it is still alive: the holder's fields + ``alive``; None if unlocked."""
-    path = Path(folder) / LOCK
-    if not path.exists():
-        return None
-    holder = _holder(path) or {}
-    return {**holder, 'alive': bool(holder) and not _stale(holder)}
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def _holder(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None   # torn lock file: its writer died before finishing it
-
-
-def _stale(holder: dict) -> bool:
-    """A holder whose process is gone: on this host by its pid; a Slurm job by its job id.
-
-    A Slurm job's lock is stale when the job is this very job (requeued after a
-    time limit or preemption) or when Slurm no longer runs it.
-    """
-    job = holder.get('slurm_job_id')
-    if job:
-        if job == os.environ.get('SLURM_JOB_ID'):
-            return True
-        if env.squeue_state(job) not in ('RUNNING', 'COMPLETING', 'CONFIGURING', 'SUSPENDED', 'STOPPED'):
-            return holder.get('host') != socket.gethostname() or _pid_gone(holder)
-        return False
-    if holder.get('host') != socket.gethostname():
-        return False
-    return _pid_gone(holder)
-
-
-def _pid_gone(holder: dict) -> bool:
-    """The holder's pid no longer exists on this host."""
-    try:
-        os.kill(int(holder['pid']), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, KeyError, ValueError, TypeError):
-        return False
-    return False

@@ -19,13 +19,14 @@ import contextlib
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.core import env
-from harness.core.errors import HarnessError
+from harness.core.errors import HarnessError, os_error_message
 from harness.core.io import atomic_write
 from harness.core.tree import canonical_hash, config_diff, diff_keys, without
+from harness.data.layout import content_sha256, load_manifest
 from harness.evaluation.folder import evaluate_folder
 from harness.study import records
 from harness.study.arms import arm_keys
@@ -71,11 +72,14 @@ def classify(point: RunPoint, derived: Derived, options: RunOptions) -> Planned:
     """What to do with one run, from its latest attempt's record and config."""
     folders = records.attempts(options.runs, point.run_id)
     if not folders or options.force:
+        records.next_folder(options.runs, point.run_id)   # a stray folder in the way: an error before training
         return Planned(point, derived, 'new')
     latest = folders[-1]
     record = records.load_record(latest / 'run.json')
+    if records.unstarted(record):   # a crash between its first writes: nothing trained, start it again
+        return Planned(point, derived, 'new', latest, record=None)
     old = records.read_config(latest)
-    # places (data root, checkpoint paths) are not settings: the data's identity is checked by its manifest
+    # places (data root, checkpoint paths) are not settings: the data's identity is checked by its hashes
     places = record.get('location_keys', [])
     if old is None or canonical_hash(without(old, places)) != canonical_hash(without(derived.config, places)):
         keys = diff_keys(config_diff(without(old or {}, places), without(derived.config, places)))
@@ -105,18 +109,23 @@ def plan(spec: Spec, backend: Backend, prepared: Prepared, points: list[RunPoint
 
 
 def same_data(plans: list[Planned], root: Path) -> None:
-    """Runs to resume or keep must have used this very data (its manifest hash); else refuse them all."""
-    current = _data_identity(root)['manifest_sha256']
+    """Runs to resume or keep must have used this very data; else refuse them all.
+
+    A record with ``content_sha256`` (its rooms' hashes) is compared by it, so the same rooms
+    generated again count as the same data; an older record, by its MANIFEST.json's sha256.
+    """
+    current = _data_identity(root)
     wrong = []
     for p in plans:
         if p.record is None:
             continue
-        recorded = (p.record.get('data') or {}).get('manifest_sha256')
-        if recorded and recorded != current:
+        recorded = p.record.get('data') or {}
+        key = 'content_sha256' if recorded.get('content_sha256') else 'manifest_sha256'
+        if recorded.get(key) and recorded[key] != current[key]:
             wrong.append(p)
-            print(f'refused: {p.folder}: trained on other data (MANIFEST.json sha256 {recorded[:12]}, now '
-                  f'{current[:12] if current else None}); point --data at that data, or give the experiment '
-                  'a new name', file=sys.stderr)
+            print(f'refused: {p.folder}: trained on other data ({key} {recorded[key][:12]}, now '
+                  f'{current[key][:12] if current[key] else None}); point --data at that data, or give the '
+                  'experiment a new name', file=sys.stderr)
     if wrong:
         raise HarnessError(f'{len(wrong)} of {len(plans)} runs refused: their data differs (listed above); '
                            'nothing was trained')
@@ -143,17 +152,44 @@ def run_all(batch: Batch) -> dict[str, str]:
 
 
 def execute(batch: Batch, planned: Planned) -> str:
-    """One run, start to finish; returns its status (``done (already finished)`` when nothing was to do)."""
+    """One run, start to finish; returns its status (``done (already finished)`` when nothing was to do).
+
+    The run's lock is taken before anything of a new attempt is written, and what to do is
+    decided again under it: two invocations of one spec never train one run twice.
+    """
     if planned.action == 'done':
         return 'done (already finished)'
-    record = RunRecord.load(planned.folder) if planned.folder else _open_new(batch, planned)
+    rid = planned.point.run_id
+    folder = planned.folder or records.next_folder(batch.options.runs, rid)
+    folder.mkdir(parents=True, exist_ok=True)   # only to hold the lock; an empty one is reused later
     with contextlib.ExitStack() as stack:
         try:
-            stack.enter_context(records.lock(record.folder))
+            stack.enter_context(records.lock(folder))
         except HarnessError as err:   # another process trains it: leave it alone, go on with the others
             print(f'refused: {err}', file=sys.stderr)
             return 'refused (being trained elsewhere)'
+        planned = _recheck(batch, planned, folder)
+        if planned.action == 'done':
+            return 'done (already finished)'
+        if planned.action == 'refused':
+            print(f'refused: {planned.reason}', file=sys.stderr)
+            return 'refused (changed meanwhile)'
+        record = RunRecord.load(folder) if planned.action != 'new' else _open_new(batch, planned, folder)
         return _locked(batch, planned, record)
+
+
+def _recheck(batch: Batch, planned: Planned, folder: Path) -> Planned:
+    """What to do with the run, decided again under its lock (another process may have got there first)."""
+    if planned.action == 'new' and not (folder / 'run.json').exists():
+        return planned
+    if planned.action == 'new' and not records.unstarted(records.load_record(folder / 'run.json')):
+        return replace(planned, action='refused', reason=f'{folder}: started by another process meanwhile; '
+                       'run again to resume or see it (python -m harness status)')
+    again = classify(planned.point, planned.derived, replace(batch.options, force=False))
+    if again.action != 'new' and again.folder != folder:
+        return replace(again, action='refused', reason=f'{again.folder}: a later attempt was started meanwhile; '
+                       'run again')
+    return replace(again, folder=folder) if again.action == 'new' else again
 
 
 def _locked(batch: Batch, planned: Planned, record: RunRecord) -> str:
@@ -161,7 +197,8 @@ def _locked(batch: Batch, planned: Planned, record: RunRecord) -> str:
     resumed = bool(record.get('sessions'))
     where = env.executor()
     work_dir = (Path(batch.options.work_dirs) / record.folder.name).resolve()
-    record.begin_session(session={'executor': where}, executor=where, work_dir=str(work_dir))
+    record.begin_session(session={'executor': where}, last_activity=last_activity(work_dir, record.folder),
+                         executor=where, work_dir=str(work_dir))
     ctx = RunContext(batch.spec, planned.point, planned.derived, batch.options, batch.prepared, record.folder,
                      work_dir, batch.data_root, resumed)
     try:
@@ -169,20 +206,46 @@ def _locked(batch: Batch, planned: Planned, record: RunRecord) -> str:
             _train_and_evaluate(batch.backend, ctx, record)
         record.finish()
         return 'finished'
+    except KeyboardInterrupt:
+        with contextlib.suppress(OSError):   # a full disk must not hide the Ctrl-C
+            record.interrupt()   # the session's time is kept; the run stays open and resumes next time
+        raise
     except Exception as err:  # noqa: BLE001 - recorded, then the next run goes on
-        text = str(err) if isinstance(err, HarnessError) else f'{type(err).__name__}: {err}'
-        message = (text.splitlines() or [type(err).__name__])[0]
+        message = _failure(err, work_dir)
         record.finish(status='failed', error=message)
-        if not isinstance(err, HarnessError):
-            traceback.print_exc()
         print(f'error: {planned.point.run_id}: {message}', file=sys.stderr)
         return 'failed'
 
 
-def _open_new(batch: Batch, planned: Planned) -> RunRecord:
-    """A new attempt's record, its config.json and the files the backend trains from."""
+def _failure(err: Exception, work_dir: Path) -> str:
+    """The first line of a run's failure; a traceback only for a bug (not a user error, not the disk)."""
+    if isinstance(err, HarnessError):
+        text = str(err)
+    elif isinstance(err, OSError):   # a full disk, a read-only folder: the cause and the path, one line
+        text = os_error_message(err, work_dir)
+    else:
+        text = f'{type(err).__name__}: {err}'
+        traceback.print_exc()
+    return (text.splitlines() or [type(err).__name__])[0]
+
+
+def last_activity(*folders: Path) -> float | None:
+    """The newest modification time (Unix seconds) of any file under ``folders`` (None: no file).
+
+    A session killed outright (``kill -9``, a lost node) never records its end; the files it
+    last wrote (logs, checkpoints, its record) say when it stopped working.
+    """
+    times = [p.stat().st_mtime for folder in folders if Path(folder).is_dir()
+             for p in Path(folder).rglob('*') if p.is_file() and p.name != records.LOCK]
+    return max(times, default=None)
+
+
+def _open_new(batch: Batch, planned: Planned, folder: Path) -> RunRecord:
+    """A new attempt's record in ``folder`` (locked), its config.json and the files the backend trains from."""
     point, derived = planned.point, planned.derived
-    record = RunRecord.create(batch.options.runs, point.run_id, experiment=point.experiment, arm=point.arm,
+    outputs = (batch.options.runs, batch.options.work_dirs, batch.data_root)
+    record = RunRecord.create(batch.options.runs, point.run_id, folder, outputs, experiment=point.experiment,
+                              arm=point.arm,
                               seed=point.seed, ablation=point.ablation_dict, backend=batch.backend.name,
                               arm_keys=arm_keys(point.arm), location_keys=list(batch.backend.location_keys),
                               **batch.prepared.record)
@@ -196,9 +259,13 @@ def _open_new(batch: Batch, planned: Planned) -> RunRecord:
 
 
 def _data_identity(root: Path) -> dict:
-    """Where the data is and which data it is (its MANIFEST.json's sha256)."""
+    """Where the data is and which data it is: its rooms' hashes (``content_sha256``) and, as older
+    records have it, its MANIFEST.json's sha256."""
     manifest = Path(root) / 'MANIFEST.json'
-    return {'root': str(root), 'manifest_sha256': records.sha256_file(manifest) if manifest.exists() else None}
+    if not manifest.exists():
+        return {'root': str(root), 'manifest_sha256': None, 'content_sha256': None}
+    return {'root': str(root), 'manifest_sha256': records.sha256_file(manifest),
+            'content_sha256': content_sha256(load_manifest(root))}
 
 
 def _train_and_evaluate(backend: Backend, ctx: RunContext, record: RunRecord) -> None:

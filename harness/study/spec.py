@@ -239,16 +239,47 @@ def load_spec(path: Path, parsers: Mapping[str, PartParser], keys: BackendKeys) 
                 question=_question(path, raw.get('question')))
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """YAML's safe loader (no tags that run code), strict about keys: a key given twice or a key
+    that is not a name is an error. PyYAML keeps the last of two equal keys without a word, so
+    ``seeds:`` twice silently ran the second list."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == 'tag:yaml.org,2002:merge':   # `<<: *anchor`: merged keys may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, str):
+                raise yaml.constructor.ConstructorError(
+                    None, None, f'key {key!r} is not a name (spec keys are text; quote it if it is meant as one)',
+                    key_node.start_mark)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f'key {key!r} given twice (lines {seen[key]} and {line}); keep one',
+                    key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> dict:
-    """A spec file's mapping (YAML's safe loader: no tags that run code)."""
+    """A spec file's mapping (safe and strict: see :class:`_SpecLoader`)."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise HarnessError(f'{path}: unreadable experiment spec ({err})') from err
+        raw = yaml.load(Path(path).read_text(), Loader=_SpecLoader)   # noqa: S506 - a SafeLoader subclass
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise HarnessError(f'{path}: unreadable experiment spec ({_one_line(err)})') from err
     if not isinstance(raw, dict):
         raise HarnessError(f'{path}: an experiment spec is a mapping with keys {sorted(COMMON_REQUIRED)}, '
                            f'got {type(raw).__name__}')
     return raw
+
+
+def _one_line(err: Exception) -> str:
+    """A YAML error on one line (PyYAML's span several, with a caret drawing)."""
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+        return f'line {err.problem_mark.line + 1}: {err.problem}'
+    return ' '.join(str(err).split())
 
 
 def _check_names(path: Path, spec: dict) -> None:
@@ -271,10 +302,17 @@ def _check_names(path: Path, spec: dict) -> None:
         raise HarnessError(f'{path}: arms lists an arm twice: {spec["arms"]}')
 
 
+# numpy's and mmengine's seeding take 32-bit seeds: a larger one fails inside training
+MAX_SEED = 2**32 - 1
+
+
 def _check_seeds(path: Path, seeds: Any) -> None:
     if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
             or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
         raise HarnessError(f'{path}: seeds must be a list of distinct non-negative integers, got {seeds!r}')
+    if max(seeds) > MAX_SEED:
+        raise HarnessError(f'{path}: seeds: {max(seeds)} is above 2**32 - 1 (numpy and mmengine seed with 32 '
+                           'bits); use smaller seeds')
 
 
 def _data(path: Path, block: Any) -> DataSpec:
@@ -295,8 +333,8 @@ def _data(path: Path, block: Any) -> DataSpec:
 
 
 def _threads(path: Path, threads: Any) -> int | None:
-    if threads is not None and sc.positive_int(threads):
-        raise HarnessError(f'{path}: threads: {threads!r} {sc.positive_int(threads)}')
+    if threads is not None and sc.THREADS(threads):
+        raise HarnessError(f'{path}: threads: {threads!r} {sc.THREADS(threads)}; fix the value')
     return threads or None
 
 

@@ -9,10 +9,11 @@ import yaml
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write, result_line, staged
 from harness.core.paths import BASELINES
-from harness.reporting import ablations, plots
+from harness.core.schema import check_keys
+from harness.reporting import ablations, outputs, plots
 from harness.reporting.compare import main_runs, per_class_table, summarise, with_timing
 from harness.reporting.markdown import comparison_md, per_class_md
-from harness.reporting.select import pick_experiment, select
+from harness.reporting.select import METRICS, pick_experiment, select
 from harness.study.records import load_runs
 
 HELP = 'tables (comparison, per class, ablations) and plots from run records; re-renders without re-training'
@@ -29,12 +30,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Select the counted runs of one experiment, then write every table and plot in one step."""
-    records = load_runs(args.runs)
-    experiment = pick_experiment(records, args.experiment, args.runs)
+    skipped: list[tuple[object, str]] = []
+    records = load_runs(args.runs, skipped)
+    experiment = pick_experiment(records, args.experiment, args.runs, [why for _, why in skipped])
     sel = select([r for r in records if r['experiment'] == experiment])
+    # a record with wrong fields is listed, never counted (with its experiment's, or with every, comparison)
+    sel.excluded += [why for exp, why in skipped if exp == experiment or not isinstance(exp, str)]
     if sel.runs.empty or main_runs(sel.runs).empty:
         raise HarnessError(f'{args.runs}: no counted run of {experiment} (finished, with metrics.json, without '
                            'ablation values); train and evaluate first (not included: ' + '; '.join(sel.excluded) + ')')
+    previous = outputs.previous_set(args.out, experiment)   # before any work: a folder of another study is refused
     sel.runs = with_timing(sel.runs)
     published = load_published(args.published, experiment)
     summary, per_class, ablation = summarise(sel), per_class_table(sel.runs), ablations.tables(sel.runs)
@@ -48,18 +53,42 @@ def run(args: argparse.Namespace) -> int:
             atomic_write(tmp / 'ablations.csv', ablation.to_csv(index=False))
         figures = plots.render_all(main_runs(sel.runs), per_class, published, tmp / 'plots')
         figures += ablations.plot(ablation, tmp / 'plots')
+        written = [str(p.relative_to(tmp)) for p in tmp.rglob('*') if p.is_file()]
+    removed = outputs.claim(args.out, experiment, written, previous)
     print(md)
     print(result_line('compare', 'ok', experiment=experiment, runs=len(sel.runs), excluded=len(sel.excluded),
-                      out=str(args.out), figures=[str(args.out / f.relative_to(tmp)) for f in figures]))
+                      out=str(args.out), figures=[str(args.out / f.relative_to(tmp)) for f in figures],
+                      removed=removed))
     return 0
 
 
 def load_published(path: Path, experiment: str) -> dict | None:
-    """The published reference for this experiment, or None."""
+    """The published reference for this experiment, or None.
+
+    Raises:
+        HarnessError: not YAML, not a mapping, or this experiment's entry without ``label``, ``source``
+            or a ``metrics`` mapping of numbers (in percent) or nulls; names the file and the key.
+    """
     if not Path(path).exists():
         return None
     try:
         table = yaml.safe_load(Path(path).read_text()) or {}
-    except yaml.YAMLError as err:
-        raise HarnessError(f'{path}: not valid YAML ({err})') from err
-    return table.get(experiment)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise HarnessError(f'{path}: not valid YAML ({err}); fix it or pass another --published') from err
+    if not isinstance(table, dict):
+        raise HarnessError(f'{path}: a mapping of experiment -> {{label, source, metrics}} expected, got '
+                           f'{type(table).__name__}; fix it or pass another --published')
+    entry = table.get(experiment)
+    if entry is None:
+        return None
+    where = f'{path}: {experiment}'
+    check_keys(where, entry, {'label', 'source', 'metrics'}, set())
+    for key in ('label', 'source'):
+        if not isinstance(entry[key], str):
+            raise HarnessError(f'{where}.{key}: {entry[key]!r} must be text; fix it')
+    check_keys(f'{where}.metrics', entry['metrics'], set(), set(METRICS))
+    for key, value in entry['metrics'].items():
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                  or not 0 <= value <= 100):
+            raise HarnessError(f'{where}.metrics.{key}: {value!r} must be a percentage in [0, 100] or null; fix it')
+    return entry

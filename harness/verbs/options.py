@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from harness.backends import BACKENDS
+from harness.core.errors import HarnessError
 from harness.study.backend import Backend, RunOptions
 from harness.study.matrix import Selection
 
@@ -32,7 +33,14 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_options(args: argparse.Namespace, backend: Backend) -> RunOptions:
-    """The RunOptions these arguments ask for, with ``backend``'s own options."""
+    """The RunOptions these arguments ask for, with ``backend``'s own options.
+
+    Raises:
+        HarnessError: ``--runs`` or ``--work-dirs`` names a file (checked before anything is planned).
+    """
+    for flag, path in (('--runs', args.runs), ('--work-dirs', getattr(args, 'work_dirs', None))):
+        if path is not None and Path(path).exists() and not Path(path).is_dir():
+            raise HarnessError(f'{flag} {path}: a file, not a folder; choose a folder (or move the file away)')
     return RunOptions(runs=args.runs, work_dirs=getattr(args, 'work_dirs', Path('work_dirs')),
                       data=getattr(args, 'data', None), force=getattr(args, 'force', False),
                       backend=type(backend).options(args))

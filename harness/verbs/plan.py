@@ -32,7 +32,7 @@ def measured(runs_dir: Path, experiment: str) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     if not Path(runs_dir).is_dir():
         return out
-    for r in records.load_runs(runs_dir):
+    for r in records.load_runs(runs_dir, []):   # a record with wrong fields estimates nothing
         if r['experiment'] == experiment and r['status'] == 'finished' and (r.get('timing') or {}).get('train_s'):
             out.setdefault(r['arm'], []).append(r)
     return out
@@ -53,7 +53,7 @@ def counted_runs(runs_dir: Path, experiment: str):
     """The experiment's counted main runs in ``runs_dir`` (compare's rules), or None."""
     if not Path(runs_dir).is_dir():
         return None
-    mine = [r for r in records.load_runs(runs_dir) if r['experiment'] == experiment]
+    mine = [r for r in records.load_runs(runs_dir, []) if r['experiment'] == experiment]
     return main_runs(select(mine).runs) if mine else None
 
 

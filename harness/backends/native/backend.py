@@ -23,15 +23,15 @@ CONFIG = {
     'model': {
         'type': sc.one_of('NativeOneFormer3D'), 'voxel_size': sc.positive, 'num_classes': sc.positive_int,
         'backbone': {'in_channels': sc.positive_int, 'channels': sc.list_of(sc.positive_int, 1)},
-        'decoder': {'d_model': sc.positive_int, 'n_inst': sc.positive_int, 'n_sem': sc.positive_int,
+        'decoder': {'d_model': sc.positive_int, 'n_inst': sc.QUERIES, 'n_sem': sc.positive_int,
                     'n_layers': sc.positive_int, 'n_heads': sc.positive_int, 'hidden': sc.positive_int,
                     'query_init?': sc.one_of('learned', 'anchored', 'seeded')},   # seeded: anchored's old name
         'criterion': {'sem_loss_weight': sc.non_negative, 'inst_criterion': _null},
-        'test_cfg': {'topk_insts': sc.positive_int, 'obj_normalization_thr': sc.fraction,
+        'test_cfg': {'topk_insts': sc.QUERIES, 'obj_normalization_thr': sc.fraction,
                      'sp_score_thr': sc.fraction, 'inst_score_thr': sc.fraction, 'npoint_thr': sc.non_negative_int},
     },
-    'train': {'iters': sc.positive_int, 'batch_size': sc.positive_int, 'lr': sc.positive,
-              'weight_decay': sc.non_negative, 'val_interval?': sc.positive_int},
+    'train': {'iters': sc.ITERATIONS, 'batch_size': sc.positive_int, 'lr': sc.positive,
+              'weight_decay': sc.non_negative, 'val_interval?': sc.ITERATIONS},
     'randomness?': {'deterministic': sc.boolean},
 }
 

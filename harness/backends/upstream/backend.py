@@ -34,6 +34,7 @@ from harness.core.errors import HarnessError
 from harness.core.io import atomic_write
 from harness.core.paths import REPO
 from harness.study.arms import second_keys
+from harness.core import schema as sc
 from harness.core.schema import check_keys
 from harness.study.backend import Backend, Derived, Predicted, Prepared, RunContext, RunOptions, Trained
 from harness.study.curves import merge_scalars
@@ -59,6 +60,10 @@ class Source:
     commit: str
     root: str
     config: str
+
+
+SCHEDULE = {'epochs?': sc.optional(sc.ITERATIONS), 'iters?': sc.optional(sc.ITERATIONS),
+            'val_interval?': sc.optional(sc.ITERATIONS)}
 
 
 @dataclass(frozen=True)
@@ -185,7 +190,7 @@ class UpstreamBackend(Backend):
     @classmethod
     def parse_spec(cls, raw: dict, path: Path) -> UpstreamPart:
         check_keys(f'{path}: upstream', raw['upstream'], {'repo', 'commit', 'root', 'config'}, set())
-        check_keys(f'{path}: schedule', raw['schedule'], set(), {'epochs', 'iters', 'val_interval'})
+        sc.validate(raw['schedule'], SCHEDULE, f'{path}: schedule')
         if raw['pretrained'] is not None:
             check_keys(f'{path}: pretrained', raw['pretrained'], {'url'}, {'sha256'})
         for arm in raw['arms']:
