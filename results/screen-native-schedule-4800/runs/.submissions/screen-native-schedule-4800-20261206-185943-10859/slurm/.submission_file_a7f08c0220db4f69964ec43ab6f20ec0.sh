@@ -1,0 +1,1 @@
+/work/main/results/screen-native-schedule-4800/runs/.submissions/screen-native-schedule-4800-20261206-185943-10859/slurm/3_submission.sh
