@@ -108,6 +108,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--spec', type=Path, nargs='+', default=[Path('baselines/matching-free-native.yaml')],
                         help='native specs whose shapes to time (data generated as the spec says, if missing)')
     parser.add_argument('--arm', default='hungarian', help='the arm whose config is timed')
+    parser.add_argument('--data', type=Path, default=None,
+                        help="prepared data root instead of the spec's (must exist; for one spec)")
     parser.add_argument('--baseline', default=None,
                         help='git commit to compare with (default: none, this code only)')
     parser.add_argument('--repeats', type=int, default=3, help='processes per tree (alternating)')
@@ -126,13 +128,15 @@ def run(args: argparse.Namespace) -> int:
         return profile(args)
     if args.out.exists() and not args.force:
         raise HarnessError(f'{args.out} exists; pass --force to replace it or choose another --out')
+    if args.data is not None and len(args.spec) > 1:
+        raise HarnessError('--data applies to one spec; time the specs one at a time')
     with tempfile.TemporaryDirectory(prefix='bench-native-') as tmp:
         trees = {'this code': (REPO, _commit(REPO))}
         if args.baseline:
             trees = {f'baseline {args.baseline}': _worktree(args.baseline, Path(tmp) / 'baseline'), **trees}
         rows = []
         jobs = [(spec, name, rep) for spec in args.spec for rep in range(args.repeats) for name in trees]
-        configs = {spec: _config(spec, args.arm, Path(tmp)) for spec in args.spec}
+        configs = {spec: _config(spec, args.arm, Path(tmp), args.data) for spec in args.spec}
         try:
             for spec, name, rep in tqdm(jobs, desc='bench native', unit='process'):
                 root, commit = trees[name]
@@ -154,7 +158,7 @@ def profile(args: argparse.Namespace) -> int:
     if args.profile.exists() and not args.force:
         raise HarnessError(f'{args.profile} exists; pass --force to replace it or choose another --profile')
     with tempfile.TemporaryDirectory(prefix='bench-native-') as tmp:
-        config = _config(args.spec[0], args.arm, Path(tmp))
+        config = _config(args.spec[0], args.arm, Path(tmp), args.data)
         env = {**os.environ, **cpu.PIN, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
         proc = subprocess.run([sys.executable, '-c', PROFILER, str(config), str(args.iters)], cwd=REPO, env=env,
                               capture_output=True, text=True)
@@ -169,8 +173,8 @@ def profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config(spec: Path, arm: str, tmp: Path) -> Path:
-    """The arm's run config at seed 0 (its data made as the spec says), as a JSON file."""
+def _config(spec: Path, arm: str, tmp: Path, data: Path | None = None) -> Path:
+    """The arm's run config at seed 0 (its data made as the spec says, or ``data``), as a JSON file."""
     from harness import backends
     from harness.study.backend import Prepared
     from harness.study.matrix import make_point
@@ -180,7 +184,7 @@ def _config(spec: Path, arm: str, tmp: Path) -> Path:
         raise HarnessError(f'{spec}: backend {loaded.backend!r}; bench native times native specs')
     if arm not in loaded.arms:
         raise HarnessError(f'--arm {arm}: not an arm of {spec} ({list(loaded.arms)})')
-    root = ensure_data(loaded).resolve()
+    root = ensure_data(loaded, data).resolve()
     config = backend.derive(loaded, Prepared(), make_point(loaded.experiment, arm, 0), root).config
     path = tmp / f'{loaded.experiment}-{arm}.json'
     path.write_text(json.dumps(config))
