@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -60,8 +61,8 @@ class OracleBackend(Backend):
         group.add_argument('--oracle-drop', type=int, default=0, help='oracle: GTs left out per room')
 
     @classmethod
-    def options(cls, args: argparse.Namespace) -> OracleOptions:
-        return OracleOptions(args.oracle_drop)
+    def options(cls, values: Mapping[str, Any]) -> OracleOptions:
+        return OracleOptions(values['oracle_drop'])
 
     def prepare(self, spec: Spec, options) -> Prepared:
         return Prepared(record={'oracle_drop': options.backend.drop}, context=options.backend)

@@ -10,7 +10,7 @@ is a working example).
 Order of calls, for one invocation of ``run``::
 
     part    = Backend.parse_spec(raw, path)       # once, by the spec loader: the backend's typed part
-    options = Backend.options(args)               # once, by the verb: the backend's own command-line options
+    options = Backend.options(values)             # once, by the verb: the backend's own command-line options
     prepared = backend.prepare(spec, options)      # once, before anything is derived
     for each run of the matrix:
         derived = backend.derive(spec, prepared, point, data_root)     # all runs first: refusals before training
@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
 
 from harness.study.matrix import RunPoint
 from harness.study.spec import Spec
@@ -48,7 +48,7 @@ class RunOptions:
         runs: folder of run records; work_dirs: logs, checkpoints, predictions.
         data: prepared data root overriding the spec's (None: the spec's).
         force: a new attempt even where one finished.
-        backend: the backend's own options (its ``options(args)``; e.g. upstream's GPUs and schedule).
+        backend: the backend's own options (its ``options(values)``; e.g. upstream's GPUs and schedule).
     """
 
     runs: Path = Path('results/runs')
@@ -173,8 +173,12 @@ class Backend:
         """The backend's own command-line options (run, plan, status share them)."""
 
     @classmethod
-    def options(cls, args: argparse.Namespace) -> Any:
-        """The typed value of the backend's own options (``RunOptions.backend``) from parsed arguments."""
+    def options(cls, values: Mapping[str, Any]) -> Any:
+        """The typed value of the backend's own options (``RunOptions.backend``).
+
+        Args:
+            values: the parsed command line by option ``dest`` (``vars(args)``), every backend's options included.
+        """
         return cls.Options()
 
     def prepare(self, spec: Spec, options: RunOptions) -> Prepared:

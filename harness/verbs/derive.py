@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if spec.backend != 'upstream':
         raise HarnessError(f'{args.spec}: backend {spec.backend!r}; derive writes upstream configs '
                            '(native runs save their config.json in the run record)')
-    opts = UpstreamBackend.options(args)
+    opts = UpstreamBackend.options(vars(args))
     seed = spec.seeds[0] if args.seed is None else args.seed
     out = write_arm_configs(spec, upstream_root(spec.part.upstream, opts.upstream_root), args.out, seed,
                             data_root=(args.data or spec.data.root).resolve(),

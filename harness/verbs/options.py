@@ -1,13 +1,17 @@
 """Options several verbs share (run, plan, status, derive), and the typed values they become.
 
-The command line becomes typed values here, at the verb: :class:`Selection`
-(which runs of the matrix) and ``RunOptions`` (how they run, with the
-backend's own options); nothing past the verb reads ``args``.
+The command line becomes typed values here, at the verb: :class:`RunRequest`
+(everything ``run`` was asked), :class:`Selection` (which runs of the matrix)
+and ``RunOptions`` (how they run, with the backend's own options); nothing
+past the verb reads ``args``.
 """
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
 
 from harness.backends import BACKENDS
 from harness.core.errors import HarnessError
@@ -32,15 +36,58 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         cls.add_arguments(parser.add_argument_group(f'{name} backend'))
 
 
-def run_options(args: argparse.Namespace, backend: Backend) -> RunOptions:
-    """The RunOptions these arguments ask for, with ``backend``'s own options.
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything ``python -m harness run`` was asked, typed once at the verb.
 
-    Raises:
-        HarnessError: ``--runs`` or ``--work-dirs`` names a file (checked before anything is planned).
+    Attributes:
+        spec: the experiment spec's path (read by ``backends.load``).
+        selection: which runs of the spec's matrix.
+        runs / work_dirs: where run records / logs, checkpoints and predictions go (folders).
+        data: a prepared data root instead of the spec's, or None.
+        force: new attempts of finished runs.
+        executor: ``'local'`` (one after another here) or ``'slurm'`` (one job per run).
+        wait: slurm: wait for the jobs.
+        container: slurm: the image to run each job in (``kind:path``), or None for the spec's.
+        slurm_flags: ``--slurm-*`` values by resource name (``time_min``, ...); None where not given.
+        cli: the whole parsed command line by option ``dest``, read-only; each backend types its own
+            options from it (``Backend.options``) once the spec names the backend.
     """
-    for flag, path in (('--runs', args.runs), ('--work-dirs', getattr(args, 'work_dirs', None))):
-        if path is not None and Path(path).exists() and not Path(path).is_dir():
-            raise HarnessError(f'{flag} {path}: a file, not a folder; choose a folder (or move the file away)')
-    return RunOptions(runs=args.runs, work_dirs=getattr(args, 'work_dirs', Path('work_dirs')),
-                      data=getattr(args, 'data', None), force=getattr(args, 'force', False),
-                      backend=type(backend).options(args))
+
+    spec: Path
+    selection: Selection
+    runs: Path
+    work_dirs: Path
+    data: Path | None = None
+    force: bool = False
+    executor: str = 'local'
+    wait: bool = False
+    container: str | None = None
+    slurm_flags: Mapping[str, Any] = field(default_factory=dict)
+    cli: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RunRequest:
+        """The run verb's arguments as one typed value.
+
+        Raises:
+            HarnessError: ``--runs`` or ``--work-dirs`` names a file (checked before anything is read).
+        """
+        values = dict(vars(args))
+        for flag, key in (('--runs', 'runs'), ('--work-dirs', 'work_dirs')):
+            path = values.get(key)
+            if path is not None and Path(path).exists() and not Path(path).is_dir():
+                raise HarnessError(f'{flag} {path}: a file, not a folder; choose a folder (or move the file away)')
+        slurm_flags = {k[len('slurm_'):]: v for k, v in values.items() if k.startswith('slurm_')}
+        chosen = Selection(arms=values.get('arms'), seeds=values.get('seeds'), only=values.get('only'))
+        return cls(spec=values['spec'], selection=chosen, runs=values['runs'],
+                   work_dirs=values.get('work_dirs') or Path('work_dirs'), data=values.get('data'),
+                   force=bool(values.get('force')), executor=values.get('executor', 'local'),
+                   wait=bool(values.get('wait')), container=values.get('container'),
+                   slurm_flags=MappingProxyType(slurm_flags), cli=MappingProxyType(values))
+
+
+def run_options(request: RunRequest, backend: Backend) -> RunOptions:
+    """The RunOptions ``request`` asks for, with ``backend``'s own options."""
+    return RunOptions(runs=request.runs, work_dirs=request.work_dirs, data=request.data, force=request.force,
+                      backend=type(backend).options(request.cli))

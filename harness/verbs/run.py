@@ -12,7 +12,7 @@ from harness.study.matrix import run_matrix
 from harness.study.runner import Batch, prepare_runs, run_all
 from harness.study.setup import set_threads
 from harness.study.spec import SlurmResources, Spec
-from harness.verbs.options import add_backend_arguments, add_selection_arguments, run_options, selection
+from harness.verbs.options import RunRequest, add_backend_arguments, add_selection_arguments, run_options
 
 HELP = 'train + evaluate every run of an experiment spec (native or upstream backend), writing run records'
 
@@ -48,18 +48,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Every run; a failed run is recorded as failed and the others go on (exit 1 if any failed)."""
+    request = RunRequest.from_args(args)
+    return run_requested(request)
+
+
+def run_requested(request: RunRequest) -> int:
+    """Every run ``request`` selects, here or as Slurm jobs (the body of ``run``, past the command line)."""
     t0 = time.perf_counter()
-    spec, backend = backends.load(args.spec)
-    points = run_matrix(spec, selection(args))
-    options = run_options(args, backend)
-    print(f'{spec.experiment}: {len(points)} runs ({spec.backend} backend, {args.executor})')
-    if args.executor == 'slurm':
+    spec, backend = backends.load(request.spec)
+    points = run_matrix(spec, request.selection)
+    options = run_options(request, backend)
+    print(f'{spec.experiment}: {len(points)} runs ({spec.backend} backend, {request.executor})')
+    if request.executor == 'slurm':
         from harness.execution import container, slurm
         slurm.check_available()
-        image = container.parse(args.container or spec.container)
-        flags = {k[len('slurm_'):]: v for k, v in vars(args).items() if k.startswith('slurm_')}
-        return submit_to_slurm(prepare_runs(spec, backend, points, options), spec.slurm.with_flags(flags),
-                               image, args.wait, t0)
+        image = container.parse(request.container or spec.container)
+        return submit_to_slurm(prepare_runs(spec, backend, points, options), spec.slurm.with_flags(request.slurm_flags),
+                               image, request.wait, t0)
     set_threads(spec)
     return finish(spec, run_all(prepare_runs(spec, backend, points, options)), t0)
 

@@ -26,6 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 from harness.backends.upstream import spconv_ckpt
 from harness.backends.upstream.config import load_resolved, render_child, write_arm_configs
@@ -216,9 +217,10 @@ class UpstreamBackend(Backend):
         group.add_argument('--cache', type=Path, default=DEFAULT_CACHE, help='pretrained checkpoint cache')
 
     @classmethod
-    def options(cls, args: argparse.Namespace) -> UpstreamOptions:
-        return UpstreamOptions(gpus=args.gpus, epochs=args.epochs, iters=args.iters, upstream_root=args.upstream_root,
-                               allow_other_commit=args.allow_other_commit, cache=args.cache)
+    def options(cls, values: Mapping[str, Any]) -> UpstreamOptions:
+        return UpstreamOptions(gpus=values['gpus'], epochs=values['epochs'], iters=values['iters'],
+                               upstream_root=values['upstream_root'],
+                               allow_other_commit=values['allow_other_commit'], cache=values['cache'])
 
     def prepare(self, spec: Spec, options: RunOptions) -> Prepared:
         """The checkout (at the pinned commit unless allowed otherwise) and the pretrained backbone."""
