@@ -79,8 +79,7 @@ class RunRequest:
             if path is not None and Path(path).exists() and not Path(path).is_dir():
                 raise HarnessError(f'{flag} {path}: a file, not a folder; choose a folder (or move the file away)')
         slurm_flags = {k[len('slurm_'):]: v for k, v in values.items() if k.startswith('slurm_')}
-        chosen = Selection(arms=values.get('arms'), seeds=values.get('seeds'), only=values.get('only'))
-        return cls(spec=values['spec'], selection=chosen, runs=values['runs'],
+        return cls(spec=values['spec'], selection=selection(args), runs=values['runs'],
                    work_dirs=values.get('work_dirs') or Path('work_dirs'), data=values.get('data'),
                    force=bool(values.get('force')), executor=values.get('executor', 'local'),
                    wait=bool(values.get('wait')), container=values.get('container'),
