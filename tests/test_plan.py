@@ -1,12 +1,15 @@
 """plan: the run matrix, and the seeds a spec's question needs (from its pilot runs or a given SD)."""
 import json
+import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
 from harness.cli import main
 from harness.core.paths import REPO
+from harness.reporting.schedule import describe_plateau, last_third_gain
 from harness.reporting.stats import seeds_for_power
 from runs_factory import make_run
 
@@ -36,6 +39,28 @@ def test_plan_sizes_the_study_from_the_pilot_runs(tmp_path, capsys):
     sd = 100 * np.std([ap50['influencer', s] - ap50['hungarian', s] for s in range(5)], ddof=1)
     assert result(out)['seeds_needed'] == seeds_for_power(sd, 3.0)
     assert f'SD of the paired difference {sd:.2f} AP50 points (over 5 paired seeds' in out
+    gains = [last_third_gain(pd.read_csv(f)) for f in sorted(runs.glob('pilot__hungarian__s*/curves.csv'))]
+    assert len(gains) == 5 and result(out)['last_third_gain'] == pytest.approx(np.mean(gains), abs=0.01)
+    assert f"validation AP50 gained {np.mean(gains):+.1f} over the last third of training (mean of 5 seeds" in out
+
+
+def curve(points: dict[int, float], train_steps: int = 0) -> pd.DataFrame:
+    rows = [{'phase': 'train', 'step': s, 'all_ap_50%': None} for s in range(1, train_steps + 1)]
+    rows += [{'phase': 'val', 'step': s, 'all_ap_50%': v} for s, v in points.items()]
+    return pd.DataFrame(rows)
+
+
+def test_last_third_gain_from_the_validation_at_two_thirds_to_the_end():
+    rising = curve({400: 0.30, 800: 0.40, 1200: 0.45, 1600: 0.50, 2000: 0.52, 2400: 0.53}, train_steps=5)
+    assert last_third_gain(rising) == pytest.approx(100 * (0.53 - 0.50))   # 1600 = 2/3 of 2400
+    uneven = curve({800: 0.4, 1500: 0.5, 2400: 0.6})                       # the last at or before 2/3: 1500
+    assert last_third_gain(uneven) == pytest.approx(100 * (0.6 - 0.5))
+    assert math.isnan(last_third_gain(curve({2400: 0.5})))                   # one validation: no gain
+    assert math.isnan(last_third_gain(curve({2000: 0.5, 2400: 0.6})))        # none at or before 2/3
+    assert math.isnan(last_third_gain(pd.DataFrame()))
+    line = describe_plateau('hungarian', {0: 0.4, 1: 1.2})
+    assert '+0.8' in line and 'a plateau' in line and '0: +0.4, 1: +1.2' in line
+    assert 'still rising' in describe_plateau('hungarian', {0: 1.0})
 
 
 def test_plan_sizes_from_the_spec_sd_without_runs(tmp_path, capsys):

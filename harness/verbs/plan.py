@@ -10,8 +10,10 @@ from harness import backends
 from harness.core.io import result_line
 from harness.reporting.compare import main_runs
 from harness.reporting.power import describe, needed, sizing
+from harness.reporting.schedule import baseline_gains, describe_plateau
 from harness.reporting.select import select
 from harness.study import records
+from harness.study.arms import BASELINE
 from harness.study.matrix import RunPoint, run_matrix
 from harness.study.spec import Spec
 from harness.verbs.options import add_selection_arguments, selection
@@ -89,12 +91,17 @@ def run(args: argparse.Namespace) -> int:
         total = f'{todo_hours:.2f} h' + (f' + {unmeasured} runs not estimated' if unmeasured else '')
     print(f'\n{len(points)} runs ({", ".join(f"{v} {k}" for k, v in sorted(states.items()))}); '
           f'{todo} to do, estimated {total}')
-    seeds_needed = None
+    seeds_needed, counted = None, counted_runs(args.runs, spec.experiment)
     if spec.question is not None:
-        rows = sizing(spec.question, counted_runs(args.runs, spec.experiment))
+        rows = sizing(spec.question, counted)
         print('\n' + '\n'.join(describe(spec.question, rows)))
         seeds_needed = needed(rows)
-    print(result_line('plan', 'ok', experiment=spec.experiment, seeds_needed=seeds_needed, runs=len(points), states=states, to_do=todo,
+    gains = baseline_gains(counted, BASELINE) if counted is not None and not counted.empty else {}
+    if counted is not None and not counted.empty:
+        print(describe_plateau(BASELINE, gains))
+    print(result_line('plan', 'ok', experiment=spec.experiment, seeds_needed=seeds_needed,
+                      last_third_gain=round(float(np.mean(list(gains.values()))), 2) if gains else None,
+                      runs=len(points), states=states, to_do=todo,
                       hours_to_do=round(todo_hours, 3) if unmeasured < todo or not todo else None,
                       unestimated=unmeasured))
     return 0
