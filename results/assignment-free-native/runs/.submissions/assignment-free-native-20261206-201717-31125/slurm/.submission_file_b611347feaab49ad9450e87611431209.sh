@@ -1,0 +1,1 @@
+/work/main/results/assignment-free-native/runs/.submissions/assignment-free-native-20261206-201717-31125/slurm/8_submission.sh

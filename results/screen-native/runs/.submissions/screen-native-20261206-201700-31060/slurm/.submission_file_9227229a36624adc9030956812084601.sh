@@ -1,0 +1,1 @@
+/work/main/results/screen-native/runs/.submissions/screen-native-20261206-201700-31060/slurm/5_submission.sh
