@@ -245,8 +245,7 @@ def _open_new(batch: Batch, planned: Planned, folder: Path) -> RunRecord:
     point, derived = planned.point, planned.derived
     outputs = (batch.options.runs, batch.options.work_dirs, batch.data_root)
     record = RunRecord.create(batch.options.runs, point.run_id, folder, outputs, experiment=point.experiment,
-                              arm=point.arm,
-                              seed=point.seed, ablation=point.ablation_dict, backend=batch.backend.name,
+                              arm=point.arm, seed=point.seed, ablation=point.ablation_dict, backend=batch.backend.name,
                               arm_keys=arm_keys(point.arm), location_keys=list(batch.backend.location_keys),
                               **batch.prepared.record)
     config = records.write_config(record.folder, derived.config)
