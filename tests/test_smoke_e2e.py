@@ -62,12 +62,41 @@ def test_compare_writes_tables_and_plots(smoke, tmp_path):
 
 
 def test_diagnose_reads_every_counted_run_from_its_checkpoint(smoke, tmp_path):
-    _, _, runs = smoke
-    code, out, err = harness('diagnose', '--runs', runs, '--out', tmp_path)
+    tmp, _, runs = smoke
+    code, out, err = harness('diagnose', '--runs', runs, '--data', tmp / 'data', '--out', tmp_path)
     assert code == 0, out + err
     table = pd.read_csv(tmp_path / 'diagnosis.csv')
     assert sorted(table['arm']) == ['hungarian', 'influencer'] and (table['gts'] > 0).all()
+    assert (table['source'] == 'checkpoint').all()
     assert table['oracle_recall50'].between(0, 1).all() and '| hungarian |' in (tmp_path / 'diagnosis.md').read_text()
+
+
+def test_each_record_keeps_the_diagnosis_its_checkpoint_gives(smoke, tmp_path):
+    """A study across machines loses its work dirs: the diagnosis travels in metrics.json, and equals
+    what the checkpoint gives afterwards."""
+    tmp, _, runs = smoke
+    kept = json.loads((runs / 'smoke-native__influencer__s0' / 'metrics.json').read_text())['diagnosis']
+    assert kept['gts'] > 0 and 0 <= kept['oracle_recall50'] <= 1 and kept['gts_anchored'] is None
+    assert harness('diagnose', '--runs', runs, '--out', tmp_path / 'record')[0] == 0
+    assert harness('diagnose', '--runs', runs, '--data', tmp / 'data', '--out', tmp_path / 'ckpt')[0] == 0
+    record, ckpt = (pd.read_csv(tmp_path / d / 'diagnosis.csv') for d in ('record', 'ckpt'))
+    assert (record['source'] == 'record').all() and (ckpt['source'] == 'checkpoint').all()
+    columns = ['gts', 'oracle_recall50', 'mean_best_iou', 'duplicates', 'no_object_queries', 'active_queries']
+    pd.testing.assert_frame_equal(record[columns], ckpt[columns])
+
+
+def test_a_malformed_kept_diagnosis_is_one_line_naming_the_file(smoke, tmp_path):
+    import shutil
+    _, _, runs = smoke
+    copy = tmp_path / 'runs'
+    shutil.copytree(runs, copy)
+    path = copy / 'smoke-native__hungarian__s0' / 'metrics.json'
+    metrics = json.loads(path.read_text())
+    metrics['diagnosis']['oracle_recall50'] = 'high'
+    path.write_text(json.dumps(metrics))
+    code, out, err = harness('diagnose', '--runs', copy, '--out', tmp_path / 'out')
+    assert code == 2 and f'{path}: diagnosis.oracle_recall50' in err and 'pass --data' in err
+    assert 'Traceback' not in err
 
 
 def test_a_finished_run_is_not_redone(smoke):

@@ -1,4 +1,5 @@
-"""``python -m harness diagnose``: why each arm's AP is what it is (native runs, from their checkpoints)."""
+"""``python -m harness diagnose``: why each arm's AP is what it is (native runs: from the diagnosis each
+record keeps in its metrics.json, or else from the run's checkpoint)."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +11,7 @@ from tqdm import tqdm
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write, result_line
 from harness.reporting.select import pick_experiment, select
-from harness.study.records import load_record, load_runs, read_config
+from harness.study.records import load_metrics, load_record, load_runs, read_config
 
 HELP = ('mask fit, class, ranking and duplicates of every query of the counted native runs '
         '(what AP mixes, measured apart); writes diagnosis.csv and diagnosis.md')
@@ -23,13 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--runs', type=Path, default=Path('results/runs'), help='folder of run records')
     parser.add_argument('--experiment', default=None, help='experiment to diagnose (needed if several)')
     parser.add_argument('--data', type=Path, default=None,
-                        help="prepared data root (default: the runs' recorded data.root, from the current folder)")
+                        help="diagnose every run from its checkpoint on this prepared data root (default: the diagnosis "
+                             "each record keeps; runs without one from their checkpoint on their recorded data.root)")
     parser.add_argument('--out', type=Path, default=Path('results'),
-                        help='where diagnosis.csv / .md go (derived from the checkpoints: re-written)')
+                        help='where diagnosis.csv / .md go (derived from the records: re-written)')
 
 
 def run(args: argparse.Namespace) -> int:
-    """The runs compare counts (same selection), each through its evaluated checkpoint."""
+    """The runs compare counts (same selection): each run's kept diagnosis, else its evaluated checkpoint."""
     from harness.backends.native.diagnose import diagnose_run
     records = load_runs(args.runs)
     experiment = pick_experiment(records, args.experiment, args.runs)
@@ -41,10 +43,15 @@ def run(args: argparse.Namespace) -> int:
         record, config = load_record(Path(r.dir) / 'run.json'), read_config(r.dir)
         if record.get('backend') != 'native':
             raise HarnessError(f'{r.dir}: a {record.get("backend")} run; diagnose reads native models only')
+        kept = None if args.data else recorded(Path(r.dir))
+        if kept is not None:
+            rows.append({'arm': r.arm, 'seed': r.seed, 'ap50': r.ap50, **kept, 'source': 'record'})
+            continue
         root = args.data or Path(config['data']['root'])
         if not root.is_dir():
             raise HarnessError(f'{root}: no such data folder (the run\'s data.root); pass --data')
-        rows.append({'arm': r.arm, 'seed': r.seed, 'ap50': r.ap50, **diagnose_run(record, config, root)})
+        rows.append({'arm': r.arm, 'seed': r.seed, 'ap50': r.ap50, **diagnose_run(record, config, root),
+                     'source': 'checkpoint'})
     table = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out / 'diagnosis.csv', table.to_csv(index=False), overwrite=True)
@@ -52,6 +59,26 @@ def run(args: argparse.Namespace) -> int:
     print(markdown(experiment, table))
     print(result_line('diagnose', 'ok', runs=len(table), out=str(args.out / 'diagnosis.md')))
     return 0
+
+
+def recorded(folder: Path) -> dict[str, float] | None:
+    """The diagnosis a run's metrics.json keeps (native runs since it was added), NaN for null; None if absent.
+
+    Raises:
+        HarnessError: present but not a mapping with a number (or null) for each of :data:`COLUMNS`.
+    """
+    kept = (load_metrics(folder) or {}).get('diagnosis')
+    if kept is None:
+        return None
+    path = folder / 'metrics.json'
+    fix = 'pass --data <prepared data root> to diagnose from the checkpoint instead'
+    if not isinstance(kept, dict):
+        raise HarnessError(f'{path}: diagnosis is {type(kept).__name__}, not a mapping; {fix}')
+    for key in ('gts', *COLUMNS):
+        value = kept.get(key, 'missing')
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise HarnessError(f'{path}: diagnosis.{key} is {value!r}, not a number; {fix}')
+    return {k: float('nan') if v is None else v for k, v in kept.items() if k in ('gts', *COLUMNS)}
 
 
 def _opt(value: float) -> str:

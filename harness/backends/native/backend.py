@@ -90,6 +90,14 @@ class NativeBackend(Backend):
         return train(Config(ctx.derived.config), ctx.work_dir / 'work_dir')
 
     def predict(self, ctx: RunContext, trained: Trained) -> Predicted:
+        """The test rooms' predictions; the model travels on (``extra``) for :meth:`check_metrics`."""
         from harness.backends.native.predict import predict
         folder = predict(trained.model, ctx.data_root, ctx.spec.data.test_area, ctx.work_dir / 'predictions')
-        return Predicted(folder)
+        return Predicted(folder, extra=trained.model)
+
+    def check_metrics(self, ctx: RunContext, metrics: dict, predicted: Predicted) -> dict:
+        """``diagnosis``: what the queries do on the test area (``diagnose_model``'s keys), kept in the
+        record because checkpoints live in work dirs that a study across sessions and machines loses."""
+        from harness.backends.native.diagnose import diagnose_model
+        row = diagnose_model(predicted.extra, ctx.data_root, ctx.spec.data.test_area)
+        return {'diagnosis': {k: None if v != v else v for k, v in row.items()}}   # NaN -> null: plain JSON

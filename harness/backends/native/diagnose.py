@@ -106,13 +106,18 @@ def load_model(record: dict, config: dict):
 
 
 def diagnose_run(record: dict, config: dict, data_root: Path) -> dict[str, float]:
-    """One finished native run -> :func:`summarise`'s row, over its test area's rooms."""
+    """One finished native run, from its evaluated checkpoint -> :func:`summarise`'s row."""
+    return diagnose_model(load_model(record, config), data_root, config['data']['test_area'])
+
+
+def diagnose_model(model, data_root: Path, area: int) -> dict[str, float]:
+    """A trained native model over the rooms of ``area`` -> :func:`summarise`'s row."""
     from harness.backends.native.predict import normalise
-    model = load_model(record, config)
+    model.eval()
     n, thr = model.decoder.n_inst, model.test_cfg['sp_score_thr']
     stats = []
     with torch.no_grad():
-        for name in list_rooms(data_root, config['data']['test_area']):
+        for name in list_rooms(data_root, area):
             room = read_room(data_root, name)
             voxels, feats = model._features([{'points': normalise(room.points)}])
             layers, anchors = model.decoder(feats[0])
