@@ -75,7 +75,9 @@ def recorded(folder: Path) -> dict[str, float] | None:
     if not isinstance(kept, dict):
         raise HarnessError(f'{path}: diagnosis is {type(kept).__name__}, not a mapping; {fix}')
     for key in ('gts', *COLUMNS):
-        value = kept.get(key, 'missing')
+        if key not in kept:
+            raise HarnessError(f'{path}: diagnosis has no {key}; {fix}')
+        value = kept[key]
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise HarnessError(f'{path}: diagnosis.{key} is {value!r}, not a number; {fix}')
     return {k: float('nan') if v is None else v for k, v in kept.items() if k in ('gts', *COLUMNS)}
