@@ -303,3 +303,49 @@ def test_data_is_matched_by_content_hash_when_every_run_has_one(tmp_path):
     assert compare(root, tmp_path / 'out') == 0
     md = (tmp_path / 'out' / 'comparison.md').read_text()
     assert 'differs in <data manifest>' in md or 'differ in <data manifest>' in md
+
+
+def _commit(repo: Path, path: str, text: str) -> str:
+    import subprocess
+    (repo / path).parent.mkdir(parents=True, exist_ok=True)
+    (repo / path).write_text(text)
+    git = ['git', '-C', str(repo), '-c', 'user.name=t', '-c', 'user.email=t@t']
+    subprocess.run([*git, 'add', '-A'], check=True)
+    subprocess.run([*git, 'commit', '-qm', path], check=True)
+    return subprocess.run([*git, 'rev-parse', 'HEAD'], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_code_identity_is_equal_across_commits_that_change_no_result_code(tmp_path):
+    import subprocess
+    from harness.core.env import RESULT_CODE, code_identity
+    subprocess.run(['git', 'init', '-q', str(tmp_path)], check=True)
+    for path in RESULT_CODE:
+        _commit(tmp_path, f'{path}/x.py', 'a = 1\n')
+    first = _commit(tmp_path, 'harness/verbs/plan.py', 'print(1)\n')
+    docs = _commit(tmp_path, 'docs/a.md', 'words\n')
+    criterion = _commit(tmp_path, 'influencerformer/x.py', 'a = 2\n')
+    ids = [code_identity(sha, checkout=tmp_path) for sha in (first, docs, criterion)]
+    assert ids[0] is not None and ids[0] == ids[1] and ids[2] != ids[1]
+    assert code_identity('0' * 40, checkout=tmp_path) is None and code_identity(None) is None
+
+
+def test_runs_of_two_commits_pool_only_when_their_result_code_is_the_same(tmp_path, monkeypatch):
+    """A study spanning sessions has runs at several commits: pooled where the result code is the same
+    (here: a stand-in identity per commit), listed apart where it differs or cannot be read."""
+    from harness.reporting import select
+    same = {'a' * 40: 'code-1', 'b' * 40: 'code-1', 'c' * 40: 'code-2'}
+    monkeypatch.setattr(select, 'code_identity', lambda sha: same.get(sha))
+    select._code.cache_clear()
+    root = tmp_path / 'runs'
+    for seed, sha in ((0, 'a'), (1, 'a'), (2, 'b'), (3, 'c')):
+        for arm in ('hungarian', 'influencer'):
+            folder = make_run(root, arm, seed, 0.5)
+            record = json.loads((folder / 'run.json').read_text())
+            records.update_record(folder, env={**record['env'], 'harness_git': {'sha': sha * 40, 'dirty': False}})
+    try:
+        assert compare(root, tmp_path / 'out') == 0
+    finally:
+        select._code.cache_clear()
+    md = (tmp_path / 'out' / 'comparison.md').read_text()
+    assert '| hungarian | assignment-based | 3 |' in md
+    assert 's3dis-area5__hungarian__s3 attempt 1: another setting' in md and '<harness code>' in md

@@ -63,6 +63,31 @@ def git_state(path: Path, outputs: tuple[str, ...] = (), extra: tuple[Path, ...]
     return {'sha': sha, 'dirty': bool(changes)}
 
 
+# The code a run's numbers depend on, beyond what its config hash and upstream commit already fix:
+# the criteria, the backends (models, training, derivation), the data layer, the evaluator and the
+# core (CPU pin, trees). Not the verbs, reporting, bench, study bookkeeping or docs: a commit that
+# changes only those trains and scores the same runs, so a study spanning sessions is not split by it.
+RESULT_CODE = ('influencerformer', 'harness/backends', 'harness/data', 'harness/evaluation', 'harness/core')
+
+
+def code_identity(sha: str | None, paths: tuple[str, ...] = RESULT_CODE,
+                  checkout: Path = Path(__file__).resolve().parent) -> str | None:
+    """Git's object ids of ``paths`` at commit ``sha`` in the checkout holding ``checkout``, joined.
+
+    Equal content gives equal ids (git hashes trees by content), so two commits that differ
+    only outside ``paths`` give the same identity. None where git, the checkout or the
+    commit is not available here (then only the commit itself can say two runs are alike).
+    """
+    if not sha:
+        return None
+    try:
+        out = subprocess.run(['git', '-C', str(checkout), 'rev-parse', *(f'{sha}:{p}' for p in paths)],
+                             capture_output=True, text=True, check=True, timeout=10).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return ' '.join(f'{p}={oid}' for p, oid in zip(paths, out)) if len(out) == len(paths) else None
+
+
 def _inside(top: Path, folders: tuple[Path, ...]) -> list[str]:
     """Those of ``folders`` inside the checkout at ``top``, relative to it (POSIX paths)."""
     out = []

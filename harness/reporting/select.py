@@ -10,8 +10,10 @@ Rules (docs/run-records.md):
    resolved config apart from the run's arm keys (its criterion, and a second
    key its arm declares, which every other arm's runs must share), the
    ablation keys, the seed and the places (data root, checkpoint paths); the same iterations, data
-   (its rooms' hashes, or MANIFEST.json's sha256 where a record predates those) and code (harness git
-   commit, upstream commit).
+   (its rooms' hashes, or MANIFEST.json's sha256 where a record predates those) and code: the
+   upstream commit, and the harness's result code (``env.RESULT_CODE``: criteria, backends, data,
+   evaluator, core) at the run's commit, so commits that change only verbs, reporting or docs
+   pool; where git cannot read a run's commit here, the commit itself.
    The setting most runs share is the reference; runs with another are listed
    under "Not included" with the keys that differ. A tie is an error.
 3. Runs from a dirty harness tree are kept but marked in every table.
@@ -19,12 +21,14 @@ Rules (docs/run-records.md):
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from harness.core.env import code_identity
 from harness.core.errors import HarnessError
 from harness.core.tree import canonical_hash, config_diff, diff_keys, flatten, under
 from harness.study.arms import ARM_KEY, BASELINE, canonical, family
@@ -62,11 +66,18 @@ def setting(record: dict, config: dict, ablated: set[str], arm_set: set[str],
             if k != 'randomness.seed' and not any(under(k, a) for a in skip)
             and not any(fnmatch.fnmatchcase(k, p) for p in places)}
     env = record.get('env', {})
+    sha = (env.get('harness_git') or {}).get('sha')
     flat.update({'<iterations>': record.get('iterations_done'),
                  '<data manifest>': (record.get('data') or {}).get(data_key),
-                 '<harness commit>': (env.get('harness_git') or {}).get('sha'),
+                 '<harness code>': _code(sha),
                  '<upstream commit>': (record.get('upstream') or {}).get('commit')})
     return flat
+
+
+@functools.lru_cache(maxsize=None)
+def _code(sha: str | None) -> str | None:
+    """The run's result code (``env.code_identity``), or its commit where git cannot read that here."""
+    return code_identity(sha) or sha
 
 
 def data_key(records: list[dict]) -> str:
