@@ -317,16 +317,19 @@ def _commit(repo: Path, path: str, text: str) -> str:
 
 def test_code_identity_is_equal_across_commits_that_change_no_result_code(tmp_path):
     import subprocess
-    from harness.core.env import RESULT_CODE, code_identity
+    from harness.core.env import code_identity, result_paths
     subprocess.run(['git', 'init', '-q', str(tmp_path)], check=True)
-    for path in RESULT_CODE:
-        _commit(tmp_path, f'{path}/x.py', 'a = 1\n')
+    paths = result_paths('native')
+    for path in paths:
+        _commit(tmp_path, path if path.endswith('.py') else f'{path}/x.py', 'a = 1\n')
     first = _commit(tmp_path, 'harness/verbs/plan.py', 'print(1)\n')
     docs = _commit(tmp_path, 'docs/a.md', 'words\n')
+    other_backend = _commit(tmp_path, 'harness/backends/upstream/x.py', 'b = 1\n')
     criterion = _commit(tmp_path, 'influencerformer/x.py', 'a = 2\n')
-    ids = [code_identity(sha, checkout=tmp_path) for sha in (first, docs, criterion)]
-    assert ids[0] is not None and ids[0] == ids[1] and ids[2] != ids[1]
-    assert code_identity('0' * 40, checkout=tmp_path) is None and code_identity(None) is None
+    ids = [code_identity(sha, paths, checkout=tmp_path) for sha in (first, docs, other_backend, criterion)]
+    assert ids[0] is not None and ids[0] == ids[1] == ids[2] and ids[3] != ids[2]
+    assert code_identity('0' * 40, paths, checkout=tmp_path) is None and code_identity(None, paths) is None
+    assert result_paths('../x') is None
 
 
 def test_runs_of_two_commits_pool_only_when_their_result_code_is_the_same(tmp_path, monkeypatch):
@@ -334,7 +337,7 @@ def test_runs_of_two_commits_pool_only_when_their_result_code_is_the_same(tmp_pa
     (here: a stand-in identity per commit), listed apart where it differs or cannot be read."""
     from harness.reporting import select
     same = {'a' * 40: 'code-1', 'b' * 40: 'code-1', 'c' * 40: 'code-2'}
-    monkeypatch.setattr(select, 'code_identity', lambda sha: same.get(sha))
+    monkeypatch.setattr(select, 'code_identity', lambda sha, paths: same.get(sha))
     select._code.cache_clear()
     root = tmp_path / 'runs'
     for seed, sha in ((0, 'a'), (1, 'a'), (2, 'b'), (3, 'c')):

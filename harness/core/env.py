@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import socket
 import subprocess
 from importlib import metadata
@@ -64,13 +65,22 @@ def git_state(path: Path, outputs: tuple[str, ...] = (), extra: tuple[Path, ...]
 
 
 # The code a run's numbers depend on, beyond what its config hash and upstream commit already fix:
-# the criteria, the backends (models, training, derivation), the data layer, the evaluator and the
-# core (CPU pin, trees). Not the verbs, reporting, bench, study bookkeeping or docs: a commit that
-# changes only those trains and scores the same runs, so a study spanning sessions is not split by it.
-RESULT_CODE = ('influencerformer', 'harness/backends', 'harness/data', 'harness/evaluation', 'harness/core')
+# the criteria, the backends (models, training, derivation), the data layer, the evaluator, the CPU
+# pin and config trees. Not the verbs, reporting, bench, study bookkeeping, record metadata (this
+# module) or docs: a commit that changes only those trains and scores the same runs, so a study
+# spanning sessions is not split by it.
+# The run's own backend, ``harness/backends/<name>``, is added per run (:func:`result_paths`).
+RESULT_CODE = ('influencerformer', 'harness/data', 'harness/evaluation', 'harness/core/cpu.py', 'harness/core/tree.py')
 
 
-def code_identity(sha: str | None, paths: tuple[str, ...] = RESULT_CODE,
+def result_paths(backend: str | None) -> tuple[str, ...] | None:
+    """RESULT_CODE plus the backend's own package; None for a backend name that is not a plain name."""
+    if not backend or not re.fullmatch(r'[a-z0-9_]+', backend):
+        return None
+    return (*RESULT_CODE, f'harness/backends/{backend}')
+
+
+def code_identity(sha: str | None, paths: tuple[str, ...],
                   checkout: Path = Path(__file__).resolve().parent) -> str | None:
     """Git's object ids of ``paths`` at commit ``sha`` in the checkout holding ``checkout``, joined.
 

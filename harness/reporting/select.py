@@ -11,8 +11,8 @@ Rules (docs/run-records.md):
    key its arm declares, which every other arm's runs must share), the
    ablation keys, the seed and the places (data root, checkpoint paths); the same iterations, data
    (its rooms' hashes, or MANIFEST.json's sha256 where a record predates those) and code: the
-   upstream commit, and the harness's result code (``env.RESULT_CODE``: criteria, backends, data,
-   evaluator, core) at the run's commit, so commits that change only verbs, reporting or docs
+   upstream commit, and the harness's result code (``env.result_paths``: criteria, the run's backend,
+   data, evaluator, CPU pin) at the run's commit, so commits that change only verbs, reporting or docs
    pool; where git cannot read a run's commit here, the commit itself.
    The setting most runs share is the reference; runs with another are listed
    under "Not included" with the keys that differ. A tie is an error.
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.core.env import code_identity
+from harness.core.env import code_identity, result_paths
 from harness.core.errors import HarnessError
 from harness.core.tree import canonical_hash, config_diff, diff_keys, flatten, under
 from harness.study.arms import ARM_KEY, BASELINE, canonical, family
@@ -69,15 +69,17 @@ def setting(record: dict, config: dict, ablated: set[str], arm_set: set[str],
     sha = (env.get('harness_git') or {}).get('sha')
     flat.update({'<iterations>': record.get('iterations_done'),
                  '<data manifest>': (record.get('data') or {}).get(data_key),
-                 '<harness code>': _code(sha),
+                 '<harness code>': _code(sha, record.get('backend')),
                  '<upstream commit>': (record.get('upstream') or {}).get('commit')})
     return flat
 
 
 @functools.lru_cache(maxsize=None)
-def _code(sha: str | None) -> str | None:
-    """The run's result code (``env.code_identity``), or its commit where git cannot read that here."""
-    return code_identity(sha) or sha
+def _code(sha: str | None, backend: str | None) -> str | None:
+    """The run's result code (``env.code_identity`` of ``env.result_paths``), or its commit where git
+    cannot read that here."""
+    paths = result_paths(backend)
+    return (code_identity(sha, paths) if paths else None) or sha
 
 
 def data_key(records: list[dict]) -> str:
