@@ -1,0 +1,1 @@
+/work/main/results/screen-native/runs/.submissions/screen-native-20261206-233246-2334/slurm/1_submission.sh
