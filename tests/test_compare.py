@@ -329,7 +329,7 @@ def test_code_identity_is_equal_across_commits_that_change_no_result_code(tmp_pa
     ids = [code_identity(sha, paths, checkout=tmp_path) for sha in (first, docs, other_backend, criterion)]
     assert ids[0] is not None and ids[0] == ids[1] == ids[2] and ids[3] != ids[2]
     assert code_identity('0' * 40, paths, checkout=tmp_path) is None and code_identity(None, paths) is None
-    assert result_paths('../x') is None
+    assert result_paths('../x') is None and code_identity('--help', paths, checkout=tmp_path) is None
 
 
 def test_runs_of_two_commits_pool_only_when_their_result_code_is_the_same(tmp_path, monkeypatch):

@@ -88,7 +88,7 @@ def code_identity(sha: str | None, paths: tuple[str, ...],
     only outside ``paths`` give the same identity. None where git, the checkout or the
     commit is not available here (then only the commit itself can say two runs are alike).
     """
-    if not sha:
+    if not sha or not re.fullmatch(r'[0-9a-f]{7,40}', sha):   # a record is data: never an option to git
         return None
     try:
         out = subprocess.run(['git', '-C', str(checkout), 'rev-parse', *(f'{sha}:{p}' for p in paths)],
