@@ -1,0 +1,1 @@
+/work/main/results/assignment-free-native/runs/.submissions/assignment-free-native-20261206-233720-3660/slurm/5_submission.sh
