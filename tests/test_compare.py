@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from harness.cli import main
+from harness.core.errors import HarnessError
 from harness.study import records
 
 from runs_factory import CONFIG, make_run
@@ -335,10 +336,10 @@ def test_code_identity_is_equal_across_commits_that_change_no_result_code(tmp_pa
 def test_runs_of_two_commits_pool_only_when_their_result_code_is_the_same(tmp_path, monkeypatch):
     """A study spanning sessions has runs at several commits: pooled where the result code is the same
     (here: a stand-in identity per commit), listed apart where it differs or cannot be read."""
-    from harness.reporting import select
+    from harness.core import env
     same = {'a' * 40: 'code-1', 'b' * 40: 'code-1', 'c' * 40: 'code-2'}
-    monkeypatch.setattr(select, 'code_identity', lambda sha, paths: same.get(sha))
-    select._code.cache_clear()
+    monkeypatch.setattr(env, 'code_identity', lambda sha, paths: same.get(sha))
+    env.result_code.cache_clear()
     root = tmp_path / 'runs'
     for seed, sha in ((0, 'a'), (1, 'a'), (2, 'b'), (3, 'c')):
         for arm in ('hungarian', 'influencer'):
@@ -348,7 +349,52 @@ def test_runs_of_two_commits_pool_only_when_their_result_code_is_the_same(tmp_pa
     try:
         assert compare(root, tmp_path / 'out') == 0
     finally:
-        select._code.cache_clear()
+        env.result_code.cache_clear()
     md = (tmp_path / 'out' / 'comparison.md').read_text()
     assert '| hungarian | assignment-based | 3 |' in md
     assert 's3dis-area5__hungarian__s3 attempt 1: another setting' in md and '<harness code>' in md
+
+
+def test_the_runner_refuses_to_train_runs_that_compare_would_not_pool(tmp_path, monkeypatch, capsys):
+    """A study spanning sessions: new or resumed runs need the result code of its finished runs (a
+    stand-in identity per commit); a commit with the same code, another experiment or nothing to
+    train passes; a commit with other code, or one git cannot read here, is refused before training."""
+    from types import SimpleNamespace
+    from harness.core import env
+    from harness.study.runner import same_code
+    codes = {'a' * 40: 'code-1', 'b' * 40: 'code-1', 'c' * 40: 'code-2'}
+    monkeypatch.setattr(env, 'code_identity', lambda sha, paths: codes.get(sha))
+    env.result_code.cache_clear()
+    root = tmp_path / 'runs'
+    folder = make_run(root, 'hungarian', 0, 0.5)
+    other = make_run(root, 'hungarian', 0, 0.5, experiment='other')
+    record = json.loads((folder / 'run.json').read_text())
+    new, done = [SimpleNamespace(action='new', folder=None)], [SimpleNamespace(action='done', folder=folder)]
+    options = SimpleNamespace(runs=root)
+
+    def check(recorded: str, now: str, plans=new, experiment='s3dis-area5') -> str:
+        records.update_record(folder, env={**record['env'], 'harness_git': {'sha': recorded, 'dirty': False}})
+        monkeypatch.setattr(env, 'harness_sha', lambda: now)
+        try:
+            same_code(plans, options, experiment, 'native')
+        except HarnessError as err:
+            return str(err)
+        finally:
+            env.result_code.cache_clear()
+        return ''
+    try:
+        assert check('a' * 40, 'b' * 40) == ''                       # another commit, the same result code
+        assert check('a' * 40, 'c' * 40, plans=done) == ''           # nothing to train: nothing to refuse
+        assert check('a' * 40, 'c' * 40, experiment='x') == ''       # no finished run of that experiment
+        error = check('a' * 40, 'c' * 40)
+        assert error.startswith(f'{folder}: trained at commit aaaaaaaaaaaa, whose result code (criteria')
+        assert 'nothing was trained' in error and 'git worktree add <dir> aaaaaaaaaaaa' in error
+        assert 'cannot be read here' in check('d' * 40, 'a' * 40)
+        # the run resumed here counts though it is not finished
+        records.update_record(folder, status='running')
+        assert check('a' * 40, 'b' * 40, plans=[SimpleNamespace(action='resume', folder=folder)]) == ''
+        assert 'differs' in check('a' * 40, 'c' * 40, plans=[SimpleNamespace(action='resume', folder=folder)])
+        assert check('a' * 40, 'c' * 40) == ''                       # unfinished and not resumed here: not counted
+    finally:
+        env.result_code.cache_clear()
+    assert other.exists()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import functools
 import platform
 import re
 import socket
@@ -96,6 +97,28 @@ def code_identity(sha: str | None, paths: tuple[str, ...],
     except (OSError, subprocess.SubprocessError):
         return None
     return ' '.join(f'{p}={oid}' for p, oid in zip(paths, out)) if len(out) == len(paths) else None
+
+
+@functools.lru_cache(maxsize=None)
+def result_code(sha: str | None, backend: str | None) -> str | None:
+    """A run's result code: :func:`code_identity` of ``result_paths(backend)`` at ``sha``, or the
+    commit itself where git cannot read that here (then only an equal commit is the same code).
+
+    compare's one-setting rule and the runner's check before training both use this, so what
+    the runner refuses is exactly what compare would leave out.
+    """
+    paths = result_paths(backend)
+    return (code_identity(sha, paths) if paths else None) or sha
+
+
+def harness_sha() -> str | None:
+    """The commit of the checkout this harness runs from (None without git or a checkout)."""
+    try:
+        out = subprocess.run(['git', '-C', str(Path(__file__).resolve().parent), 'rev-parse', 'HEAD'],
+                             capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out or None
 
 
 def _inside(top: Path, folders: tuple[Path, ...]) -> list[str]:

@@ -21,14 +21,13 @@ Rules (docs/run-records.md):
 from __future__ import annotations
 
 import fnmatch
-import functools
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from harness.core.env import code_identity, result_paths
+from harness.core.env import result_code
 from harness.core.errors import HarnessError
 from harness.core.tree import canonical_hash, config_diff, diff_keys, flatten, under
 from harness.study.arms import ARM_KEY, BASELINE, canonical, family
@@ -69,17 +68,9 @@ def setting(record: dict, config: dict, ablated: set[str], arm_set: set[str],
     sha = (env.get('harness_git') or {}).get('sha')
     flat.update({'<iterations>': record.get('iterations_done'),
                  '<data manifest>': (record.get('data') or {}).get(data_key),
-                 '<harness code>': _code(sha, record.get('backend')),
+                 '<harness code>': result_code(sha, record.get('backend')),
                  '<upstream commit>': (record.get('upstream') or {}).get('commit')})
     return flat
-
-
-@functools.lru_cache(maxsize=None)
-def _code(sha: str | None, backend: str | None) -> str | None:
-    """The run's result code (``env.code_identity`` of ``env.result_paths``), or its commit where git
-    cannot read that here."""
-    paths = result_paths(backend)
-    return (code_identity(sha, paths) if paths else None) or sha
 
 
 def data_key(records: list[dict]) -> str:

@@ -131,11 +131,41 @@ def same_data(plans: list[Planned], root: Path) -> None:
                            'nothing was trained')
 
 
+def same_code(plans: list[Planned], options: RunOptions, experiment: str, backend: str) -> None:
+    """Runs to train must have the result code of the experiment's finished runs; else refuse them all.
+
+    compare counts one setting per experiment and the result code is part of it
+    (``env.result_code``: criteria, the backend, data layer, evaluator, CPU pin): a run
+    trained by other code would be left out of the comparison after its compute was spent.
+    A study spanning sessions must be trained on from a checkout with its code. Checked:
+    the experiment's finished runs in ``options.runs`` and the runs resumed here.
+    """
+    if not any(p.action in ('new', 'resume') for p in plans) or not Path(options.runs).is_dir():
+        return
+    now = env.result_code(env.harness_sha(), backend)
+    if now is None:   # no git here: a record's commit cannot be compared (compare falls back the same way)
+        return
+    resumed = {p.folder for p in plans if p.action == 'resume'}
+    theirs = [r for r in records.load_runs(options.runs, skipped=[]) if r.get('experiment') == experiment
+              and (r['status'] == 'finished' or Path(r['_dir']) in resumed)]
+    for r in theirs:
+        sha = ((r.get('env') or {}).get('harness_git') or {}).get('sha')
+        code = env.result_code(sha, r.get('backend'))
+        if sha and code != now:
+            why = ('cannot be read here (not in this checkout: a shallow clone? git fetch --unshallow)'
+                   if code == sha else "(criteria, backend, data layer, evaluator) differs from this checkout's")
+            raise HarnessError(f"{r['_dir']}: trained at commit {sha[:12]}, whose result code {why}; runs trained "
+                               'now would not be compared with it (compare keeps one setting per experiment): '
+                               f'train on from a checkout of it (git worktree add <dir> {sha[:12]}) or give the '
+                               'experiment a new name; nothing was trained')
+
+
 def prepare_runs(spec: Spec, backend: Backend, points: list[RunPoint], options: RunOptions) -> Batch:
-    """Everything before training: backend checks, derive + classify (refusals), data, data identity."""
+    """Everything before training: backend checks, derive + classify (refusals), code, data, data identity."""
     prepared = backend.prepare(spec, options)
     root = data_root(spec, options.data)
     plans = plan(spec, backend, prepared, points, options, root)
+    same_code(plans, options, spec.experiment, backend.name)
     ensure_data(spec, options.data)
     same_data(plans, root)
     return Batch(spec, backend, options, prepared, root, plans)
