@@ -112,6 +112,31 @@ def slurm_state(env, job: str) -> str | None:
     return out.stdout.strip() or None
 
 
+def test_status_says_pending_only_for_a_job_slurm_still_queues_for_that_submission(cluster, tmp_path):
+    """A study resumed on a fresh machine: its old submission's job ids may be unknown to the new
+    cluster, or name another submission's job there; neither is 'pending'. Without Slurm: unknown."""
+    held = subprocess.run(['sbatch', '--hold', '--parsable', '--wrap', 'true'], env=cluster, capture_output=True,
+                          text=True, check=True).stdout.strip().split(';')[0]
+    try:
+        runs = tmp_path / 'runs'
+        for name, job, when in (('now', held, records.now()), ('old', held, '2020-01-01T00:00:00+00:00'),
+                                ('gone', '99999', records.now())):
+            folder = runs / '.submissions' / name
+            folder.mkdir(parents=True)
+            (folder / 'submission.json').write_text(json.dumps({'submitted_at': when, 'runs': [
+                {'run_id': f'x__hungarian__s{name}', 'job_id': job, 'command': []}]}))
+        out = harness(cluster, 'status', '--runs', runs)
+        assert out.returncode == 0, out.stderr
+        lines = {line.split()[0]: line for line in out.stdout.splitlines() if line.startswith('x__')}
+        assert lines['x__hungarian__snow'].split()[1:3] == ['pending', held] and 'PENDING' in lines['x__hungarian__snow']
+        assert lines['x__hungarian__sold'].split()[1:3] == ['to', 'run'] and 'another submission' in lines['x__hungarian__sold']
+        assert 'job 99999 is no longer queued' in lines['x__hungarian__sgone']
+        without = harness({**cluster, 'SLURM_CONF': str(tmp_path / 'none.conf')}, 'status', '--runs', runs)
+        assert without.returncode == 0 and without.stdout.count('no Slurm answers here') == 3, without.stdout
+    finally:
+        subprocess.run(['scancel', held], env=cluster, capture_output=True)
+
+
 def test_a_job_for_a_run_another_live_job_trains_is_refused(tmp_path, monkeypatch):
     folder = tmp_path / 'run'
     folder.mkdir()

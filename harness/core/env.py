@@ -7,6 +7,8 @@ import platform
 import re
 import socket
 import subprocess
+import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -198,6 +200,40 @@ def executor() -> dict:
             'array_task_id': env.get('SLURM_ARRAY_TASK_ID'), 'node': env.get('SLURMD_NODENAME'),
             'partition': env.get('SLURM_JOB_PARTITION'), 'restarts': env.get('SLURM_RESTART_COUNT'),
             'cuda_visible_devices': gpus, 'host': socket.gethostname()}
+
+
+@dataclass(frozen=True)
+class Queued:
+    """What Slurm says of one job id.
+
+    Attributes:
+        state: RUNNING, PENDING, ...; None where Slurm does not know the job (ended long enough
+            ago, or never submitted to this cluster).
+        submitted: when this cluster's job of that id was submitted (Unix seconds; None if unknown).
+    """
+
+    state: str | None
+    submitted: float | None = None
+
+
+def squeue_job(job_id: str) -> Queued | None:
+    """Slurm's state and submit time of a job; None where no Slurm answers here (no squeue, no controller)."""
+    try:
+        out = subprocess.run(['squeue', '-h', '-j', str(job_id), '-o', '%T|%V'], capture_output=True, text=True,
+                             timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return Queued(None) if 'Invalid job id' in out.stderr else None
+    lines = out.stdout.strip().splitlines()
+    if not lines:
+        return Queued(None)
+    state, _, when = lines[0].partition('|')
+    try:
+        submitted = time.mktime(time.strptime(when.strip(), '%Y-%m-%dT%H:%M:%S'))   # squeue prints local time
+    except ValueError:
+        submitted = None
+    return Queued(state.strip() or None, submitted)
 
 
 def squeue_state(job_id: str) -> str | None:

@@ -1,8 +1,11 @@
 """The state of a run matrix, from records, Slurm submissions and the runs' own logs.
 
-States: ``pending`` (submitted, no record yet), ``to run`` (in the spec's
-matrix, never started), ``running`` (a live process holds its lock:
-iteration and ETA from its logs), ``interrupted`` (record open, nobody holds
+States: ``pending`` (submitted, no record yet, and Slurm still queues that
+very job), ``to run`` (in the spec's matrix, never started; a submitted job
+Slurm no longer queues, or whose id now names another submission's job, e.g.
+after the cluster was set up again, says so), ``submitted`` (no Slurm
+answers here, so whether its job is queued is unknown), ``running`` (a live
+process holds its lock: iteration and ETA from its logs), ``interrupted`` (record open, nobody holds
 it: ``run`` resumes it), ``finished``, ``failed`` (with the error's first
 line), ``refused`` (its recorded config differs from what the spec derives
 now; only with ``--spec``).
@@ -10,9 +13,10 @@ now; only with ``--spec``).
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
-from harness.core.env import squeue_state
+from harness.core.env import squeue_job
 from harness.study import records
 from harness.study.matrix import RunPoint
 
@@ -20,16 +24,51 @@ SUBMISSIONS = '.submissions'   # harness.execution.slurm writes them there
 
 
 def submitted(runs: Path) -> dict[str, dict]:
-    """run id -> its latest submission entry (job id, command) across ``<runs>/.submissions/*``."""
+    """run id -> its latest submission entry (job id, command, and its submission's ``submitted_at`` as
+    Unix seconds) across ``<runs>/.submissions/*``."""
     out: dict[str, dict] = {}
     for path in sorted((Path(runs) / SUBMISSIONS).glob('*/submission.json')):
         try:
-            entries = json.loads(path.read_text())['runs']
-        except (OSError, json.JSONDecodeError, KeyError):
+            submission = json.loads(path.read_text())
+            entries = submission['runs']
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
             continue   # a torn submission file says nothing reliable
+        when = _unix(submission.get('submitted_at'))
         for entry in entries:
-            out[entry['run_id']] = entry
+            out[entry['run_id']] = {**entry, 'submitted_at': when}
     return out
+
+
+def _unix(stamp: object) -> float | None:
+    """An ISO time with its offset (``records.now()``) as Unix seconds; None if it is not one."""
+    try:
+        return datetime.fromisoformat(stamp).timestamp() if isinstance(stamp, str) else None
+    except ValueError:
+        return None
+
+
+# A job is the submission's own when Slurm's submit time is this close to the submission's
+# (submission.json is written right after the array is submitted; minutes cover a slow submit)
+SAME_SUBMISSION_S = 600
+
+
+def queued(entry: dict) -> tuple[str, str]:
+    """(state, detail) of a submitted run with no record yet, from what Slurm says of its job now.
+
+    Job ids restart when a cluster is set up again (a fresh machine, its state lost), so a job
+    id Slurm knows is the submission's own only if Slurm's submit time is the submission's.
+    """
+    job = entry.get('job_id')
+    answer = squeue_job(job) if job else None
+    if answer is None:
+        return 'submitted', 'no Slurm answers here: queued or not is unknown'
+    ours = answer.state and (answer.submitted is None or entry.get('submitted_at') is None
+                             or abs(answer.submitted - entry['submitted_at']) < SAME_SUBMISSION_S)
+    if ours:
+        return 'pending', answer.state
+    why = ('now names a job of another submission (the cluster was set up again)' if answer.state
+           else 'is no longer queued and never started this run')
+    return 'to run', f'job {job} {why}: run again'
 
 
 def progress(record: dict) -> tuple[int | None, float | None]:
@@ -49,8 +88,8 @@ def row(rid: str, folders: list[Path], submission: dict | None) -> dict:
     """One line of the table for one run id."""
     out = {'run_id': rid, 'attempts': len(folders), 'job': (submission or {}).get('job_id'), 'detail': ''}
     if not folders:
-        state = squeue_state(out['job']) if out['job'] else None
-        return {**out, 'state': 'pending' if submission else 'to run', 'detail': state or ''}
+        state, detail = queued(submission) if submission else ('to run', '')
+        return {**out, 'state': state, 'detail': detail}
     record = records.load_record(folders[-1] / 'run.json')
     where = record.get('executor') or {}
     if where.get('array_job_id'):

@@ -8,7 +8,8 @@ from pathlib import Path
 from harness.core.io import result_line
 from harness.execution.status import table
 
-HELP = 'state of every run: pending / to run / running (iteration, ETA) / interrupted / finished / failed / refused'
+HELP = ('state of every run: pending / submitted / to run / running (iteration, ETA) / interrupted / finished / '
+        'failed / refused')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
