@@ -1,8 +1,8 @@
 """What a run record says about the machine and the software (no heavy imports)."""
 from __future__ import annotations
 
-import os
 import functools
+import os
 import platform
 import re
 import socket
