@@ -13,6 +13,7 @@ import yaml
 
 import slurm_cluster
 from harness.core.errors import HarnessError
+from harness.core.io import now
 from harness.execution import container, slurm
 from harness.study import records
 from harness.backends.upstream.backend import UpstreamOptions
@@ -119,8 +120,8 @@ def test_status_says_pending_only_for_a_job_slurm_still_queues_for_that_submissi
                           text=True, check=True).stdout.strip().split(';')[0]
     try:
         runs = tmp_path / 'runs'
-        for name, job, when in (('now', held, records.now()), ('old', held, '2020-01-01T00:00:00+00:00'),
-                                ('gone', '99999', records.now())):
+        for name, job, when in (('now', held, now()), ('old', held, '2020-01-01T00:00:00+00:00'),
+                                ('gone', '99999', now())):
             folder = runs / '.submissions' / name
             folder.mkdir(parents=True)
             (folder / 'submission.json').write_text(json.dumps({'submitted_at': when, 'runs': [
@@ -138,18 +139,30 @@ def test_status_says_pending_only_for_a_job_slurm_still_queues_for_that_submissi
 
 
 def test_a_job_for_a_run_another_live_job_trains_is_refused(tmp_path, monkeypatch):
+    from harness.core.env import Queued
     folder = tmp_path / 'run'
     folder.mkdir()
     (folder / '.lock').write_text(json.dumps({'host': 'node7', 'pid': 1, 'since': 'x', 'slurm_job_id': '41'}))
-    monkeypatch.setattr('harness.core.env.squeue_state', lambda job: 'RUNNING')
+    monkeypatch.setattr('harness.core.env.squeue_job', lambda job: Queued('RUNNING'))
     with pytest.raises(HarnessError, match='being trained by pid 1 on node7'):
         with records.lock(folder):
             pass
-    monkeypatch.setattr('harness.core.env.squeue_state', lambda job: None)   # the job is gone: stale
+    monkeypatch.setattr('harness.core.env.squeue_job', lambda job: Queued(None))   # the job is gone: stale
     with records.lock(folder):
         pass
+    # a cluster set up again: job 41 runs, but it was submitted an hour after the lock was taken
+    since = now()
+    (folder / '.lock').write_text(json.dumps({'host': 'node7', 'pid': 1, 'since': since, 'slurm_job_id': '41'}))
+    monkeypatch.setattr('harness.core.env.squeue_job', lambda job: Queued('RUNNING', time.time() + 3600))
+    with records.lock(folder):
+        pass
+    (folder / '.lock').write_text(json.dumps({'host': 'node7', 'pid': 1, 'since': since, 'slurm_job_id': '41'}))
+    monkeypatch.setattr('harness.core.env.squeue_job', lambda job: Queued('RUNNING', time.time() - 60))
+    with pytest.raises(HarnessError, match='being trained by pid 1 on node7'):   # submitted before: the holder
+        with records.lock(folder):
+            pass
     monkeypatch.setenv('SLURM_JOB_ID', '41')   # our own job, requeued: its old lock is ours to take
-    monkeypatch.setattr('harness.core.env.squeue_state', lambda job: 'RUNNING')
+    monkeypatch.setattr('harness.core.env.squeue_job', lambda job: Queued('RUNNING'))
     (folder / '.lock').write_text(json.dumps({'host': 'node7', 'pid': 1, 'since': 'x', 'slurm_job_id': '41'}))
     with records.lock(folder):
         pass

@@ -234,14 +234,3 @@ def squeue_job(job_id: str) -> Queued | None:
     except ValueError:
         submitted = None
     return Queued(state.strip() or None, submitted)
-
-
-def squeue_state(job_id: str) -> str | None:
-    """Slurm's state of a job (RUNNING, PENDING, ...), None when Slurm no longer knows it or is absent."""
-    try:
-        out = subprocess.run(['squeue', '-h', '-j', str(job_id), '-o', '%T'], capture_output=True, text=True,
-                             timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    state = out.stdout.strip().splitlines()
-    return state[0] if out.returncode == 0 and state else None

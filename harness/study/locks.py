@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
@@ -87,18 +88,36 @@ def _stale(holder: dict) -> bool:
     """A holder whose process is gone: on this host by its pid; a Slurm job by its job id.
 
     A Slurm job's lock is stale when the job is this very job (requeued after a
-    time limit or preemption) or when Slurm no longer runs it.
+    time limit or preemption) or when Slurm no longer runs it. Job ids restart when
+    a cluster is set up again: a running job submitted after the lock was taken is
+    another job, so it does not keep the lock alive.
     """
     job = holder.get('slurm_job_id')
     if job:
         if job == os.environ.get('SLURM_JOB_ID'):
             return True
-        if env.squeue_state(job) not in ('RUNNING', 'COMPLETING', 'CONFIGURING', 'SUSPENDED', 'STOPPED'):
+        answer = env.squeue_job(job)
+        live = (answer is not None and answer.state in ('RUNNING', 'COMPLETING', 'CONFIGURING', 'SUSPENDED',
+                                                         'STOPPED') and not _submitted_after(answer, holder))
+        if not live:
             return holder.get('host') != socket.gethostname() or _pid_gone(holder)
         return False
     if holder.get('host') != socket.gethostname():
         return False
     return _pid_gone(holder)
+
+
+# Clocks of the submitting host and the lock's node may differ by this much
+CLOCK_SKEW_S = 120
+
+
+def _submitted_after(answer: env.Queued, holder: dict) -> bool:
+    """Slurm's job of the holder's id was submitted after the lock was taken (so it is not the holder)."""
+    try:
+        since = datetime.fromisoformat(holder['since']).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return False   # a lock without a readable time: the job id alone decides, as before
+    return answer.submitted is not None and answer.submitted > since + CLOCK_SKEW_S
 
 
 def _pid_gone(holder: dict) -> bool:
