@@ -115,7 +115,8 @@ def slurm_state(env, job: str) -> str | None:
 
 def test_status_says_pending_only_for_a_job_slurm_still_queues_for_that_submission(cluster, tmp_path):
     """A study resumed on a fresh machine: its old submission's job ids may be unknown to the new
-    cluster, or name another submission's job there; neither is 'pending'. Without Slurm: unknown."""
+    cluster, or name another submission's job there; neither is 'pending'. A held job says so. Without
+    Slurm: unknown."""
     held = subprocess.run(['sbatch', '--hold', '--parsable', '--wrap', 'true'], env=cluster, capture_output=True,
                           text=True, check=True).stdout.strip().split(';')[0]
     try:
@@ -129,7 +130,7 @@ def test_status_says_pending_only_for_a_job_slurm_still_queues_for_that_submissi
         out = harness(cluster, 'status', '--runs', runs)
         assert out.returncode == 0, out.stderr
         lines = {line.split()[0]: line for line in out.stdout.splitlines() if line.startswith('x__')}
-        assert lines['x__hungarian__snow'].split()[1:3] == ['pending', held] and 'PENDING' in lines['x__hungarian__snow']
+        assert lines['x__hungarian__snow'].split()[1:3] == ['pending', held] and 'PENDING (JobHeld' in lines['x__hungarian__snow']
         assert lines['x__hungarian__sold'].split()[1:3] == ['to', 'run'] and 'another submission' in lines['x__hungarian__sold']
         assert 'job 99999 is no longer queued' in lines['x__hungarian__sgone']
         without = harness({**cluster, 'SLURM_CONF': str(tmp_path / 'none.conf')}, 'status', '--runs', runs)

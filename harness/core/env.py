@@ -210,16 +210,18 @@ class Queued:
         state: RUNNING, PENDING, ...; None where Slurm does not know the job (ended long enough
             ago, or never submitted to this cluster).
         submitted: when this cluster's job of that id was submitted (Unix seconds; None if unknown).
+        reason: why it waits (Slurm's reason: Priority, JobHeldUser, ...); '' when it does not.
     """
 
     state: str | None
     submitted: float | None = None
+    reason: str = ''
 
 
 def squeue_job(job_id: str) -> Queued | None:
     """Slurm's state and submit time of a job; None where no Slurm answers here (no squeue, no controller)."""
     try:
-        out = subprocess.run(['squeue', '-h', '-j', str(job_id), '-o', '%T|%V'], capture_output=True, text=True,
+        out = subprocess.run(['squeue', '-h', '-j', str(job_id), '-o', '%T|%V|%r'], capture_output=True, text=True,
                              timeout=20)
     except (OSError, subprocess.SubprocessError):
         return None
@@ -228,9 +230,9 @@ def squeue_job(job_id: str) -> Queued | None:
     lines = out.stdout.strip().splitlines()
     if not lines:
         return Queued(None)
-    state, _, when = lines[0].partition('|')
+    state, when, reason = (lines[0].split('|') + ['', ''])[:3]
     try:
         submitted = time.mktime(time.strptime(when.strip(), '%Y-%m-%dT%H:%M:%S'))   # squeue prints local time
     except ValueError:
         submitted = None
-    return Queued(state.strip() or None, submitted)
+    return Queued(state.strip() or None, submitted, '' if reason.strip() == 'None' else reason.strip())

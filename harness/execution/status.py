@@ -65,7 +65,7 @@ def queued(entry: dict) -> tuple[str, str]:
     ours = answer.state and (answer.submitted is None or entry.get('submitted_at') is None
                              or abs(answer.submitted - entry['submitted_at']) < SAME_SUBMISSION_S)
     if ours:
-        return 'pending', answer.state
+        return 'pending', answer.state + (f' ({answer.reason})' if answer.reason else '')
     why = ('now names a job of another submission (the cluster was set up again)' if answer.state
            else 'is no longer queued and never started this run')
     return 'to run', f'job {job} {why}: run again'
