@@ -39,6 +39,15 @@ OUTPUT_DIRS = ('results',)
 OUTPUT_NAMES = ('results', 'work_dirs')
 
 
+def _git(path: Path, *args: str) -> str | None:
+    """stdout of ``git -C path args``; None where git, the checkout or the object is missing."""
+    try:
+        return subprocess.run(['git', '-C', str(path), *args], capture_output=True, text=True,
+                              check=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def git_state(path: Path, outputs: tuple[str, ...] = (), extra: tuple[Path, ...] = ()) -> dict[str, str | bool | None]:
     """SHA and dirty flag of the git checkout holding ``path``; both None where git or a checkout is missing.
 
@@ -49,18 +58,12 @@ def git_state(path: Path, outputs: tuple[str, ...] = (), extra: tuple[Path, ...]
         extra: this invocation's output folders (runs, work dirs, data), anywhere: inside the
             checkout their files do not count as dirty either.
     """
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(['git', '-C', str(path), *args], capture_output=True, text=True,
-                                  check=True, timeout=10).stdout
-        except (OSError, subprocess.SubprocessError):
-            return None
-    sha = (git('rev-parse', 'HEAD') or '').strip() or None
-    top = (git('rev-parse', '--show-toplevel') or '').strip() if sha else ''
+    sha = (_git(path, 'rev-parse', 'HEAD') or '').strip() or None
+    top = (_git(path, 'rev-parse', '--show-toplevel') or '').strip() if sha else ''
     skip = [*outputs, *_inside(Path(top), extra)] if top else list(outputs)
     pathspec = [':/', *(f':(top,exclude){d}' for d in skip)]
     # every untracked file, not its folder: an output folder among new code must not hide the code
-    status = git('status', '--porcelain', '--untracked-files=all', '--', *pathspec) if sha else None
+    status = _git(path, 'status', '--porcelain', '--untracked-files=all', '--', *pathspec) if sha else None
     if status is None:
         return {'sha': sha, 'dirty': None}
     changes = [line for line in status.splitlines() if line.strip() and not _own_output(line)]
@@ -93,11 +96,7 @@ def code_identity(sha: str | None, paths: tuple[str, ...],
     """
     if not sha or not re.fullmatch(r'[0-9a-f]{7,40}', sha):   # a record is data: never an option to git
         return None
-    try:
-        out = subprocess.run(['git', '-C', str(checkout), 'rev-parse', *(f'{sha}:{p}' for p in paths)],
-                             capture_output=True, text=True, check=True, timeout=10).stdout.split()
-    except (OSError, subprocess.SubprocessError):
-        return None
+    out = (_git(checkout, 'rev-parse', *(f'{sha}:{p}' for p in paths)) or '').split()
     return ' '.join(f'{p}={oid}' for p, oid in zip(paths, out)) if len(out) == len(paths) else None
 
 
@@ -115,12 +114,7 @@ def result_code(sha: str | None, backend: str | None) -> str | None:
 
 def harness_sha() -> str | None:
     """The commit of the checkout this harness runs from (None without git or a checkout)."""
-    try:
-        out = subprocess.run(['git', '-C', str(Path(__file__).resolve().parent), 'rev-parse', 'HEAD'],
-                             capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out or None
+    return (_git(Path(__file__).resolve().parent, 'rev-parse', 'HEAD') or '').strip() or None
 
 
 def _inside(top: Path, folders: tuple[Path, ...]) -> list[str]:
