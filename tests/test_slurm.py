@@ -117,12 +117,13 @@ def test_status_says_pending_only_for_a_job_slurm_still_queues_for_that_submissi
     """A study resumed on a fresh machine: its old submission's job ids may be unknown to the new
     cluster, or name another submission's job there; neither is 'pending'. A held job says so. Without
     Slurm: unknown."""
-    held = subprocess.run(['sbatch', '--hold', '--parsable', '--wrap', 'true'], env=cluster, capture_output=True,
-                          text=True, check=True).stdout.strip().split(';')[0]
+    held, array = (subprocess.run(['sbatch', '--hold', '--parsable', *extra, '--wrap', 'true'], env=cluster,
+                                  capture_output=True, text=True, check=True).stdout.strip().split(';')[0]
+                   for extra in ([], ['--array=0-2%1']))
     try:
         runs = tmp_path / 'runs'
         for name, job, when in (('now', held, now()), ('old', held, '2020-01-01T00:00:00+00:00'),
-                                ('gone', '99999', now())):
+                                ('gone', '99999', now()), ('task', f'{array}_2', now())):
             folder = runs / '.submissions' / name
             folder.mkdir(parents=True)
             (folder / 'submission.json').write_text(json.dumps({'submitted_at': when, 'runs': [
@@ -133,10 +134,12 @@ def test_status_says_pending_only_for_a_job_slurm_still_queues_for_that_submissi
         assert lines['x__hungarian__snow'].split()[1:3] == ['pending', held] and 'PENDING (JobHeld' in lines['x__hungarian__snow']
         assert lines['x__hungarian__sold'].split()[1:3] == ['to', 'run'] and 'another submission' in lines['x__hungarian__sold']
         assert 'job 99999 is no longer queued' in lines['x__hungarian__sgone']
+        # a pending task of an array (squeue folds those into "<array>_[0-2%1]" unless asked per task)
+        assert lines['x__hungarian__stask'].split()[1:3] == ['pending', f'{array}_2'], lines['x__hungarian__stask']
         without = harness({**cluster, 'SLURM_CONF': str(tmp_path / 'none.conf')}, 'status', '--runs', runs)
-        assert without.returncode == 0 and without.stdout.count('no Slurm answers here') == 3, without.stdout
+        assert without.returncode == 0 and without.stdout.count('no Slurm answers here') == 4, without.stdout
     finally:
-        subprocess.run(['scancel', held], env=cluster, capture_output=True)
+        subprocess.run(['scancel', held, array], env=cluster, capture_output=True)
 
 
 def test_a_job_for_a_run_another_live_job_trains_is_refused(tmp_path, monkeypatch):

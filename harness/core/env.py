@@ -222,9 +222,29 @@ def squeue_job(job_id: str) -> Queued | None:
     if out.returncode != 0:
         return Queued(None) if 'Invalid job id' in out.stderr else None
     lines = out.stdout.strip().splitlines()
-    if not lines:
-        return Queued(None)
-    state, when, reason = (lines[0].split('|') + ['', ''])[:3]
+    return _queued(*(lines[0].split('|') + ['', ''])[:3]) if lines else Queued(None)
+
+
+def squeue_all() -> dict[str, Queued] | None:
+    """Every job Slurm queues or runs now, by job id (array tasks one by one, as ``<array>_<task>``),
+    from one squeue call; None where no Slurm answers here. A job id missing from it is not queued."""
+    try:
+        # -r: one line per array task, so a pending task is found under its own id, not "1_[2-57%2]"
+        out = subprocess.run(['squeue', '-h', '-r', '-o', '%i|%T|%V|%r'], capture_output=True, text=True,
+                             timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    jobs = {}
+    for line in out.stdout.strip().splitlines():
+        job, state, when, reason = (line.split('|') + ['', '', ''])[:4]
+        jobs[job.strip()] = _queued(state, when, reason)
+    return jobs
+
+
+def _queued(state: str, when: str, reason: str) -> Queued:
+    """A Queued from squeue's ``%T|%V|%r`` fields."""
     try:
         submitted = time.mktime(time.strptime(when.strip(), '%Y-%m-%dT%H:%M:%S'))   # squeue prints local time
     except ValueError:
