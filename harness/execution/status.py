@@ -85,7 +85,7 @@ def progress(record: dict) -> tuple[int | None, float | None]:
     return int(rows[-1].get('step', 0)), (sum(times) / len(times) if times else None)
 
 
-def row(rid: str, folders: list[Path], submission: dict | None, queue: dict[str, Queued] | None = None) -> dict:
+def row(rid: str, folders: list[Path], submission: dict | None, queue: dict[str, Queued] | None) -> dict:
     """One line of the table for one run id; ``queue`` is ``squeue_all()``'s answer."""
     out = {'run_id': rid, 'attempts': len(folders), 'job': (submission or {}).get('job_id'), 'detail': ''}
     if not folders:
