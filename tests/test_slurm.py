@@ -178,19 +178,6 @@ def test_a_requeued_job_runs_the_same_command():
     assert delayed.function is job and delayed.args == (['python', '-m', 'harness', 'run', '--only', 'x'], '/work')
 
 
-def test_a_job_redraws_its_progress_bars_once_a_minute_unless_the_user_says_otherwise(tmp_path, monkeypatch):
-    """A job's stderr is a log file: tqdm's 0.1 s redraws filled it (~0.8 MB per 4800-iteration run)."""
-    probe = [sys.executable, '-c', 'import io, sys, tqdm; sys.stdout.write(str(tqdm.tqdm(file=io.StringIO()).mininterval))']
-    seen = subprocess.run(probe, env=slurm.job_env(dict(os.environ)), capture_output=True, text=True).stdout
-    assert float(seen) == float(slurm.LOG_BAR_INTERVAL_S)
-    assert slurm.job_env({'TQDM_MININTERVAL': '5'})['TQDM_MININTERVAL'] == '5'
-    monkeypatch.setenv('TQDM_MININTERVAL', '7')
-    out = tmp_path / 'seen'
-    slurm.RunJob()([sys.executable, '-c', f'import os; open({str(out)!r}, "w").write(os.environ["TQDM_MININTERVAL"])'],
-                   str(tmp_path))
-    assert out.read_text() == '7'
-
-
 def test_resources_come_from_flags_then_the_spec_then_defaults():
     spec_block = SlurmResources(partition='gpu', time_min=60, gpus_per_job=2)
     res = spec_block.with_flags({'time_min': 30, 'account': None})

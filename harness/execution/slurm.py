@@ -53,7 +53,7 @@ class RunJob(Checkpointable):
     """
 
     def __call__(self, command: list[str], cwd: str) -> str:
-        code = subprocess.run(command, cwd=cwd, env=job_env(os.environ)).returncode
+        code = subprocess.run(command, cwd=cwd).returncode
         if code != 0:
             raise RuntimeError(f'{" ".join(command[-2:])}: exited with {code}; the record says why')
         return 'ok'
@@ -61,17 +61,6 @@ class RunJob(Checkpointable):
     def checkpoint(self, command: list[str], cwd: str) -> DelayedSubmission:
         """The same command again: the requeued job resumes the run."""
         return DelayedSubmission(self, command, cwd)
-
-
-# A job's stderr is a file, not a terminal: tqdm's default 0.1 s redraws wrote ~0.8 MB of bar
-# per 4800-iteration run into it; once a minute still shows progress and the ETA
-LOG_BAR_INTERVAL_S = '60'
-
-
-def job_env(environ: dict[str, str]) -> dict[str, str]:
-    """The job's environment: the submitter's, with progress bars redrawn once a minute (tqdm reads
-    ``TQDM_MININTERVAL``; a value the user set wins)."""
-    return {**environ, 'TQDM_MININTERVAL': environ.get('TQDM_MININTERVAL', LOG_BAR_INTERVAL_S)}
 
 
 def job_command(spec_copy: Path, run_id: str, options: RunOptions, image: Path | None, gpus: int) -> list[str]:
