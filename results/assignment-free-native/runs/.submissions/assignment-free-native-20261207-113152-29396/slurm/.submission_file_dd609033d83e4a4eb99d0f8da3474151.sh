@@ -1,0 +1,1 @@
+/work/main/results/assignment-free-native/runs/.submissions/assignment-free-native-20261207-113152-29396/slurm/11_submission.sh
