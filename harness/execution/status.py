@@ -60,7 +60,7 @@ def queued(entry: dict, queue: dict[str, Queued] | None) -> tuple[str, str]:
     submission's own only if Slurm's submit time is the submission's.
     """
     job = entry.get('job_id')
-    answer = (queue.get(str(job), Queued(None)) if queue is not None else None) if job else None
+    answer = None if not job or queue is None else queue.get(str(job), Queued(None))
     if answer is None:
         return 'submitted', 'no Slurm answers here: queued or not is unknown'
     ours = answer.state and (answer.submitted is None or entry.get('submitted_at') is None
@@ -115,9 +115,9 @@ def table(runs: Path, matrix: list[RunPoint] | None = None, refused: set[str] = 
     subs = submitted(runs)
     ids = [p.run_id for p in matrix] if matrix is not None else sorted(
         {r['run_id'] for r in records.load_runs(runs)} | set(subs)) if Path(runs).is_dir() else []
-    folders = {rid: records.attempts(runs, rid) if Path(runs).is_dir() else [] for rid in ids}
-    # one squeue call for the whole table (one per job took ~8 s for a 72-run study), only if a
-    # submitted run has no record yet
+    folders = {rid: records.attempts(runs, rid) for rid in ids} if Path(runs).is_dir() else {rid: [] for rid in ids}
+    # one squeue call for the whole table rather than one per job, and only if a submitted run
+    # has no record yet (a run with a record says its own state)
     queue = squeue_all() if any(rid in subs and not folders[rid] for rid in ids) else None
     rows = []
     for rid in ids:
