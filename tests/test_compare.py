@@ -23,7 +23,6 @@ def runs(tmp_path):
         make_run(root, 'hungarian', seed, 0.55)
         make_run(root, 'influencer', seed, 0.50)
     make_run(root, 'influencer', 3, 0.5, status='failed')
-    make_run(root, 'hungarian', 3, 0.5, status='running')
     make_run(root, 'hungarian', 4, 0.5, metrics=False)
     return root
 
@@ -44,9 +43,8 @@ def test_tables_match_golden_and_exclude_unfinished(runs, tmp_path, request):
     out = tmp_path / 'results'
     assert compare(runs, out) == 0
     md = (out / 'comparison.md').read_text()
-    assert '| hungarian | assignment-based | 3 | 5 |' in md and '| influencer | assignment-free | 3 | 4 (1 failed) |' in md
+    assert '| hungarian | assignment-based | 3 | 4 |' in md and '| influencer | assignment-free | 3 | 4 (1 failed) |' in md
     for line in ('s3dis-area5__influencer__s3 attempt 1: failed (CUDA out of memory)',
-                 's3dis-area5__hungarian__s3 attempt 1: running',
                  's3dis-area5__hungarian__s4 attempt 1: finished but no metrics.json'):
         assert line in md
     assert '| OneFormer3D (published) | | – | – | 80.6 | 72.7 | – | 58.0 |' in md
@@ -398,3 +396,43 @@ def test_the_runner_refuses_to_train_runs_that_compare_would_not_pool(tmp_path, 
     finally:
         env.result_code.cache_clear()
     assert other.exists()
+
+
+def submit(runs: Path, experiment: str, *run_ids: str) -> None:
+    """A Slurm submission's record of runs (as harness.execution.slurm writes it), none started."""
+    folder = runs / '.submissions' / f'{experiment}-1'
+    folder.mkdir(parents=True)
+    (folder / 'submission.json').write_text(json.dumps({
+        'experiment': experiment, 'submitted_at': '2026-01-01T00:00:00+00:00',
+        'runs': [{'run_id': rid, 'job_id': f'7_{i}'} for i, rid in enumerate(run_ids)]}))
+
+
+def test_a_study_under_way_is_compared_only_as_a_labelled_interim_look(runs, tmp_path, capsys):
+    make_run(runs, 'hungarian', 3, 0.5, status='running')
+    out = tmp_path / 'out'
+    assert compare(runs, out) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'error: {runs}: 1 run(s) of s3dis-area5 still under way (s3dis-area5__hungarian__s3)')
+    assert '--interim' in err and not out.exists()           # refused before anything was written
+    assert compare(runs, out, '--interim') == 0
+    md = (out / 'comparison.md').read_text()
+    assert '**Interim look** (`--interim`): 1 run(s) of this study were still under way (s3dis-area5__hungarian__s3)' in md
+    assert 's3dis-area5__hungarian__s3 attempt 1: running' in md   # and it is not counted
+    assert json.loads(capsys.readouterr().out.splitlines()[-1].split(' ', 1)[1])['interim'] == 1
+
+
+def test_runs_submitted_but_never_started_keep_the_study_under_way(runs, tmp_path, capsys):
+    submit(runs, 's3dis-area5', 's3dis-area5__hungarian__s5', 's3dis-area5__influencer__s5')
+    submit(runs, 'other', 'other__hungarian__s0')             # another experiment's submission does not count
+    assert compare(runs, tmp_path / 'out') == 2
+    assert '2 run(s) of s3dis-area5 still under way' in capsys.readouterr().err
+    make_run(runs, 'hungarian', 5, 0.55)
+    make_run(runs, 'influencer', 5, 0.5, status='failed')    # a failed run has ended: compare lists it
+    assert compare(runs, tmp_path / 'out') == 0
+
+
+def test_diagnose_refuses_a_study_under_way(runs, tmp_path, capsys):
+    make_run(runs, 'influencer', 4, 0.5, status='running')
+    assert main(['diagnose', '--runs', str(runs), '--out', str(tmp_path / 'd')]) == 2
+    assert 'still under way (s3dis-area5__influencer__s4)' in capsys.readouterr().err
+    assert not (tmp_path / 'd').exists()

@@ -82,3 +82,20 @@ def test_a_bad_question_is_refused_naming_the_key(tmp_path, capsys, question, me
     path.write_text(yaml.safe_dump(raw))
     assert main(['plan', '--spec', str(path)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_plan_hides_a_study_s_interim_figures_until_its_runs_end(tmp_path, capsys):
+    runs = tmp_path / 'runs'
+    for seed in range(3):
+        for arm, level in (('hungarian', 0.6), ('influencer', 0.55)):
+            make_run(runs, arm, seed, level, experiment='pilot')
+    make_run(runs, 'influencer', 3, 0.5, experiment='pilot', status='running')
+    args = ['plan', '--spec', str(spec(tmp_path)), '--runs', str(runs)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert '1 run(s) of pilot still under way (pilot__influencer__s3)' in out and '--interim shows them' in out
+    assert 'SD of the paired difference' not in out and 'last third' not in out
+    assert result(out)['seeds_needed'] is None and result(out)['last_third_gain'] is None
+    assert main(args + ['--interim']) == 0
+    out = capsys.readouterr().out
+    assert 'SD of the paired difference' in out and result(out)['seeds_needed'] is not None

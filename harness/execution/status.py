@@ -24,8 +24,8 @@ SUBMISSIONS = '.submissions'   # harness.execution.slurm writes them there
 
 
 def submitted(runs: Path) -> dict[str, dict]:
-    """run id -> its latest submission entry (job id, command, and its submission's ``submitted_at`` as
-    Unix seconds) across ``<runs>/.submissions/*``."""
+    """run id -> its latest submission entry (job id, command, and its submission's ``experiment`` and
+    ``submitted_at`` as Unix seconds) across ``<runs>/.submissions/*``."""
     out: dict[str, dict] = {}
     for path in sorted((Path(runs) / SUBMISSIONS).glob('*/submission.json')):
         try:
@@ -35,7 +35,7 @@ def submitted(runs: Path) -> dict[str, dict]:
             continue   # a torn submission file says nothing reliable
         when = _unix(submission.get('submitted_at'))
         for entry in entries:
-            out[entry['run_id']] = {**entry, 'submitted_at': when}
+            out[entry['run_id']] = {**entry, 'experiment': submission.get('experiment'), 'submitted_at': when}
     return out
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -126,12 +127,17 @@ def arm_differences(runs: pd.DataFrame) -> dict[str, list[str]]:
 
 
 def comparison_md(experiment: str, summary: pd.DataFrame, sel: Selection, published: dict | None,
-                  ablation_lines: list[str]) -> str:
-    """The whole comparison.md."""
+                  ablation_lines: list[str], unfinished: Sequence[str] = ()) -> str:
+    """The whole comparison.md; ``unfinished``: run ids of the study still under way (an interim look)."""
     from harness.reporting.compare import BEST_LABEL
     runs = main_runs(sel.runs)
     unknown = set(runs.loc[runs['commit_unknown'], 'arm']) if 'commit_unknown' in runs else set()
-    lines = [f'# {experiment}: instance segmentation, last checkpoint', ''] + main_table(summary, published, unknown)
+    lines = [f'# {experiment}: instance segmentation, last checkpoint', '']
+    if unfinished:
+        lines += [f'**Interim look** (`--interim`): {len(unfinished)} run(s) of this study were still under way '
+                  f'({", ".join(unfinished[:3])}{f" and {len(unfinished) - 3} more" if len(unfinished) > 3 else ""}). '
+                  'Its decision is read once they have ended; these figures are not it.', '']
+    lines += main_table(summary, published, unknown)
     lines += ['', NOTES.format(baseline=BASELINE, best=BEST_LABEL, dirty=DIRTY, inst=LABEL['ap50w'])
               + (f' {UNKNOWN} runs whose harness commit is unknown (git was not available where they ran): '
                  'neither clean nor dirty.' if unknown else '')]

@@ -10,6 +10,7 @@ from harness.core.errors import HarnessError
 from harness.core.io import atomic_write, result_line, staged
 from harness.core.paths import BASELINES
 from harness.core.schema import check_keys
+from harness.execution import underway
 from harness.reporting import ablations, outputs, plots
 from harness.reporting.compare import main_runs, per_class_table, summarise, with_timing
 from harness.reporting.markdown import comparison_md, per_class_md
@@ -26,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', type=Path, default=Path('results'), help='where tables and plots/ go')
     parser.add_argument('--published', type=Path, default=BASELINES / 'published.yaml',
                         help='published reference numbers')
+    parser.add_argument(underway.INTERIM_FLAG, action='store_true',
+                        help='compare a study some of whose runs are still under way (an interim look, labelled '
+                             'as one in comparison.md); without it such a study is refused')
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     skipped: list[tuple[object, str]] = []
     records = load_runs(args.runs, skipped)
     experiment = pick_experiment(records, args.experiment, args.runs, [why for _, why in skipped])
+    interim = underway.check(args.runs, experiment, args.interim)
     sel = select([r for r in records if r['experiment'] == experiment])
     # a record with wrong fields is listed, never counted (with its experiment's, or with every, comparison)
     sel.excluded += [why for exp, why in skipped if exp == experiment or not isinstance(exp, str)]
@@ -43,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     sel.runs = with_timing(sel.runs)
     published = load_published(args.published, experiment)
     summary, per_class, ablation = summarise(sel), per_class_table(sel.runs), ablations.tables(sel.runs)
-    md = comparison_md(experiment, summary, sel, published, ablations.markdown(ablation))
+    md = comparison_md(experiment, summary, sel, published, ablations.markdown(ablation), interim)
     with staged(args.out) as tmp:   # all outputs or none: never a mix of old and new
         atomic_write(tmp / 'comparison.csv', summary.to_csv(index=False))
         atomic_write(tmp / 'comparison.md', md)
@@ -58,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     print(md)
     print(result_line('compare', 'ok', experiment=experiment, runs=len(sel.runs), excluded=len(sel.excluded),
                       out=str(args.out), figures=[str(args.out / f.relative_to(tmp)) for f in figures],
-                      removed=removed))
+                      removed=removed, interim=len(interim)))
     return 0
 
 

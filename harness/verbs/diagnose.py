@@ -3,6 +3,7 @@ record keeps in its metrics.json, or else from the run's checkpoint)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +11,7 @@ from tqdm import tqdm
 
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write, result_line
+from harness.execution import underway
 from harness.reporting.select import pick_experiment, select
 from harness.study.records import load_metrics, load_record, load_runs, read_config
 
@@ -28,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "each record keeps; runs without one from their checkpoint on their recorded data.root)")
     parser.add_argument('--out', type=Path, default=Path('results'),
                         help='where diagnosis.csv / .md go (derived from the records: re-written)')
+    parser.add_argument(underway.INTERIM_FLAG, action='store_true',
+                        help='diagnose a study some of whose runs are still under way (an interim look, labelled '
+                             'as one); without it such a study is refused')
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.backends.native.diagnose import diagnose_run
     records = load_runs(args.runs)
     experiment = pick_experiment(records, args.experiment, args.runs)
+    interim = underway.check(args.runs, experiment, args.interim)
     sel = select([r for r in records if r['experiment'] == experiment])
     if sel.runs.empty:
         raise HarnessError(f'{args.runs}: no counted run of {experiment} to diagnose')
@@ -55,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
     table = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out / 'diagnosis.csv', table.to_csv(index=False), overwrite=True)
-    atomic_write(args.out / 'diagnosis.md', markdown(experiment, table), overwrite=True)
-    print(markdown(experiment, table))
-    print(result_line('diagnose', 'ok', runs=len(table), out=str(args.out / 'diagnosis.md')))
+    md = markdown(experiment, table, interim)
+    atomic_write(args.out / 'diagnosis.md', md, overwrite=True)
+    print(md)
+    print(result_line('diagnose', 'ok', runs=len(table), out=str(args.out / 'diagnosis.md'), interim=len(interim)))
     return 0
 
 
@@ -87,14 +94,17 @@ def _opt(value: float) -> str:
     return '–' if pd.isna(value) else f'{value:.2f}'
 
 
-def markdown(experiment: str, table: pd.DataFrame) -> str:
-    """Per arm: mean over seeds of every column (test area, last checkpoint, before top-k / NMS)."""
+def markdown(experiment: str, table: pd.DataFrame, unfinished: Sequence[str] = ()) -> str:
+    """Per arm: mean over seeds of every column (test area, last checkpoint, before top-k / NMS);
+    ``unfinished``: run ids of the study still under way (an interim look, said at the top)."""
     means = table.groupby('arm', sort=False)[['ap50', *COLUMNS]].mean()
-    lines = [f'# {experiment}: what the queries do (mean over {table.seed.nunique()} seeds)', '',
-             '| arm | AP50 | GTs some query fits (IoU >= 0.5) | mean best IoU | best query right class | '
-             'best query ranked first | further queries on a fitted GT | no-object queries | active queries | '
-             'GTs with an anchor | anchored GTs fitted |',
-             '|---|---|---|---|---|---|---|---|---|---|---|']
+    lines = [f'# {experiment}: what the queries do (mean over {table.seed.nunique()} seeds)', '']
+    if unfinished:
+        lines += [f'**Interim look** (`--interim`): {len(unfinished)} run(s) of this study were still under way.', '']
+    lines += ['| arm | AP50 | GTs some query fits (IoU >= 0.5) | mean best IoU | best query right class | '
+              'best query ranked first | further queries on a fitted GT | no-object queries | active queries | '
+              'GTs with an anchor | anchored GTs fitted |',
+              '|---|---|---|---|---|---|---|---|---|---|---|']
     for arm, m in means.iterrows():
         lines.append(f'| {arm} | {100 * m.ap50:.1f} | {m.oracle_recall50:.2f} | {m.mean_best_iou:.2f} | '
                      f'{m.right_class:.2f} | {m.ranked_first:.2f} | {m.duplicates:.1f} | '

@@ -8,6 +8,7 @@ import numpy as np
 
 from harness import backends
 from harness.core.io import result_line
+from harness.execution import underway
 from harness.reporting.compare import main_runs
 from harness.reporting.power import describe, needed, sizing
 from harness.reporting.schedule import baseline_gains, describe_plateau
@@ -27,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--runs', type=Path, default=Path('results/runs'),
                         help='run records: their state, and measured s/iteration for the estimate')
     add_selection_arguments(parser)
+    parser.add_argument(underway.INTERIM_FLAG, action='store_true',
+                        help="show the paired-difference SDs and the baseline's last-third gain of a study some of "
+                             'whose runs are still under way (an interim look); hidden without it')
 
 
 def measured(runs_dir: Path, experiment: str) -> dict[str, list[dict]]:
@@ -92,9 +96,16 @@ def run(args: argparse.Namespace) -> int:
     print(f'\n{len(points)} runs ({", ".join(f"{v} {k}" for k, v in sorted(states.items()))}); '
           f'{todo} to do, estimated {total}')
     seeds_needed, counted = None, counted_runs(args.runs, spec.experiment)
+    hidden = underway.unfinished(args.runs, spec.experiment) if counted is not None and not args.interim else []
+    if hidden:
+        # the study is under way: SDs and gains from its finished runs are interim results
+        print('\n' + underway.describe(args.runs, spec.experiment, hidden) + '; power and schedule '
+              f'figures from its finished runs are hidden until then ({underway.INTERIM_FLAG} shows them)')
+        counted = None
     if spec.question is not None:
         rows = sizing(spec.question, counted)
-        print('\n' + '\n'.join(describe(spec.question, rows)))
+        if rows or not hidden:   # hidden: "no finished paired runs" would not be true
+            print('\n' + '\n'.join(describe(spec.question, rows)))
         seeds_needed = needed(rows)
     gains = baseline_gains(counted, BASELINE) if counted is not None and not counted.empty else {}
     if counted is not None and not counted.empty:
