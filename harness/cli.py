@@ -46,21 +46,28 @@ EPILOG = """examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser, one sub-parser per verb."""
+def named_verb(argv: list[str]) -> str | None:
+    """The verb ``argv`` names (its first word that is no option), or None if it names none of ours."""
+    word = next((a for a in argv if not a.startswith('-')), None)
+    return word if word in VERBS else None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, one sub-parser per verb; given ``argv``, only the verb it names is imported in full."""
     parser = argparse.ArgumentParser(
         prog='python -m harness', epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description='InfluencerFormer benchmark harness: Influencer Loss vs Hungarian on S3DIS.')
     parser.add_argument('-v', '--verbose', action='store_true', help='debug logging')
     verbs = parser.add_subparsers(dest='verb', required=True, metavar='VERB')
-    add_module_parsers(verbs, VERBS, 'run')
+    add_module_parsers(verbs, VERBS, 'run', only=named_verb(argv) if argv is not None else None)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code (2 for user-fixable errors)."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format='%(levelname)s %(name)s: %(message)s')
     try:

@@ -15,10 +15,13 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.core.env import Queued, squeue_all
 from harness.study import records
-from harness.study.matrix import RunPoint
+
+if TYPE_CHECKING:   # the matrix module imports the criteria (torch): a status without --spec needs neither
+    from harness.study.matrix import RunPoint
 
 SUBMISSIONS = '.submissions'   # harness.execution.slurm writes them there
 
