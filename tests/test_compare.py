@@ -69,9 +69,12 @@ def test_plots_are_written_and_re_rendered_from_records_only(runs, tmp_path):
         for ext in ('png', 'svg'):
             assert (out / 'plots' / f'{name}.{ext}').stat().st_size > 5000
     first = (out / 'comparison.md').read_text()
+    plots = {p.name: p.read_bytes() for p in (out / 'plots').iterdir()}
     (out / 'plots' / 'ap_bars.png').unlink()
     assert compare(runs, out) == 0  # nothing retrained: records only
     assert (out / 'plots' / 'ap_bars.png').exists() and (out / 'comparison.md').read_text() == first
+    # the same bytes: a re-render of unchanged records changes no file in git (no SVG date or random ids)
+    assert {p.name: p.read_bytes() for p in (out / 'plots').iterdir()} == plots
     assert not list(out.glob('.staging-*'))
 
 

@@ -16,12 +16,14 @@ COLORS = plt.rcParams['axes.prop_cycle'].by_key()['color']
 
 
 def save_figure(fig: plt.Figure, out: Path, name: str) -> list[Path]:
-    """PNG + SVG; the figure is closed."""
+    """PNG + SVG, the same bytes for the same records (no date, fixed SVG ids); the figure is closed."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f'{name}.png', out / f'{name}.svg']
     fig.tight_layout()
-    for path in paths:
-        fig.savefig(path, dpi=150)
+    # a re-render of unchanged records must not show up as changed files in git
+    with plt.rc_context({'svg.hashsalt': name}):
+        for path in paths:
+            fig.savefig(path, dpi=150, metadata={'Date': None} if path.suffix == '.svg' else None)
     plt.close(fig)
     return paths
 
