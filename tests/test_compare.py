@@ -439,3 +439,27 @@ def test_diagnose_refuses_a_study_under_way(runs, tmp_path, capsys):
     assert main(['diagnose', '--runs', str(runs), '--out', str(tmp_path / 'd')]) == 2
     assert 'still under way (s3dis-area5__influencer__s4)' in capsys.readouterr().err
     assert not (tmp_path / 'd').exists()
+
+
+def test_ablation_values_get_their_paired_difference_from_the_arms_default(tmp_path):
+    root = tmp_path / 'runs'
+    ap50 = {}
+    for seed in (0, 1, 2, 3):
+        for key, ablation, level in (('main', None, 0.40), ('t0.1', {'criterion.temperature': 0.1}, 0.45)):
+            folder = make_run(root, 'influencer', seed, level, ablation=ablation)
+            ap50[key, seed] = json.loads((folder / 'metrics.json').read_text())['ap50']
+        make_run(root, 'hungarian', seed, 0.55)
+    make_run(root, 'influencer', 4, 0.45, ablation={'criterion.temperature': 0.1})   # no default at seed 4: unpaired
+    assert compare(root, tmp_path / 'out') == 0
+    table = pd.read_csv(tmp_path / 'out' / 'ablations.csv')
+    row = table[(table['arm'] == 'influencer') & (table['label'] == '0.1')].iloc[0]
+    diffs = np.array([ap50['t0.1', s] - ap50['main', s] for s in range(4)])
+    half = stats.t.ppf(0.975, 3) * diffs.std(ddof=1) / 2
+    assert row['n'] == 5 and row['n_paired'] == 4
+    assert row['ap50_delta'] == pytest.approx(diffs.mean())
+    assert (row['ap50_delta_ci_low'], row['ap50_delta_ci_high']) == pytest.approx((diffs.mean() - half, diffs.mean() + half))
+    default = table[(table['arm'] == 'influencer') & table['default']].iloc[0]
+    assert default['n_paired'] == 0 and np.isnan(default['ap50_delta'])
+    md = (tmp_path / 'out' / 'comparison.md').read_text().split('### criterion.temperature')[1]
+    assert (f"| 0.1 | {100 * diffs.mean():+.1f} [{100 * (diffs.mean() - half):+.1f}, "
+            f"{100 * (diffs.mean() + half):+.1f}] (4) |") in md

@@ -52,6 +52,7 @@ def axis_table(runs: pd.DataFrame, target: str) -> pd.DataFrame:
                 groups.setdefault(key, (None if reference else default, base_main, True))
         if len(groups) == 1 and next(iter(groups.values()))[2] and not arm == BASELINE:
             continue   # the arm has no point on this axis (e.g. lacks the criterion key)
+        default_runs = next((group for _, group, is_default in groups.values() if is_default), None)
         for value, group, is_default in groups.values():
             row = {'axis': target, 'arm': arm, 'value': value, 'label': 'reference' if value is None else
                    json.dumps(value), 'default': is_default, 'n': len(group),
@@ -61,8 +62,27 @@ def axis_table(runs: pd.DataFrame, target: str) -> pd.DataFrame:
                 ci = t_interval(vals)
                 row.update({f'{m}_mean': vals.mean(), f'{m}_ci_low': ci[0] if ci else math.nan,
                             f'{m}_ci_high': ci[1] if ci else math.nan})
+            row.update(paired_from_default(group, None if is_default else default_runs))
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def paired_from_default(group: pd.DataFrame, default: pd.DataFrame | None) -> dict:
+    """Per metric, the mean and 95% t interval of (value - the arm's default) over the seeds both ran.
+
+    Seeds are shared across an axis, so the paired difference removes the seed's own luck, which
+    the two separate intervals do not. Keys: ``n_paired`` and ``<metric>_delta[_ci_low|_ci_high]``
+    (fractions; NaN for the default itself or without one; the interval NaN below 3 paired seeds, as t_interval).
+    """
+    merged = group.merge(default, on='seed', suffixes=('', '_default')) if default is not None else None
+    out: dict[str, float] = {'n_paired': 0 if merged is None else len(merged)}
+    for m in METRICS:
+        diffs = (merged[m].astype(float) - merged[f'{m}_default'].astype(float)).to_numpy() \
+            if merged is not None else np.array([])
+        ci = t_interval(diffs)
+        out.update({f'{m}_delta': diffs.mean() if len(diffs) else math.nan,
+                    f'{m}_delta_ci_low': ci[0] if ci else math.nan, f'{m}_delta_ci_high': ci[1] if ci else math.nan})
+    return out
 
 
 def tables(runs: pd.DataFrame) -> pd.DataFrame:
@@ -97,6 +117,30 @@ def markdown(table: pd.DataFrame, metric: str = 'ap50') -> list[str]:
                     r[f'{metric}_ci_low']) else ''
                 cells.append(f"{pct(r[f'{metric}_mean'])}{ci} ({r['n']}){' *' if r['default'] else ''}")
             lines.append(f'| {value} | ' + ' | '.join(cells) + ' |')
+        lines += delta_lines(part, arms, values, metric)
+    return lines
+
+
+def delta_lines(part: pd.DataFrame, arms: list[str], values: list[str], metric: str) -> list[str]:
+    """The axis's paired differences from each arm's default: Δ mean [95% CI] (paired seeds), in points."""
+    shown = part[part['n_paired'] > 0]
+    if shown.empty:
+        return []
+    arms = [arm for arm in arms if arm in set(shown['arm'])]   # the baseline on a criterion axis has none
+    lines = ['', f'Paired {metric.upper()} difference from the arm\'s default (its main runs), over the seeds '
+             'both ran:', '', '| value | ' + ' | '.join(arms) + ' |', '|' + '---|' * (len(arms) + 1)]
+    for value in [v for v in values if v in set(shown['label'])]:
+        cells = []
+        for arm in arms:
+            hit = shown[(shown['arm'] == arm) & (shown['label'] == value)]
+            if hit.empty:
+                cells.append('')
+                continue
+            r = hit.iloc[0]
+            ci = '' if math.isnan(r[f'{metric}_delta_ci_low']) else \
+                f" [{100 * r[f'{metric}_delta_ci_low']:+.1f}, {100 * r[f'{metric}_delta_ci_high']:+.1f}]"
+            cells.append(f"{100 * r[f'{metric}_delta']:+.1f}{ci} ({r['n_paired']})")
+        lines.append(f'| {value} | ' + ' | '.join(cells) + ' |')
     return lines
 
 
