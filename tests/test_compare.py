@@ -246,6 +246,27 @@ def test_the_spec_question_gives_each_arm_a_noninferiority_verdict(tmp_path):
     assert other['ni_verdict'].isna().all()   # the decision is about the question's metric only
     md = (tmp_path / 'out' / 'comparison.md').read_text()
     assert 'at most 3 AP50 points worse than hungarian' in md and '**non-inferior**' in md
+    assert (tmp_path / 'out' / 'plots' / 'decision.png').exists()
+
+
+def test_the_decision_plot_draws_the_bounds_the_verdict_reads(tmp_path, monkeypatch):
+    from harness.reporting import plots
+    drawn = {}
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, out, name: drawn.setdefault(name, fig) and [])
+    summary = pd.DataFrame([{'row': 'pm3 - hungarian', 'kind': 'delta', 'metric': 'ap50', 'n': 3, 'mean': -0.02,
+                             'values': '-0.0100 -0.0200 -0.0300', 'ni_lower': -0.0369, 'ni_upper': -0.0031,
+                             'ni_verdict': 'inconclusive'},
+                            {'row': 'pm3 - hungarian', 'kind': 'delta', 'metric': 'ap25', 'n': 3, 'mean': 0.5,
+                             'values': '0.5 0.5 0.5', 'ni_lower': float('nan'), 'ni_upper': float('nan'),
+                             'ni_verdict': None}])
+    question = {'margin': 3.0, 'metric': 'ap50', 'alpha': 0.05, 'baseline': 'hungarian'}
+    plots.decision(summary, question, tmp_path)
+    ax = drawn['decision'].axes[0]
+    xs = [tuple(np.round(line.get_xdata(), 4)) for line in ax.lines]
+    assert (-3.69, -0.31) in xs and (-2.0,) in xs and (-3.0, -3.0) in xs   # bounds, mean, -margin
+    assert sorted(np.round(ax.collections[0].get_offsets()[:, 0], 4)) == [-3.0, -2.0, -1.0]   # one dot a seed
+    assert [t.get_text() for t in ax.get_yticklabels()] == ['pm3 - hungarian']   # the question's metric only
+    assert plots.decision(summary, None, tmp_path) == []
 
 
 def test_runs_that_recorded_different_questions_get_no_decision(tmp_path):

@@ -1,6 +1,7 @@
-"""Figures from run records only (matplotlib Agg): ap_bars, per_class, curves, timing."""
+"""Figures from run records only (matplotlib Agg): ap_bars, per_class, curves, timing, decision."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -143,6 +144,45 @@ def timing(runs: pd.DataFrame, out: Path) -> list[Path]:
         ax.set_ylabel(label)
         ax.set_title(label.split(' (')[0], fontsize=10)
     return save_figure(fig, out, 'timing')
+
+
+VERDICT_COLORS = {'non-inferior': '#2ca02c', 'inferior': '#d62728', 'inconclusive': '#7f7f7f'}
+
+
+def decision(summary: pd.DataFrame, question: dict | None, out: Path) -> list[Path]:
+    """plots/decision.{png,svg}: per arm, the paired differences from the baseline in the question's
+    metric (one dot per seed), their mean and the one-sided bounds the verdict reads, against the margin.
+
+    Args:
+        summary: ``harness.reporting.compare.summarise``'s table (delta rows carry ``ni_*``, fractions).
+        question: the recorded question (``margin`` in points, ``metric``, ``alpha``, ``baseline``),
+            or None: then there is no decision and no figure.
+    """
+    rows = [] if question is None else [r for r in summary.to_dict('records')
+                                        if r['kind'] == 'delta' and r['metric'] == question['metric']]
+    if not rows:
+        return []
+    fig, ax = plt.subplots(figsize=(7.5, 1.6 + 0.6 * len(rows)))
+    for y, r in enumerate(reversed(rows)):
+        values = 100 * np.array([float(v) for v in str(r['values']).split()])
+        jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(len(values))
+        ax.scatter(values, y + jitter, s=9, color='black', alpha=0.4, zorder=2)
+        color = VERDICT_COLORS.get(r['ni_verdict'], 'black')
+        if not math.isnan(r['ni_lower']):
+            ax.plot([100 * r['ni_lower'], 100 * r['ni_upper']], [y, y], color=color, lw=3, zorder=3)
+        ax.plot(100 * r['mean'], y, 'D', color=color, ms=7, zorder=4)
+        ax.annotate(f"{r['ni_verdict']} (n={int(r['n'])})", (1.01, y), xycoords=('axes fraction', 'data'),
+                    va='center', fontsize=9, color=color)
+    ax.axvline(0, color='black', lw=1)
+    ax.axvline(-question['margin'], color='#d62728', ls='--', lw=1)
+    ax.text(-question['margin'], 1.01, f"−margin ({question['margin']:g})", transform=ax.get_xaxis_transform(),
+            ha='center', va='bottom', fontsize=8, color='#d62728')
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_yticks(range(len(rows)), [r['row'] for r in reversed(rows)])
+    ax.set_xlabel(f"{question['metric'].upper()} difference from {question['baseline']} (points, same seed)")
+    ax.set_title(f"mean (◆), one-sided {100 * (1 - question['alpha']):g}% bounds (bar), seeds (dots)",
+                 fontsize=10, pad=16)
+    return save_figure(fig, out, 'decision')
 
 
 def render_all(runs: pd.DataFrame, table: pd.DataFrame, published: dict | None, out: Path) -> list[Path]:

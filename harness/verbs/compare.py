@@ -12,7 +12,7 @@ from harness.core.paths import BASELINES
 from harness.core.schema import check_keys
 from harness.execution import underway
 from harness.reporting import ablations, outputs, plots
-from harness.reporting.compare import main_runs, per_class_table, summarise, with_timing
+from harness.reporting.compare import main_runs, per_class_table, question_of, summarise, with_timing
 from harness.reporting.markdown import comparison_md, per_class_md
 from harness.reporting.select import METRICS, pick_experiment, select
 from harness.study.records import load_runs
@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         if not ablation.empty:
             atomic_write(tmp / 'ablations.csv', ablation.to_csv(index=False))
         figures = plots.render_all(main_runs(sel.runs), per_class, published, tmp / 'plots')
+        figures += plots.decision(summary, question_of(main_runs(sel.runs))[0], tmp / 'plots')
         figures += ablations.plot(ablation, tmp / 'plots')
         written = [str(p.relative_to(tmp)) for p in tmp.rglob('*') if p.is_file()]
     removed = outputs.claim(args.out, experiment, written, previous)
