@@ -36,6 +36,8 @@ def test_plan_sizes_the_study_from_the_pilot_runs(tmp_path, capsys):
             ap50[arm, seed] = json.loads((folder / 'metrics.json').read_text())['ap50']
     assert main(['plan', '--spec', str(spec(tmp_path)), '--runs', str(runs)]) == 0
     out = capsys.readouterr().out
+    hours, todo = result(out)['hours_to_do'], result(out)['to_do']
+    assert todo == 14 and f'one after another, ~{hours / 14:.1f} h with Slurm (14 at a time)' in out
     sd = 100 * np.std([ap50['influencer', s] - ap50['hungarian', s] for s in range(5)], ddof=1)
     assert result(out)['seeds_needed'] == seeds_for_power(sd, 3.0)
     assert f'SD of the paired difference {sd:.2f} AP50 points (over 5 paired seeds' in out

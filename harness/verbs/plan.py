@@ -93,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
         total = 'unknown (no finished run of this experiment in --runs to measure s/iteration from)'
     else:
         total = f'{todo_hours:.2f} h' + (f' + {unmeasured} runs not estimated' if unmeasured else '')
+        at_once = min(spec.slurm.array_parallelism, todo)
+        if at_once > 1:   # the sum is one run after another; Slurm trains up to array_parallelism at once
+            total += f' one after another, ~{todo_hours / at_once:.1f} h with Slurm ({at_once} at a time)'
     print(f'\n{len(points)} runs ({", ".join(f"{v} {k}" for k, v in sorted(states.items()))}); '
           f'{todo} to do, estimated {total}')
     seeds_needed, counted = None, counted_runs(args.runs, spec.experiment)
