@@ -446,12 +446,13 @@ def test_a_study_under_way_is_compared_only_as_a_labelled_interim_look(runs, tmp
 
 
 def test_runs_submitted_but_never_started_keep_the_study_under_way(runs, tmp_path, capsys):
-    submit(runs, 's3dis-area5', 's3dis-area5__hungarian__s5', 's3dis-area5__influencer__s5')
+    submit(runs, 's3dis-area5', 's3dis-area5__hungarian__s10', 's3dis-area5__hungarian__s5')
     submit(runs, 'other', 'other__hungarian__s0')             # another experiment's submission does not count
     assert compare(runs, tmp_path / 'out') == 2
-    assert '2 run(s) of s3dis-area5 still under way' in capsys.readouterr().err
+    assert ('2 run(s) of s3dis-area5 still under way (s3dis-area5__hungarian__s5, s3dis-area5__hungarian__s10)'
+            in capsys.readouterr().err)
     make_run(runs, 'hungarian', 5, 0.55)
-    make_run(runs, 'influencer', 5, 0.5, status='failed')    # a failed run has ended: compare lists it
+    make_run(runs, 'hungarian', 10, 0.5, status='failed')    # a failed run has ended: compare lists it
     assert compare(runs, tmp_path / 'out') == 0
 
 

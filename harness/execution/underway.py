@@ -8,6 +8,7 @@ started or submitted is still to end (finished or failed), unless asked for an i
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from harness.core.errors import HarnessError
@@ -18,7 +19,7 @@ INTERIM_FLAG = '--interim'
 
 
 def unfinished(runs: Path, experiment: str) -> list[str]:
-    """Run ids of ``experiment`` still under way, sorted; [] if ``runs`` is no folder.
+    """Run ids of ``experiment`` still under way, in seed order; [] if ``runs`` is no folder.
 
     Under way: its latest attempt is running (or was interrupted: ``run`` resumes it), or it was
     submitted (a Slurm submission under ``<runs>/.submissions``) and never started. A failed run
@@ -32,7 +33,12 @@ def unfinished(runs: Path, experiment: str) -> list[str]:
             latest[r['run_id']] = r
     queued = {rid for rid, entry in submitted(runs).items()
               if entry.get('experiment') == experiment and rid not in latest}
-    return sorted(queued | {rid for rid, r in latest.items() if r['status'] == 'running'})
+    return sorted(queued | {rid for rid, r in latest.items() if r['status'] == 'running'}, key=_seed_order)
+
+
+def _seed_order(run_id: str) -> list:
+    """Numbers in a run id compare as numbers (``__s4`` before ``__s10``)."""
+    return [(1, int(part), '') if part.isdigit() else (0, 0, part) for part in re.split(r'(\d+)', run_id)]
 
 
 def describe(runs: Path, experiment: str, ids: list[str]) -> str:
