@@ -1,10 +1,17 @@
 """diagnose: what AP mixes (mask fit, class, ranking, duplicates), measured apart on hand-made scenes."""
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from harness.backends.native.diagnose import load_model, query_stats, summarise
+from harness.cli import main
 from harness.core.errors import HarnessError
+from harness.verbs.diagnose import COLUMNS
+
+from runs_factory import make_run
 
 
 def scene():
@@ -59,3 +66,24 @@ def test_a_checkpoint_outside_the_runs_work_dir_is_never_loaded(tmp_path):
     record = {'run_id': 'r', 'work_dir': str(tmp_path / 'work'), 'checkpoint': {'path': str(stray)}}
     with pytest.raises(HarnessError, match='outside the run.s work dir'):
         load_model(record, {'model': {}})
+
+
+def keep_diagnosis(folder, value: float) -> None:
+    """The diagnosis a native run keeps in its metrics.json, every rate set to ``value``."""
+    path = folder / 'metrics.json'
+    metrics = json.loads(path.read_text())
+    metrics['diagnosis'] = {'gts': 10, **{key: value for key in COLUMNS}, 'gts_anchored': None,
+                            'fit_if_anchored': None}
+    path.write_text(json.dumps(metrics))
+
+
+def test_the_verb_diagnoses_compares_headline_runs_never_ablation_points(tmp_path):
+    runs = tmp_path / 'runs'
+    for seed in range(3):
+        keep_diagnosis(make_run(runs, 'hungarian', seed, 0.5, experiment='fx'), 0.5)
+        keep_diagnosis(make_run(runs, 'hungarian', seed, 0.2, experiment='fx',
+                                ablation={'config.model.decoder.n_inst': 8}), 0.0)
+    assert main(['diagnose', '--runs', str(runs), '--out', str(tmp_path / 'out')]) == 0
+    table = pd.read_csv(tmp_path / 'out' / 'diagnosis.csv')
+    assert len(table) == 3 and (table['oracle_recall50'] == 0.5).all() and sorted(table['seed']) == [0, 1, 2]
+    assert 'The 3 run(s) with ablation values are left out' in (tmp_path / 'out' / 'diagnosis.md').read_text()

@@ -12,6 +12,7 @@ from tqdm import tqdm
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write, result_line
 from harness.execution import underway
+from harness.reporting.compare import main_runs
 from harness.reporting.select import pick_experiment, select
 from harness.study.records import load_metrics, load_record, load_runs, read_config
 
@@ -41,11 +42,12 @@ def run(args: argparse.Namespace) -> int:
     records = load_runs(args.runs)
     experiment = pick_experiment(records, args.experiment, args.runs)
     interim = underway.check(args.runs, experiment, args.interim)
-    sel = select([r for r in records if r['experiment'] == experiment])
-    if sel.runs.empty:
-        raise HarnessError(f'{args.runs}: no counted run of {experiment} to diagnose')
+    counted = select([r for r in records if r['experiment'] == experiment]).runs
+    runs = main_runs(counted)   # compare's headline runs: an ablation point is another setting, never averaged in
+    if runs.empty:
+        raise HarnessError(f'{args.runs}: no counted run of {experiment} without ablation values to diagnose')
     rows = []
-    for r in tqdm(list(sel.runs.itertuples()), desc='diagnose', unit='run'):
+    for r in tqdm(list(runs.itertuples()), desc='diagnose', unit='run'):
         record, config = load_record(Path(r.dir) / 'run.json'), read_config(r.dir)
         if record.get('backend') != 'native':
             raise HarnessError(f'{r.dir}: a {record.get("backend")} run; diagnose reads native models only')
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     table = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out / 'diagnosis.csv', table.to_csv(index=False), overwrite=True)
-    md = markdown(experiment, table, interim)
+    md = markdown(experiment, table, interim, ablation_runs=len(counted) - len(runs))
     atomic_write(args.out / 'diagnosis.md', md, overwrite=True)
     print(md)
     print(result_line('diagnose', 'ok', runs=len(table), out=str(args.out / 'diagnosis.md'), interim=len(interim)))
@@ -94,9 +96,10 @@ def _opt(value: float) -> str:
     return '–' if pd.isna(value) else f'{value:.2f}'
 
 
-def markdown(experiment: str, table: pd.DataFrame, unfinished: Sequence[str] = ()) -> str:
+def markdown(experiment: str, table: pd.DataFrame, unfinished: Sequence[str] = (), ablation_runs: int = 0) -> str:
     """Per arm: mean over seeds of every column (test area, last checkpoint, before top-k / NMS);
-    ``unfinished``: run ids of the study still under way (an interim look, said at the top)."""
+    ``unfinished``: run ids of the study still under way (an interim look, said at the top);
+    ``ablation_runs``: counted runs with ablation values, left out (said under the table)."""
     means = table.groupby('arm', sort=False)[['ap50', *COLUMNS]].mean()
     lines = [f'# {experiment}: what the queries do (mean over {table.seed.nunique()} seeds)', '']
     if unfinished:
@@ -117,5 +120,7 @@ def markdown(experiment: str, table: pd.DataFrame, unfinished: Sequence[str] = (
               'that fit the GT, the best-IoU one has the highest inference score (class probability x '
               'objectness); "further queries": duplicates that also fit. Rates over fitted GTs. Anchored queries '
               'only: "GTs with an anchor": some query is anchored in the GT (in eval mode, anchors are fixed); '
-              '"anchored GTs fitted": the share of those some query fits.', '']
+              '"anchored GTs fitted": the share of those some query fits.'
+              + (f' The {ablation_runs} run(s) with ablation values are left out, as in compare\'s headline.'
+                 if ablation_runs else ''), '']
     return '\n'.join(lines)
