@@ -36,9 +36,12 @@ def submitted(runs: Path) -> dict[str, dict]:
             entries = submission['runs']
         except (OSError, json.JSONDecodeError, KeyError, TypeError):
             continue   # a torn submission file says nothing reliable
+        if not isinstance(entries, list):
+            continue
         when = _unix(submission.get('submitted_at'))
         for entry in entries:
-            out[entry['run_id']] = {**entry, 'experiment': submission.get('experiment'), 'submitted_at': when}
+            if isinstance(entry, dict) and isinstance(entry.get('run_id'), str):   # an edited entry says nothing
+                out[entry['run_id']] = {**entry, 'experiment': submission.get('experiment'), 'submitted_at': when}
     return out
 
 
@@ -75,13 +78,22 @@ def queued(entry: dict, queue: dict[str, Queued] | None) -> tuple[str, str]:
     return 'to run', f'job {job} {why}: run again'
 
 
+def _json_or_none(line: str):
+    """A JSON line, or None where it does not parse (the last line of a log the run is appending to)."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
+
+
 def progress(record: dict) -> tuple[int | None, float | None]:
     """(last logged training iteration, seconds per iteration over the last 20) from the run's work dir."""
     work = Path(record.get('work_dir') or '')
     logs = sorted(work.glob('**/vis_data/scalars.json'), key=lambda p: p.stat().st_mtime) if work.is_dir() else []
     if not logs:
         return None, None
-    rows = [json.loads(line) for line in logs[-1].read_text().splitlines()[-200:] if '"loss"' in line]
+    rows = [row for line in logs[-1].read_text().splitlines()[-200:] if '"loss"' in line
+            and isinstance(row := _json_or_none(line), dict)]
     if not rows:
         return None, None
     times = [r['time'] for r in rows[-20:] if isinstance(r.get('time'), (int, float))]

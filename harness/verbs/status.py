@@ -5,6 +5,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
+from harness.core.errors import HarnessError
 from harness.core.io import result_line
 from harness.execution.status import table
 
@@ -43,6 +44,9 @@ def refused_runs(spec_path: Path, runs: Path) -> tuple[list, set[str]]:
 
 def run(args: argparse.Namespace) -> int:
     """Print the table and the counts."""
+    if args.spec is None and not args.runs.is_dir():   # with --spec, a study not started yet is all "to run"
+        raise HarnessError(f'{args.runs}: no such runs folder; pass --runs pointing at the run records '
+                           '(or --spec to list a study not started yet)')
     matrix, refused = refused_runs(args.spec, args.runs) if args.spec else (None, set())
     rows = table(args.runs, matrix, refused)
     width = max([len(r['run_id']) for r in rows] + [6])
