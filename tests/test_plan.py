@@ -101,3 +101,17 @@ def test_plan_hides_a_study_s_interim_figures_until_its_runs_end(tmp_path, capsy
     assert main(args + ['--interim']) == 0
     out = capsys.readouterr().out
     assert 'SD of the paired difference' in out and result(out)['seeds_needed'] is not None
+
+
+@pytest.mark.parametrize('timing', [{'train_s': 0.4, 'iters_trained': 0, 's_per_iter': None},
+                                    {'train_s': 10.0}, None])
+def test_a_record_without_a_usable_timing_estimates_nothing(tmp_path, capsys, timing):
+    from harness.study import records
+    runs = tmp_path / 'runs'
+    good = make_run(runs, 'hungarian', 0, 0.6, experiment='pilot')
+    bad = make_run(runs, 'influencer', 0, 0.55, experiment='pilot')
+    records.update_record(bad, timing=timing)   # the runner writes s_per_iter null after a 0-iteration session
+    assert main(['plan', '--spec', str(spec(tmp_path)), '--runs', str(runs)]) == 0
+    s_per_iter = json.loads((good / 'run.json').read_text())['timing']['s_per_iter']
+    iters = yaml.safe_load((REPO / 'baselines' / 'smoke-native.yaml').read_text())['config']['train']['iters']
+    assert result(capsys.readouterr().out)['hours_to_do'] == pytest.approx(22 * s_per_iter * iters / 3600, abs=1e-3)

@@ -39,9 +39,17 @@ def measured(runs_dir: Path, experiment: str) -> dict[str, list[dict]]:
     if not Path(runs_dir).is_dir():
         return out
     for r in records.load_runs(runs_dir, []):   # a record with wrong fields estimates nothing
-        if r['experiment'] == experiment and r['status'] == 'finished' and (r.get('timing') or {}).get('train_s'):
+        if r['experiment'] == experiment and r['status'] == 'finished' and _timed(r.get('timing')):
             out.setdefault(r['arm'], []).append(r)
     return out
+
+
+def _timed(timing: object) -> bool:
+    """A record's timing gives an estimate: positive train_s and s_per_iter (a resumed session that
+    trained 0 iterations records s_per_iter null)."""
+    return isinstance(timing, dict) and all(
+        isinstance(timing.get(key), (int, float)) and not isinstance(timing.get(key), bool) and timing[key] > 0
+        for key in ('train_s', 's_per_iter'))
 
 
 def estimate_hours(spec: Spec, point: RunPoint, timings: dict[str, list[dict]]) -> float | None:
