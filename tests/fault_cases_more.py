@@ -324,6 +324,18 @@ def _(env):
     return ['compare', '--runs', env.runs, '--out', out], 2, "holds the comparison of experiment 'other'"
 
 
+@case("compare: --out holding the user's own comparison.md and tables is refused, never overwritten")
+def _(env):
+    out = env.root / 'out'
+    (out / 'plots').mkdir(parents=True)
+    (out / 'comparison.md').write_text('my notes on the study\n')
+    (out / 'per_class.csv').write_text('hand,made\n')
+    (out / 'plots' / 'ap_bars.png').write_text('mine')
+    env.keep = [out / 'comparison.md', out / 'per_class.csv', out / 'plots' / 'ap_bars.png']
+    return (['compare', '--runs', env.runs, '--out', out], 2,
+            'holds comparison.md, per_class.csv, plots/ that compare did not write')
+
+
 # ---- errors said by their cause --------------------------------------------------------------
 
 @case('errors: --work-dirs is a file')

@@ -5,7 +5,8 @@ outputs. The next render removes the files of the previous set that the new set
 does not have (an ablation table or plot of another experiment), and only those:
 ``--out`` is often ``results/``, which holds run records and other studies.
 A folder with outputs of another experiment but no such list (rendered before it
-existed) is refused rather than mixed.
+existed) is refused rather than mixed, and so is one whose files of those names
+compare cannot account for (a user's own notes called comparison.md).
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from harness.core.io import atomic_write
 
 OWNED = '.compare.json'
 TITLE = re.compile(r'# (.+?): instance segmentation, last checkpoint')
+# the names compare writes at the top of --out (plots go under plots/)
+TABLES = ('comparison.md', 'comparison.csv', 'per_class.md', 'per_class.csv', 'ablations.csv')
 
 
 def previous_set(out: Path, experiment: str) -> list[str]:
@@ -37,6 +40,13 @@ def previous_set(out: Path, experiment: str) -> list[str]:
         raise HarnessError(f'--out {out}: holds the comparison of experiment {title!r} (comparison.md, plots/), '
                            f'not of {experiment!r}; choose another --out (e.g. {out / experiment}) or move those '
                            'files away')
+    if title is None:   # nothing says compare wrote what is there: never overwrite it
+        theirs = [name for name in TABLES if (out / name).exists()]
+        theirs += ['plots/'] if (out / 'plots').is_dir() and any((out / 'plots').iterdir()) else []
+        if theirs:
+            raise HarnessError(f'--out {out}: holds {", ".join(theirs)} that compare did not write (no {OWNED}, '
+                               f'no comparison.md of an experiment); choose another --out (e.g. {out / experiment}) '
+                               'or move them away')
     return []
 
 
