@@ -65,6 +65,54 @@ def test_wrong_commit_is_refused_unless_allowed(tmp_path, monkeypatch):
     assert shared.record['upstream']['pinned'] == source.commit and shared.record['upstream']['commit'] is None
 
 
+def cli_options(**given) -> up.UpstreamOptions:
+    """The backend's options typed from a command line (``vars(args)``) with ``given`` changed."""
+    values = {'gpus': 1, 'epochs': None, 'iters': None, 'upstream_root': None, 'allow_other_commit': False,
+              'cache': up.DEFAULT_CACHE, **given}
+    return up.UpstreamBackend.options(values)
+
+
+@pytest.mark.parametrize('given, message', [
+    ({'epochs': 0}, '--epochs 0 must be an integer > 0; fix the value, or leave --epochs out'),
+    ({'epochs': -3}, '--epochs -3 must be an integer > 0'),
+    ({'iters': -5}, '--iters -5 must be an integer > 0; fix the value, or leave --iters out'),
+    ({'iters': 0}, '--iters 0 must be an integer > 0'),
+    ({'epochs': 10**8 + 1}, r'--epochs 100000001 must be an integer in 1\.\.100,000,000'),
+    ({'iters': 10**8 + 1}, r'--iters 100000001 must be an integer in 1\.\.100,000,000'),
+    ({'epochs': 3, 'iters': 10}, '--epochs 3 and --iters 10 both given; give one'),
+    ({'gpus': 0}, '--gpus 0 must be an integer > 0; give --gpus 1 or more'),
+    ({'gpus': -2}, '--gpus -2 must be an integer > 0'),
+])
+def test_options_outside_the_spec_bounds_are_refused_naming_the_flag(given, message):
+    """The same bounds as the spec's ``schedule:`` (schema.ITERATIONS); before, each was taken silently."""
+    with pytest.raises(HarnessError, match=message):
+        cli_options(**given)
+    with pytest.raises(HarnessError, match=message):
+        up.UpstreamOptions(**given)   # the typed value holds the rule, however it is built
+
+
+def test_options_within_the_bounds_are_kept_as_given():
+    assert cli_options() == up.UpstreamOptions()
+    assert cli_options(epochs=1).epochs == 1 and cli_options(epochs=10**8).epochs == 10**8
+    assert cli_options(iters=1).iters == 1 and cli_options(iters=10**8).iters == 10**8
+    assert cli_options(gpus=4, epochs=64).argv() == ['--epochs', '64', '--gpus', '4']
+    assert cli_options(iters=10).argv() == ['--iters', '10']
+
+
+def test_run_refuses_bad_upstream_options_before_anything_is_written(tmp_path, capsys):
+    from harness.cli import main
+    raw = yaml.safe_load((REPO / 'baselines' / 's3dis-area5.yaml').read_text())
+    raw['upstream']['config'] = 'configs/model_s3dis.py'
+    path = tmp_path / 's.yaml'
+    path.write_text(yaml.safe_dump(raw))
+    for flags, message in ((['--gpus', '0'], '--gpus 0 must be an integer > 0'),
+                           (['--epochs', '3', '--iters', '10'], '--epochs 3 and --iters 10 both given')):
+        assert main(['run', '--spec', str(path), '--upstream-root', str(FIXTURE), '--runs', str(tmp_path / 'runs'),
+                     '--work-dirs', str(tmp_path / 'work'), *flags]) == 2
+        assert f'error: {message}' in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['s.yaml']
+
+
 def test_derived_configs_change_with_the_schedule_so_a_resume_is_refused(tmp_path):
     """The runner refuses to resume a run whose derived config changed (tests/test_smoke_e2e.py);
     here: the upstream backend's derived config does change with the options that matter."""

@@ -140,6 +140,29 @@ def test_missing_checkout_and_existing_files_are_clear_errors(tmp_path, capsys):
     assert derive(tmp_path, '--force') == 0
 
 
+@pytest.mark.parametrize('flags, message', [
+    (['--epochs', '0'], "--epochs 0 must be an integer > 0; fix the value, or leave --epochs out for the spec's"),
+    (['--iters', '-5'], '--iters -5 must be an integer > 0'),
+    (['--epochs', '3', '--iters', '10'], '--epochs 3 and --iters 10 both given; give one'),
+    (['--gpus', '0'], '--gpus 0 must be an integer > 0; give --gpus 1 or more'),
+    (['--seed', '-1'], '--seed -1: must be a non-negative integer up to 2**32 - 1'),
+    (['--seed', str(2**32)], f'--seed {2**32}: must be a non-negative integer up to 2**32 - 1'),
+])
+def test_bad_flags_are_one_line_errors_before_any_file(tmp_path, capsys, flags, message):
+    """Before: --epochs 0 gave upstream's 512, --iters -5 max_iters -5, --seed -1 seed -1, --epochs beside --iters
+    was dropped; the spec refuses each of these values."""
+    assert derive(tmp_path, *flags) == 2
+    err = capsys.readouterr().err
+    assert f'error: {message}' in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / 'cfg').exists()
+
+
+def test_seed_at_the_spec_bounds_is_written(tmp_path):
+    for seed in (0, 2**32 - 1):
+        assert derive(tmp_path, '--seed', str(seed), '--force') == 0
+        assert f"'seed': {seed}}}" in (tmp_path / 'cfg' / 'hungarian.py').read_text()
+
+
 def test_upstream_drift_in_the_published_block_is_refused(tmp_path):
     root = tmp_path / 'up'
     (root / 'configs').mkdir(parents=True)

@@ -15,6 +15,7 @@ from harness.backends.upstream.config import write_arm_configs
 from harness.backends.upstream.pretrained import pretrained_path
 from harness.core.errors import HarnessError
 from harness.core.io import result_line
+from harness.study.spec import MAX_SEED
 
 HELP = "write each arm's upstream child config (DIR/<arm>.py) and DIR/diff.txt"
 
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError(f'{args.spec}: backend {spec.backend!r}; derive writes upstream configs '
                            '(native runs save their config.json in the run record)')
     opts = UpstreamBackend.options(vars(args))
-    seed = spec.seeds[0] if args.seed is None else args.seed
+    seed = spec.seeds[0] if args.seed is None else _seed(args.seed)
     out = write_arm_configs(spec, upstream_root(spec.part.upstream, opts.upstream_root), args.out, seed,
                             data_root=(args.data or spec.data.root).resolve(),
                             load_from=pretrained_path(spec.part.pretrained, opts.cache), epochs=opts.epochs,
@@ -46,3 +47,15 @@ def run(args: argparse.Namespace) -> int:
     print(result_line('derive', 'ok', configs={a: str(p) for a, p in out['configs'].items()},
                       diff=str(args.out / 'diff.txt')))
     return 0
+
+
+def _seed(seed: int) -> int:
+    """--seed under the spec's rule for ``seeds:`` (:func:`harness.study.spec._check_seeds`).
+
+    Raises:
+        HarnessError: a negative seed, or one above :data:`harness.study.spec.MAX_SEED`.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise HarnessError(f'--seed {seed!r}: must be a non-negative integer up to 2**32 - 1 (the spec\'s rule for '
+                           'seeds: numpy and mmengine seed with 32 bits); give e.g. --seed 0')
+    return seed

@@ -107,6 +107,24 @@ class UpstreamOptions:
     allow_other_commit: bool = False
     cache: Path = DEFAULT_CACHE
 
+    def __post_init__(self) -> None:
+        """Refuse what the spec's ``schedule:`` would refuse, naming the flag (before any file is written).
+
+        Raises:
+            HarnessError: --epochs / --iters outside :data:`harness.core.schema.ITERATIONS` (the spec's
+                bound), both given, or --gpus < 1.
+        """
+        for flag, value in (('--epochs', self.epochs), ('--iters', self.iters)):
+            problem = sc.optional(sc.ITERATIONS)(value)
+            if problem:
+                raise HarnessError(f"{flag} {value!r} {problem}; fix the value, or leave {flag} out for the spec's "
+                                   'schedule')
+        if self.epochs is not None and self.iters is not None:
+            raise HarnessError(f'--epochs {self.epochs} and --iters {self.iters} both given; give one (--iters '
+                               'replaces the epoch schedule)')
+        if sc.positive_int(self.gpus):
+            raise HarnessError(f'--gpus {self.gpus!r} {sc.positive_int(self.gpus)}; give --gpus 1 or more')
+
     def argv(self) -> list[str]:
         """The flags that give these options again (a Slurm job's command line)."""
         out = []
