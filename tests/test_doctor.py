@@ -6,6 +6,7 @@ import argparse
 import pytest
 import torch
 
+from harness.cli import main
 from harness.verbs import doctor
 
 
@@ -29,3 +30,15 @@ def test_require_cuda_without_a_gpu_fails_naming_cuda(capsys):
     assert doctor.run(parser.parse_args(['--require-cuda', '--skip-upstream'])) == 1
     out = capsys.readouterr().out
     assert 'FAIL  CUDA' in out and 'skip  upstream checkout' in out
+
+
+@pytest.mark.parametrize('spec, message', [('missing.yaml', 'no such file'),
+                                           ('native.yaml', "backend 'native', but doctor checks an upstream checkout"),
+                                           ('broken.yaml', 'not a readable YAML spec')])
+def test_a_wrong_spec_is_a_one_line_error_before_any_check(tmp_path, capsys, spec, message):
+    (tmp_path / 'native.yaml').write_text('experiment: x\nbackend: native\n')
+    (tmp_path / 'broken.yaml').write_text('experiment: [x\n')
+    assert main(['doctor', '--spec', str(tmp_path / spec)]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith(f'error: --spec {tmp_path / spec}: {message}') and 'or --skip-upstream' in err
+    assert 'torch' not in out   # refused before the import checks ran

@@ -20,6 +20,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+import yaml
+
+from harness.core.errors import HarnessError
 from harness.core.io import result_line
 from harness.core.paths import BASELINES
 
@@ -195,8 +198,32 @@ def skipped_upstream() -> Check:
     return Check('upstream checkout', 'skip', '--skip-upstream: no OneFormer3D checkout checked or imported')
 
 
+def upstream_spec(path: Path) -> Path:
+    """``--spec`` as given, once it is a readable YAML file naming the upstream backend.
+
+    Read as plain YAML, not through the spec loader: that imports torch, which doctor may be
+    about to report missing.
+
+    Raises:
+        HarnessError: no such file, not YAML, or another backend's spec; names the file and the fix.
+    """
+    fix = f'pass an upstream spec (e.g. --spec {SPEC.relative_to(BASELINES.parent)}) or --skip-upstream'
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise HarnessError(f'--spec {path}: no such file; {fix}') from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise HarnessError(f'--spec {path}: not a readable YAML spec ({err}); {fix}') from err
+    backend = raw.get('backend') if isinstance(raw, dict) else None
+    if backend != 'upstream':
+        raise HarnessError(f'--spec {path}: backend {backend!r}, but doctor checks an upstream checkout; {fix}')
+    return Path(path)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run every check; a crashing check becomes a FAIL line, never a traceback."""
+    if not args.skip_upstream:
+        upstream_spec(args.spec)   # a wrong --spec is the user's to fix, before a minute of import checks
     steps: list[Callable[[], Check | list[Check]]] = [
         lambda: check_import('torch'), lambda: check_numpy(), lambda: check_import('mmengine'),
         # Config pulls in yapf (and its importlib_metadata): every config upstream reads goes through it
