@@ -1,5 +1,6 @@
 """synth: deterministic S3DIS-like rooms; the prepared variant equals prepare-data of the raw one."""
 import numpy as np
+import pytest
 
 from harness.data import layout, read_room
 from harness.data.scenes import synthetic_room
@@ -58,3 +59,17 @@ def test_a_density_gives_each_surface_its_points_and_areas_their_own_counts(tmp_
     assert [len(list((tmp_path / 's' / 'points').glob(f'Area_{a}_*.bin'))) for a in range(1, 7)] == [1, 2, 1, 1, 3, 1]
     code, _, err = harness('synth', '--out', tmp_path / 't', '--rooms-per-area', 1, 2)
     assert code == 2 and 'give one count > 0 or six' in err
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--points-per-room', 0], '--points-per-room must be >= 1'),     # 0 meant "at random" silently
+    (['--points-per-room', -5], '--points-per-room must be >= 1'),
+    (['--points-per-m2', 0], '--points-per-m2 must be a finite number > 0'),
+    (['--points-per-m2', -1], '--points-per-m2 must be a finite number > 0'),
+    (['--points-per-m2', 'nan'], '--points-per-m2 must be a finite number > 0'),
+    (['--seed', -1], '--seed must be >= 0'),
+    (['--points-per-room', 2000, '--points-per-m2', 50], 'give --points-per-room or --points-per-m2, not both')])
+def test_bad_sampling_options_are_refused_before_generating(tmp_path, args, message):
+    code, out, err = harness('synth', '--out', tmp_path / 's', '--rooms-per-area', 1, *args)
+    assert code == 2 and err.startswith(f'error: {message}') and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []   # neither --out nor its partial sibling

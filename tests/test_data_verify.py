@@ -1,10 +1,14 @@
 """verify-data finds every kind of damage and names the file and the fix; subset stays valid."""
+import json
 import pickle
+import shutil
 
 import numpy as np
 import pytest
 
 from harness.data import read_room
+from harness.data.layout import load_manifest
+from harness.data.verify import entry_problems, quick_check
 
 from data_helpers import harness
 
@@ -73,3 +77,76 @@ def test_subset_is_valid_and_compact(prepared, tmp_path):
     assert len(room.points) == 500
     ids = np.unique(room.instance)
     assert ids.tolist() == list(range(1, len(ids) + 1))
+
+
+def edit_manifest(root, edit):
+    path = root / 'MANIFEST.json'
+    manifest = json.loads(path.read_text())
+    name = sorted(manifest['rooms'])[0]
+    edit(manifest['rooms'][name])
+    path.write_text(json.dumps(manifest))
+    return name
+
+
+@pytest.mark.parametrize('edit', [lambda e: e.update(n_points=e['n_points'] + 1),
+                                  lambda e: e.update(n_points=e['n_points'] + 0.5),
+                                  lambda e: e.update(n_points=str(e['n_points'])),
+                                  lambda e: e.update(area=e['area'] % 6 + 1)],
+                         ids=['n_points-off-by-one', 'n_points-float', 'n_points-str', 'other-area'])
+def test_manifest_entries_that_disagree_with_the_files_fail_as_run_sees_them(prepared, edit):
+    """The hashes still match; what `run` refuses (quick_check), verify-data reports: the same lines."""
+    name = edit_manifest(prepared, edit)
+    entry = load_manifest(prepared)['rooms'][name]
+    room_lines = set(entry_problems(prepared, name, entry))
+    assert room_lines and room_lines <= set(quick_check(prepared, [1, 2, 3, 4, 5, 6]))
+    code, found = problems(prepared)
+    assert code == 1 and room_lines <= {p.removeprefix('PROBLEM ') for p in found}
+
+
+@pytest.mark.parametrize('damage', [lambda info: info['data_list'][0].pop('lidar_points'),
+                                    lambda info: info['data_list'].__setitem__(0, 'Area_1_x.bin'),
+                                    lambda info: info['data_list'][0].update(pts_semantic_mask_path=None),
+                                    lambda info: info.__setitem__('metainfo', ['s3dis'])],
+                         ids=['no-lidar_points', 'entry-a-str', 'mask-path-none', 'metainfo-a-list'])
+def test_malformed_info_pkl_is_a_problem_line(prepared, damage):
+    pkl = prepared / 's3dis_infos_Area_1.pkl'
+    info = pickle.loads(pkl.read_bytes())
+    damage(info)
+    pkl.write_bytes(pickle.dumps(info, protocol=2))
+    code, found = problems(prepared)
+    assert code == 1 and any(p.startswith(f'PROBLEM {pkl}: ') and 'rerun prepare-data' in p for p in found)
+
+
+@pytest.mark.parametrize('stray, subs', [('README', ('points',)),
+                                         ('README', ('points', 'semantic_mask', 'instance_mask')),
+                                         ('Area_x_office_1', ('points', 'semantic_mask', 'instance_mask'))])
+def test_stray_files_are_problem_lines(prepared, stray, subs):
+    room = next((prepared / 'points').glob('*.bin')).stem
+    for sub in subs:
+        shutil.copy(prepared / sub / f'{room}.bin', prepared / sub / f'{stray}.bin')
+    code, found = problems(prepared)
+    assert code == 1 and any(f'points/{stray}.bin: not a room' in p for p in found)
+
+
+@pytest.mark.parametrize('args, message', [(['--rooms-per-area', -1], '--rooms-per-area must be >= 1'),
+                                           (['--rooms-per-area', 0], '--rooms-per-area must be >= 1'),
+                                           (['--max-points', 0], '--max-points must be >= 1')])
+def test_subset_refuses_counts_below_one_before_writing(prepared, tmp_path, args, message):
+    code, _, err = harness('subset', '--src', prepared, '--out', tmp_path / 's', *args)
+    assert code == 2 and err.startswith(f'error: {message}') and len(err.splitlines()) == 1
+    assert not (tmp_path / 's').exists()
+
+
+def test_subset_failing_half_way_leaves_out_as_it_was(prepared, tmp_path):
+    """A source room missing in Area_3: nothing at --out (the user's empty folder kept), and the rerun works."""
+    out = tmp_path / 'out' / 's'
+    out.mkdir(parents=True)
+    mask = next((prepared / 'semantic_mask').glob('Area_3_*.bin'))
+    mask.rename(tmp_path / 'kept.bin')
+    code, _, err = harness('subset', '--src', prepared, '--out', out)
+    assert code == 2 and f'{mask}: missing' in err
+    assert out.is_dir() and not any(out.iterdir()) and [p.name for p in out.parent.iterdir()] == ['s']
+    (tmp_path / 'kept.bin').rename(mask)
+    code, _, err = harness('subset', '--src', prepared, '--out', out)
+    assert code == 0, err
+    assert problems(out) == (0, [])

@@ -72,3 +72,38 @@ def test_regime_verb_reports_what_ap_counts_beside_s3dis(tmp_path, capsys):
     present = [n for k, n in counted.items() if k != 'total' and n > 0]
     assert stats['max_gt_influence_ap50'] == round(100 / (len(present) * min(present)), 2)
     assert main(['regime', str(tmp_path / 'data'), '--out', str(out)]) == 2   # never overwrites
+
+
+@pytest.fixture
+def small(tmp_path):
+    """Two rooms per area, 2000 points each: enough for every regime statistic."""
+    generate(tmp_path / 'data', 2, 0, 2000)
+    return tmp_path / 'data'
+
+
+def test_an_area_given_twice_is_described_once(small):
+    from data_helpers import harness
+    assert regime(small, [5, 5]) == regime(small, [5])
+    code, out, err = harness('regime', small, '--areas', 5, 5)
+    assert code == 0, err
+    assert f'| rooms | {len(list_rooms(small, 5))} |' in out and '(areas 5)' in out
+
+
+def test_an_area_without_rooms_is_a_one_line_error(small):
+    from data_helpers import harness
+    code, out, err = harness('regime', small, '--areas', 5, 7)
+    assert code == 2 and err.strip() == f'error: {small}: no rooms of Area_7 under points/; check --areas'
+
+
+@pytest.mark.parametrize('label', [-1, len(CLASS_NAMES)])
+def test_labels_outside_the_classes_are_refused_naming_the_room(small, label):
+    """-1 would count as clutter (CLASS_NAMES[-1]), 13 raise IndexError: verify-data's check refuses both."""
+    from data_helpers import harness
+    path = small / 'semantic_mask' / f'{list_rooms(small, 5)[0]}.bin'
+    sem = np.fromfile(path, np.int64)
+    sem[sem == sem[0]] = label   # a whole instance relabelled: only the range is wrong
+    sem.tofile(path)
+    out = small.parent / 'regime.md'
+    code, _, err = harness('regime', small, '--out', out)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f'{path}: labels' in err and f'outside 0..{len(CLASS_NAMES) - 1}' in err and not out.exists()

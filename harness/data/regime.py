@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.core.errors import HarnessError
+from harness.data.content import room_problems
 from harness.data.reader import CLASS_NAMES, list_rooms, read_room
 
 PLANAR = ('ceiling', 'floor', 'wall')
@@ -34,21 +36,24 @@ def regime(root: Path, areas: list[int], min_points: int = AP_MIN_POINTS) -> dic
         ``total``); ``max_gt_influence_ap50``: the most one counted GT can move the class-mean
         AP50, in AP points (100 / (classes with a counted GT x the fewest counted GTs of such a
         class): missing that GT drops its class's AP50 by up to 1 / its count).
+
+    Raises:
+        HarnessError: an area without rooms, or a room that verify-data would flag (labels
+            outside 0..12, ids, sizes), before any statistic is computed.
     """
     per_room, classes, counted, shares, sizes, planar, points = [], Counter(), Counter(), [], [], [], []
-    for area in areas:
-        for name in list_rooms(root, area):
-            room = read_room(root, name)
-            inst, sem = np.asarray(room.instance), np.asarray(room.semantic)
-            points.append(len(inst))
-            ids, counts = np.unique(inst[inst > 0], return_counts=True)
-            per_room.append(len(ids))
-            first = {i: sem[inst == i][0] for i in ids}
-            classes.update(CLASS_NAMES[first[i]] for i in ids)
-            counted.update(CLASS_NAMES[first[i]] for i, n in zip(ids, counts) if n >= min_points)
-            shares += list(counts / len(inst))
-            sizes += list(counts)
-            planar.append(np.isin(sem, [CLASS_NAMES.index(c) for c in PLANAR]).mean())
+    for name in checked_rooms(root, areas):
+        room = read_room(root, name)
+        inst, sem = np.asarray(room.instance), np.asarray(room.semantic)
+        points.append(len(inst))
+        ids, counts = np.unique(inst[inst > 0], return_counts=True)
+        per_room.append(len(ids))
+        first = {i: sem[inst == i][0] for i in ids}
+        classes.update(CLASS_NAMES[first[i]] for i in ids)
+        counted.update(CLASS_NAMES[first[i]] for i, n in zip(ids, counts) if n >= min_points)
+        shares += list(counts / len(inst))
+        sizes += list(counts)
+        planar.append(np.isin(sem, [CLASS_NAMES.index(c) for c in PLANAR]).mean())
     total = sum(classes.values())
     return {'rooms': len(per_room),
             'instances_per_room': {'mean': float(np.mean(per_room)), 'min': int(min(per_room)),
@@ -61,6 +66,28 @@ def regime(root: Path, areas: list[int], min_points: int = AP_MIN_POINTS) -> dic
             'points_per_room': {'mean': float(np.mean(points)), 'min': int(min(points)), 'max': int(max(points))},
             'counted': {**{c: counted[c] for c, _ in classes.most_common()}, 'total': sum(counted.values())},
             'max_gt_influence_ap50': _influence(counted)}
+
+
+def checked_rooms(root: Path, areas: list[int]) -> list[str]:
+    """The rooms of ``areas`` (each area once, in the order given), all with valid content.
+
+    Raises:
+        HarnessError: an area has no room under ``points/``, or a room fails verify-data's content
+            checks (:func:`harness.data.content.room_problems`): a label outside 0..12 would
+            otherwise be counted as another class or crash.
+    """
+    names = []
+    for area in dict.fromkeys(areas):   # an area given twice would count its rooms twice
+        rooms = list_rooms(root, area)
+        if not rooms:
+            raise HarnessError(f'{root}: no rooms of Area_{area} under points/; check --areas')
+        names += rooms
+    for name in names:
+        problems = room_problems(root, name)
+        if problems:
+            more = f' (+{len(problems) - 1} more; verify-data {root} lists all)' if len(problems) > 1 else ''
+            raise HarnessError(problems[0] + more)
+    return names
 
 
 def _influence(counted: Counter) -> float | None:

@@ -1,6 +1,9 @@
 """A tiny, valid prepared dataset cut from a prepared one (``python -m harness subset``)."""
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +36,50 @@ def cut(points: np.ndarray, sem: np.ndarray, inst: np.ndarray, max_points: int |
 def subset(src: Path, out: Path, rooms_per_area: int = 1, max_points: int | None = None, seed: int = 0) -> dict:
     """Copy the first rooms of every area (optionally subsampled) through the shared writer.
 
+    The rooms are written into a sibling temporary folder renamed to ``out`` when complete: a
+    failure half-way (a source room missing) leaves ``out`` as it was, so the same command can run again.
+
     Returns:
         summary: ``out``, ``rooms``, ``points``.
+
+    Raises:
+        HarnessError: a count below 1 or ``out`` not new (or empty), before writing; a source room
+            unreadable or none to copy, with nothing left at ``out``.
     """
     src, out = Path(src), Path(out)
+    check_counts(rooms_per_area, max_points)
     if out.exists() and any(out.iterdir()):
         raise HarnessError(f'{out} exists and is not empty; choose a new --out (nothing is overwritten)')
     if out.resolve() == src.resolve():
         raise HarnessError('--out must differ from --src')
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # a new sibling (same file system: one rename), made by mkdir so it gets the usual mode, not mkdtemp's 0700
+    tmp = out.parent / f'.{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}'
+    tmp.mkdir()
+    try:
+        manifest, total = _write(src, tmp, rooms_per_area, max_points, seed)
+        if out.exists():
+            out.rmdir()   # empty (checked above)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)   # only left after a failure
+    return {'out': str(out), 'rooms': len(manifest), 'points': total}
+
+
+def check_counts(rooms_per_area: int, max_points: int | None) -> None:
+    """Refuse counts a slice or the sampler would misread (-1 keeps all but the last room, 0 writes nothing).
+
+    Raises:
+        HarnessError: ``rooms_per_area`` < 1, or ``max_points`` given and < 1.
+    """
+    if rooms_per_area < 1:
+        raise HarnessError(f'--rooms-per-area must be >= 1 (got {rooms_per_area})')
+    if max_points is not None and max_points < 1:
+        raise HarnessError(f'--max-points must be >= 1 (got {max_points}); leave it out to keep every point')
+
+
+def _write(src: Path, out: Path, rooms_per_area: int, max_points: int | None, seed: int) -> tuple[dict, int]:
+    """Rooms, info pkls and MANIFEST.json into ``out``; returns (manifest rooms, points written)."""
     rng = np.random.default_rng(seed)
     manifest, total = {}, 0
     for area in range(1, 7):
@@ -57,4 +96,4 @@ def subset(src: Path, out: Path, rooms_per_area: int = 1, max_points: int | None
     if not manifest:
         raise HarnessError(f'{src}: no prepared rooms found; check --src')
     write_manifest(out, manifest, str(src), [], 'python -m harness subset')
-    return {'out': str(out), 'rooms': len(manifest), 'points': total}
+    return manifest, total

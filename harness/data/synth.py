@@ -1,6 +1,7 @@
 """S3DIS-format synthetic rooms for all six areas, raw or prepared (``python -m harness synth``)."""
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from pathlib import Path
@@ -31,8 +32,12 @@ def generate(out: Path, rooms_per_area: int | Sequence[int] = 2, seed: int = 0, 
 
     Returns:
         summary: ``out``, ``layout``, ``rooms``, ``points``, ``defects``.
+
+    Raises:
+        HarnessError: a bad count, density or seed (:func:`check_sampling`), or ``out`` not new; before generating.
     """
     out = Path(out)
+    check_sampling(seed, points_per_room, points_per_m2)
     if out.exists() and any(out.iterdir()):
         raise HarnessError(f'{out} exists and is not empty; choose a new --out (nothing is overwritten)')
     if defects and not raw:
@@ -48,6 +53,24 @@ def generate(out: Path, rooms_per_area: int | Sequence[int] = 2, seed: int = 0, 
     tmp.rename(out)
     return {'out': str(out), 'layout': 'raw' if raw else 'prepared', 'rooms': sum(counts), 'points': total,
             'defects': injected}
+
+
+def check_sampling(seed: int, points_per_room: int | None, points_per_m2: float | None) -> None:
+    """Refuse what the generator would misread: 0 points would silently mean "at random", a NaN
+    density or a negative seed crash numpy, and with both a count and a density one would be ignored.
+
+    Raises:
+        HarnessError: naming the option and the fix.
+    """
+    if seed < 0:
+        raise HarnessError(f'--seed must be >= 0 (got {seed}); numpy seeds are non-negative')
+    if points_per_room is not None and points_per_m2 is not None:
+        raise HarnessError('give --points-per-room or --points-per-m2, not both (a count per room, or a density)')
+    if points_per_room is not None and points_per_room < 1:
+        raise HarnessError(f'--points-per-room must be >= 1 (got {points_per_room}); '
+                           'leave it out for 5k-50k points at random')
+    if points_per_m2 is not None and not (math.isfinite(points_per_m2) and points_per_m2 > 0):
+        raise HarnessError(f'--points-per-m2 must be a finite number > 0 (got {points_per_m2})')
 
 
 def per_area_counts(rooms_per_area: int | Sequence[int]) -> list[int]:

@@ -29,8 +29,9 @@ def run(args: argparse.Namespace) -> int:
     """Compute, print the markdown, optionally write it."""
     if args.out is not None and args.out.exists() and not args.force:
         raise HarnessError(f'{args.out} exists; pass --force to replace it or choose another --out')
-    stats = regime(args.data, args.areas)
-    text = markdown(stats, args.data, args.areas)
+    areas = list(dict.fromkeys(args.areas))   # `--areas 5 5` describes Area_5 once, in the title too
+    stats = regime(args.data, areas)
+    text = markdown(stats, args.data, areas)
     print(text)
     if args.out is not None:
         atomic_write(args.out, json.dumps(stats, indent=1) + '\n' if args.out.suffix == '.json' else text,
