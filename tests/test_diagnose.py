@@ -87,3 +87,10 @@ def test_the_verb_diagnoses_compares_headline_runs_never_ablation_points(tmp_pat
     table = pd.read_csv(tmp_path / 'out' / 'diagnosis.csv')
     assert len(table) == 3 and (table['oracle_recall50'] == 0.5).all() and sorted(table['seed']) == [0, 1, 2]
     assert 'The 3 run(s) with ablation values are left out' in (tmp_path / 'out' / 'diagnosis.md').read_text()
+
+
+def test_an_out_that_is_a_file_is_named_before_any_work(tmp_path, capsys):
+    (tmp_path / 'notes').write_text('mine')
+    assert main(['diagnose', '--runs', str(tmp_path / 'none'), '--out', str(tmp_path / 'notes')]) == 2
+    assert capsys.readouterr().err.startswith(f'error: --out {tmp_path / "notes"}: a file, not a folder')
+    assert (tmp_path / 'notes').read_text() == 'mine'

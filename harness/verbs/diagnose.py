@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """The runs compare counts (same selection): each run's kept diagnosis, else its evaluated checkpoint."""
     from harness.backends.native.diagnose import diagnose_run
+    if args.out.exists() and not args.out.is_dir():
+        raise HarnessError(f'--out {args.out}: a file, not a folder; choose a folder for diagnosis.csv / .md')
     records = load_runs(args.runs)
     experiment = pick_experiment(records, args.experiment, args.runs)
     interim = underway.check(args.runs, experiment, args.interim)
