@@ -80,14 +80,27 @@ def state(runs_dir: Path, point: RunPoint) -> tuple[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print one line per run and the totals; nothing is derived or trained."""
+    """Print one line per run and the totals, then the sizing; nothing is derived or trained."""
     spec, _ = backends.load(args.spec)
     points = run_matrix(spec, selection(args))
-    timings = measured(args.runs, spec.experiment)
+    states, todo, todo_hours, unmeasured = matrix_table(spec, points, args.runs)
+    seeds_needed, gains = sizing_section(spec, args.runs, args.interim)
+    print(result_line('plan', 'ok', experiment=spec.experiment, seeds_needed=seeds_needed,
+                      last_third_gain=round(float(np.mean(list(gains.values()))), 2) if gains else None,
+                      runs=len(points), states=states, to_do=todo,
+                      hours_to_do=round(todo_hours, 3) if unmeasured < todo or not todo else None,
+                      unestimated=unmeasured))
+    return 0
+
+
+def matrix_table(spec: Spec, points: list[RunPoint], runs: Path) -> tuple[dict[str, int], int, float, int]:
+    """Print the run matrix and its totals; returns (runs per state, runs to do, their estimated
+    hours one after another, how many of them could not be estimated)."""
+    timings = measured(runs, spec.experiment)
     print(f'{"#":>4}  {"run id":<58} {"arm":<26} {"seed":>4}  {"ablation":<34} {"state":<14} {"est. h":>7}')
     todo_hours, unmeasured, todo, states = 0.0, 0, 0, {}
     for i, p in enumerate(points, 1):
-        (status, n), hours = state(args.runs, p), estimate_hours(spec, p, timings)
+        (status, n), hours = state(runs, p), estimate_hours(spec, p, timings)
         states[status] = states.get(status, 0) + 1
         shown = status + (f' ({n} att.)' if n > 1 else '')
         abl = ', '.join(f'{k}={v}' for k, v in p.ablation_dict.items()) or '-'
@@ -106,11 +119,17 @@ def run(args: argparse.Namespace) -> int:
             total += f' one after another, ~{todo_hours / at_once:.1f} h with Slurm ({at_once} at a time)'
     print(f'\n{len(points)} runs ({", ".join(f"{v} {k}" for k, v in sorted(states.items()))}); '
           f'{todo} to do, estimated {total}')
-    seeds_needed, counted = None, counted_runs(args.runs, spec.experiment)
-    hidden = underway.unfinished(args.runs, spec.experiment) if counted is not None and not args.interim else []
+    return states, todo, todo_hours, unmeasured
+
+
+def sizing_section(spec: Spec, runs: Path, interim: bool) -> tuple[int | None, dict]:
+    """Print the seeds the question needs and the baseline's last-third gain, from the finished runs
+    (hidden while the study is under way, unless ``interim``); returns (seeds needed, gain per seed)."""
+    seeds_needed, counted = None, counted_runs(runs, spec.experiment)
+    hidden = underway.unfinished(runs, spec.experiment) if counted is not None and not interim else []
     if hidden:
         # the study is under way: SDs and gains from its finished runs are interim results
-        print('\n' + underway.describe(args.runs, spec.experiment, hidden) + '; power and schedule '
+        print('\n' + underway.describe(runs, spec.experiment, hidden) + '; power and schedule '
               f'figures from its finished runs are hidden until then ({underway.INTERIM_FLAG} shows them)')
         counted = None
     if spec.question is not None:
@@ -121,9 +140,4 @@ def run(args: argparse.Namespace) -> int:
     gains = baseline_gains(counted, BASELINE) if counted is not None and not counted.empty else {}
     if counted is not None and not counted.empty:
         print(describe_plateau(BASELINE, gains))
-    print(result_line('plan', 'ok', experiment=spec.experiment, seeds_needed=seeds_needed,
-                      last_third_gain=round(float(np.mean(list(gains.values()))), 2) if gains else None,
-                      runs=len(points), states=states, to_do=todo,
-                      hours_to_do=round(todo_hours, 3) if unmeasured < todo or not todo else None,
-                      unestimated=unmeasured))
-    return 0
+    return seeds_needed, gains
