@@ -1,5 +1,7 @@
 """compare: tables and plots are a pure function of the run records; what is counted, and why not."""
 import json
+import shutil
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -422,12 +424,12 @@ def test_the_runner_refuses_to_train_runs_that_compare_would_not_pool(tmp_path, 
     assert other.exists()
 
 
-def submit(runs: Path, experiment: str, *run_ids: str) -> None:
+def submit(runs: Path, experiment: str, *run_ids: str, when: str = '2026-01-01T00:00:00+00:00') -> None:
     """A Slurm submission's record of runs (as harness.execution.slurm writes it), none started."""
-    folder = runs / '.submissions' / f'{experiment}-1'
+    folder = runs / '.submissions' / f'{experiment}-{when}'
     folder.mkdir(parents=True)
     (folder / 'submission.json').write_text(json.dumps({
-        'experiment': experiment, 'submitted_at': '2026-01-01T00:00:00+00:00',
+        'experiment': experiment, 'submitted_at': when,
         'runs': [{'run_id': rid, 'job_id': f'7_{i}'} for i, rid in enumerate(run_ids)]}))
 
 
@@ -485,3 +487,24 @@ def test_ablation_values_get_their_paired_difference_from_the_arms_default(tmp_p
     md = (tmp_path / 'out' / 'comparison.md').read_text().split('### criterion.temperature')[1]
     assert (f"| 0.1 | {100 * diffs.mean():+.1f} [{100 * (diffs.mean() - half):+.1f}, "
             f"{100 * (diffs.mean() + half):+.1f}] (4) |") in md
+
+
+def test_a_failed_run_sent_again_is_under_way_until_its_new_attempt_ends(runs, tmp_path, capsys):
+    # the fixture's influencer s3 failed; a later submission sends it again (a failed run is retried)
+    later = datetime.now(timezone.utc) + timedelta(minutes=1)
+    submit(runs, 's3dis-area5', 's3dis-area5__influencer__s3', when=later.isoformat(timespec='seconds'))
+    assert compare(runs, tmp_path / 'out') == 2
+    assert 'still under way (s3dis-area5__influencer__s3)' in capsys.readouterr().err
+    earlier = datetime.now(timezone.utc) - timedelta(days=1)   # sent before it failed: it has ended
+    shutil.rmtree(runs / '.submissions')
+    submit(runs, 's3dis-area5', 's3dis-area5__influencer__s3', when=earlier.isoformat(timespec='seconds'))
+    assert compare(runs, tmp_path / 'out') == 0
+
+
+def test_an_unreadable_submission_keeps_the_study_closed(runs, tmp_path, capsys):
+    folder = runs / '.submissions' / 'torn'
+    folder.mkdir(parents=True)
+    (folder / 'submission.json').write_text('{"experiment": "s3dis-area5", "runs": [{"run_id": "s3dis-ar')
+    assert compare(runs, tmp_path / 'out') == 2
+    assert f'{folder / "submission.json"}: unreadable Slurm submission' in capsys.readouterr().err
+    assert main(['status', '--runs', str(runs)]) == 0   # status shows what it can

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.core.env import Queued, squeue_all
+from harness.core.errors import HarnessError
 from harness.study import records
 
 if TYPE_CHECKING:   # the matrix module imports the criteria (torch): a status without --spec needs neither
@@ -26,26 +27,37 @@ if TYPE_CHECKING:   # the matrix module imports the criteria (torch): a status w
 SUBMISSIONS = '.submissions'   # harness.execution.slurm writes them there
 
 
-def submitted(runs: Path) -> dict[str, dict]:
+def submitted(runs: Path, strict: bool = False) -> dict[str, dict]:
     """run id -> its latest submission entry (job id, command, and its submission's ``experiment`` and
-    ``submitted_at`` as Unix seconds) across ``<runs>/.submissions/*``."""
+    ``submitted_at`` as Unix seconds) across ``<runs>/.submissions/*``.
+
+    Args:
+        strict: a torn or unreadable submission.json raises instead of being passed over (status
+            shows what it can; the blinding of a study under way must not miss queued runs).
+
+    Raises:
+        HarnessError: with ``strict``, a submission.json that is no submission; names it.
+    """
     out: dict[str, dict] = {}
     for path in sorted((Path(runs) / SUBMISSIONS).glob('*/submission.json')):
         try:
             submission = json.loads(path.read_text())
             entries = submission['runs']
-        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+            if not isinstance(entries, list):
+                raise TypeError(f'runs is a {type(entries).__name__}, not a list')
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+            if strict:
+                raise HarnessError(f'{path}: unreadable Slurm submission ({type(err).__name__}: {err}); restore it, '
+                                   'or move its folder out of .submissions if that submission never ran') from err
             continue   # a torn submission file says nothing reliable
-        if not isinstance(entries, list):
-            continue
-        when = _unix(submission.get('submitted_at'))
+        when = unix_seconds(submission.get('submitted_at'))
         for entry in entries:
             if isinstance(entry, dict) and isinstance(entry.get('run_id'), str):   # an edited entry says nothing
                 out[entry['run_id']] = {**entry, 'experiment': submission.get('experiment'), 'submitted_at': when}
     return out
 
 
-def _unix(stamp: object) -> float | None:
+def unix_seconds(stamp: object) -> float | None:
     """An ISO time with its offset (``records.now()``) as Unix seconds; None if it is not one."""
     try:
         return datetime.fromisoformat(stamp).timestamp() if isinstance(stamp, str) else None

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from harness.core.errors import HarnessError
-from harness.execution.status import submitted
+from harness.execution.status import submitted, unix_seconds
 from harness.study import records
 
 INTERIM_FLAG = '--interim'
@@ -22,8 +22,12 @@ def unfinished(runs: Path, experiment: str) -> list[str]:
     """Run ids of ``experiment`` still under way, in seed order; [] if ``runs`` is no folder.
 
     Under way: its latest attempt is running (or was interrupted: ``run`` resumes it), or it was
-    submitted (a Slurm submission under ``<runs>/.submissions``) and never started. A failed run
-    has ended: compare counts it among the arm's runs and lists why it is not included.
+    submitted (a Slurm submission under ``<runs>/.submissions``) and has not started since: never,
+    or its latest attempt ended before that submission (a failed run, or one forced, sent again).
+    A failed run not sent again has ended: compare lists it among the runs not included.
+
+    Raises:
+        HarnessError: a submission.json that cannot be read (a study's queued runs could hide there).
     """
     if not Path(runs).is_dir():
         return []
@@ -31,9 +35,17 @@ def unfinished(runs: Path, experiment: str) -> list[str]:
     for r in records.load_runs(runs, []):   # a record with wrong fields: compare lists it
         if r['experiment'] == experiment and r['attempt'] >= latest.get(r['run_id'], {'attempt': 0})['attempt']:
             latest[r['run_id']] = r
-    queued = {rid for rid, entry in submitted(runs).items()
-              if entry.get('experiment') == experiment and rid not in latest}
+    queued = {rid for rid, entry in submitted(runs, strict=True).items()
+              if entry.get('experiment') == experiment and _sent_after(entry, latest.get(rid))}
     return sorted(queued | {rid for rid, r in latest.items() if r['status'] == 'running'}, key=_seed_order)
+
+
+def _sent_after(entry: dict, record: dict | None) -> bool:
+    """Whether a submission entry asks for more than the run's latest attempt has done."""
+    if record is None:
+        return True
+    ended, sent = unix_seconds(record.get('ended_at')), entry.get('submitted_at')
+    return record['status'] != 'running' and ended is not None and sent is not None and sent > ended
 
 
 def _seed_order(run_id: str) -> list:
