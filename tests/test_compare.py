@@ -269,6 +269,10 @@ def test_the_decision_plot_draws_the_bounds_the_verdict_reads(tmp_path, monkeypa
     assert sorted(np.round(ax.collections[0].get_offsets()[:, 0], 4)) == [-3.0, -2.0, -1.0]   # one dot a seed
     assert [t.get_text() for t in ax.get_yticklabels()] == ['pm3 - hungarian']   # the question's metric only
     assert plots.decision(summary, None, tmp_path) == []
+    assert 'INTERIM' not in ax.get_title()
+    drawn.clear()
+    plots.decision(summary, question, tmp_path, interim=True)
+    assert drawn['decision'].axes[0].get_title().startswith('INTERIM LOOK')
 
 
 def test_runs_that_recorded_different_questions_get_no_decision(tmp_path):
@@ -444,6 +448,8 @@ def test_a_study_under_way_is_compared_only_as_a_labelled_interim_look(runs, tmp
     md = (out / 'comparison.md').read_text()
     assert '**Interim look** (`--interim`): 1 run(s) of this study were still under way (s3dis-area5__hungarian__s3)' in md
     assert 's3dis-area5__hungarian__s3 attempt 1: running' in md   # and it is not counted
+    assert '**Interim look**' in (out / 'per_class.md').read_text()
+    assert json.loads((out / '.compare.json').read_text())['interim'] == ['s3dis-area5__hungarian__s3']
     assert json.loads(capsys.readouterr().out.splitlines()[-1].split(' ', 1)[1])['interim'] == 1
 
 

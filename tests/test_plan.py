@@ -101,6 +101,7 @@ def test_plan_hides_a_study_s_interim_figures_until_its_runs_end(tmp_path, capsy
     assert main(args + ['--interim']) == 0
     out = capsys.readouterr().out
     assert 'SD of the paired difference' in out and result(out)['seeds_needed'] is not None
+    assert "INTERIM LOOK: the figures below are not the study's" in out and result(out)['under_way'] == 1
 
 
 @pytest.mark.parametrize('timing', [{'train_s': 0.4, 'iters_trained': 0, 's_per_iter': None},

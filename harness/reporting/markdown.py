@@ -132,11 +132,7 @@ def comparison_md(experiment: str, summary: pd.DataFrame, sel: Selection, publis
     from harness.reporting.compare import BEST_LABEL
     runs = main_runs(sel.runs)
     unknown = set(runs.loc[runs['commit_unknown'], 'arm']) if 'commit_unknown' in runs else set()
-    lines = [f'# {experiment}: instance segmentation, last checkpoint', '']
-    if unfinished:
-        lines += [f'**Interim look** (`--interim`): {len(unfinished)} run(s) of this study were still under way '
-                  f'({", ".join(unfinished[:3])}{f" and {len(unfinished) - 3} more" if len(unfinished) > 3 else ""}). '
-                  'Its decision is read once they have ended; these figures are not it.', '']
+    lines = [f'# {experiment}: instance segmentation, last checkpoint', ''] + interim_banner(unfinished)
     lines += main_table(summary, published, unknown)
     lines += ['', NOTES.format(baseline=BASELINE, best=BEST_LABEL, dirty=DIRTY, inst=LABEL['ap50w'])
               + (f' {UNKNOWN} runs whose harness commit is unknown (git was not available where they ran): '
@@ -158,11 +154,21 @@ def comparison_md(experiment: str, summary: pd.DataFrame, sel: Selection, publis
     return '\n'.join(lines) + '\n'
 
 
-def per_class_md(experiment: str, table: pd.DataFrame) -> str:
-    """Per class: AP50, AP25, AP75 of each arm (mean over seeds, percent)."""
+def interim_banner(unfinished: Sequence[str]) -> list[str]:
+    """The lines that open every table of an interim look (``--interim``; none otherwise)."""
+    if not unfinished:
+        return []
+    more = f' and {len(unfinished) - 3} more' if len(unfinished) > 3 else ''
+    return [f'**Interim look** (`--interim`): {len(unfinished)} run(s) of this study were still under way '
+            f'({", ".join(unfinished[:3])}{more}). Its decision is read once they have ended; these figures '
+            'are not it.', '']
+
+
+def per_class_md(experiment: str, table: pd.DataFrame, unfinished: Sequence[str] = ()) -> str:
+    """Per class: AP50, AP25, AP75 of each arm (mean over seeds, percent); ``unfinished``: as comparison_md's."""
     arms = list(dict.fromkeys(table['arm']))
     cols = [(m, a) for m in ('ap50', 'ap25', 'ap75') for a in arms]
-    lines = [f'# {experiment}: per-class AP (mean over seeds, percent)', '',
+    lines = [f'# {experiment}: per-class AP (mean over seeds, percent)', '', *interim_banner(unfinished),
              '| class | ' + ' | '.join(f'{LABEL[m]} {a}' for m, a in cols) + ' |',
              '|' + '---|' * (len(cols) + 1)]
     wide = table.set_index(['class', 'arm'])

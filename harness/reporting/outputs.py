@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from harness.core.errors import HarnessError
@@ -50,10 +51,11 @@ def previous_set(out: Path, experiment: str) -> list[str]:
     return []
 
 
-def claim(out: Path, experiment: str, written: list[str], previous: list[str]) -> list[str]:
-    """Record the new set, then remove what the previous set had and this one has not; returns those removed."""
-    atomic_write(Path(out) / OWNED, json.dumps({'experiment': experiment, 'files': sorted(written)}, indent=1) + '\n',
-                 overwrite=True)
+def claim(out: Path, experiment: str, written: list[str], previous: list[str], interim: Sequence[str] = ()) -> list[str]:
+    """Record the new set (and, for an interim look, the runs still under way), then remove what the
+    previous set had and this one has not; returns those removed."""
+    owned = {'experiment': experiment, 'files': sorted(written), **({'interim': list(interim)} if interim else {})}
+    atomic_write(Path(out) / OWNED, json.dumps(owned, indent=1) + '\n', overwrite=True)
     removed = []
     for rel in sorted(set(previous) - set(written)):
         path = Path(out) / rel

@@ -149,7 +149,7 @@ def timing(runs: pd.DataFrame, out: Path) -> list[Path]:
 VERDICT_COLORS = {'non-inferior': '#2ca02c', 'inferior': '#d62728', 'inconclusive': '#7f7f7f'}
 
 
-def decision(summary: pd.DataFrame, question: dict | None, out: Path) -> list[Path]:
+def decision(summary: pd.DataFrame, question: dict | None, out: Path, interim: bool = False) -> list[Path]:
     """plots/decision.{png,svg}: per arm, the paired differences from the baseline in the question's
     metric (one dot per seed), their mean and the one-sided bounds the verdict reads, against the margin.
 
@@ -157,6 +157,7 @@ def decision(summary: pd.DataFrame, question: dict | None, out: Path) -> list[Pa
         summary: ``harness.reporting.compare.summarise``'s table (delta rows carry ``ni_*``, fractions).
         question: the recorded question (``margin`` in points, ``metric``, ``alpha``, ``baseline``),
             or None: then there is no decision and no figure.
+        interim: some runs of the study are still under way (``--interim``): the title says so.
     """
     rows = [] if question is None else [r for r in summary.to_dict('records')
                                         if r['kind'] == 'delta' and r['metric'] == question['metric']]
@@ -180,8 +181,9 @@ def decision(summary: pd.DataFrame, question: dict | None, out: Path) -> list[Pa
     ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.set_yticks(range(len(rows)), [r['row'] for r in reversed(rows)])
     ax.set_xlabel(f"{question['metric'].upper()} difference from {question['baseline']} (points, same seed)")
-    ax.set_title(f"mean (◆), one-sided {100 * (1 - question['alpha']):g}% bounds (bar), seeds (dots)",
-                 fontsize=10, pad=16)
+    title = f"mean (◆), one-sided {100 * (1 - question['alpha']):g}% bounds (bar), seeds (dots)"
+    ax.set_title(('INTERIM LOOK, runs still under way: not the decision\n' if interim else '') + title,
+                 fontsize=10, pad=16, color='#d62728' if interim else 'black')
     return save_figure(fig, out, 'decision')
 
 

@@ -53,14 +53,14 @@ def run(args: argparse.Namespace) -> int:
         atomic_write(tmp / 'comparison.csv', summary.to_csv(index=False))
         atomic_write(tmp / 'comparison.md', md)
         atomic_write(tmp / 'per_class.csv', per_class.to_csv(index=False))
-        atomic_write(tmp / 'per_class.md', per_class_md(experiment, per_class))
+        atomic_write(tmp / 'per_class.md', per_class_md(experiment, per_class, interim))
         if not ablation.empty:
             atomic_write(tmp / 'ablations.csv', ablation.to_csv(index=False))
         figures = plots.render_all(main_runs(sel.runs), per_class, published, tmp / 'plots')
-        figures += plots.decision(summary, question_of(main_runs(sel.runs))[0], tmp / 'plots')
+        figures += plots.decision(summary, question_of(main_runs(sel.runs))[0], tmp / 'plots', interim=bool(interim))
         figures += ablations.plot(ablation, tmp / 'plots')
         written = [str(p.relative_to(tmp)) for p in tmp.rglob('*') if p.is_file()]
-    removed = outputs.claim(args.out, experiment, written, previous)
+    removed = outputs.claim(args.out, experiment, written, previous, interim)
     print(md)
     print(result_line('compare', 'ok', experiment=experiment, runs=len(sel.runs), excluded=len(sel.excluded),
                       out=str(args.out), figures=[str(args.out / f.relative_to(tmp)) for f in figures],

@@ -13,6 +13,7 @@ from harness.core.errors import HarnessError
 from harness.core.io import atomic_write, result_line
 from harness.execution import underway
 from harness.reporting.compare import main_runs
+from harness.reporting.markdown import interim_banner
 from harness.reporting.select import pick_experiment, select
 from harness.study.records import load_metrics, load_record, load_runs, read_config
 
@@ -104,8 +105,7 @@ def markdown(experiment: str, table: pd.DataFrame, unfinished: Sequence[str] = (
     ``ablation_runs``: counted runs with ablation values, left out (said under the table)."""
     means = table.groupby('arm', sort=False)[['ap50', *COLUMNS]].mean()
     lines = [f'# {experiment}: what the queries do (mean over {table.seed.nunique()} seeds)', '']
-    if unfinished:
-        lines += [f'**Interim look** (`--interim`): {len(unfinished)} run(s) of this study were still under way.', '']
+    lines += interim_banner(unfinished)
     lines += ['| arm | AP50 | GTs some query fits (IoU >= 0.5) | mean best IoU | best query right class | '
               'best query ranked first | further queries on a fitted GT | no-object queries | active queries | '
               'GTs with an anchor | anchored GTs fitted |',

@@ -84,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
     spec, _ = backends.load(args.spec)
     points = run_matrix(spec, selection(args))
     states, todo, todo_hours, unmeasured = matrix_table(spec, points, args.runs)
-    seeds_needed, gains = sizing_section(spec, args.runs, args.interim)
-    print(result_line('plan', 'ok', experiment=spec.experiment, seeds_needed=seeds_needed,
+    seeds_needed, gains, running = sizing_section(spec, args.runs, args.interim)
+    print(result_line('plan', 'ok', experiment=spec.experiment, seeds_needed=seeds_needed, under_way=running,
                       last_third_gain=round(float(np.mean(list(gains.values()))), 2) if gains else None,
                       runs=len(points), states=states, to_do=todo,
                       hours_to_do=round(todo_hours, 3) if unmeasured < todo or not todo else None,
@@ -122,15 +122,20 @@ def matrix_table(spec: Spec, points: list[RunPoint], runs: Path) -> tuple[dict[s
     return states, todo, todo_hours, unmeasured
 
 
-def sizing_section(spec: Spec, runs: Path, interim: bool) -> tuple[int | None, dict]:
+def sizing_section(spec: Spec, runs: Path, interim: bool) -> tuple[int | None, dict, int]:
     """Print the seeds the question needs and the baseline's last-third gain, from the finished runs
-    (hidden while the study is under way, unless ``interim``); returns (seeds needed, gain per seed)."""
+    (hidden while the study is under way, unless ``interim``: then labelled); returns (seeds needed,
+    gain per seed, runs still under way)."""
     seeds_needed, counted = None, counted_runs(runs, spec.experiment)
-    hidden = underway.unfinished(runs, spec.experiment) if counted is not None and not interim else []
-    if hidden:
+    running = underway.unfinished(runs, spec.experiment) if counted is not None else []
+    hidden = running and not interim
+    if running:
         # the study is under way: SDs and gains from its finished runs are interim results
-        print('\n' + underway.describe(runs, spec.experiment, hidden) + '; power and schedule '
-              f'figures from its finished runs are hidden until then ({underway.INTERIM_FLAG} shows them)')
+        print('\n' + underway.describe(runs, spec.experiment, running) + (
+            '; INTERIM LOOK: the figures below are not the study\'s' if interim else
+            f'; power and schedule figures from its finished runs are hidden until then ({underway.INTERIM_FLAG} '
+            'shows them)'))
+    if hidden:
         counted = None
     if spec.question is not None:
         rows = sizing(spec.question, counted)
@@ -140,4 +145,4 @@ def sizing_section(spec: Spec, runs: Path, interim: bool) -> tuple[int | None, d
     gains = baseline_gains(counted, BASELINE) if counted is not None and not counted.empty else {}
     if counted is not None and not counted.empty:
         print(describe_plateau(BASELINE, gains))
-    return seeds_needed, gains
+    return seeds_needed, gains, len(running)
