@@ -514,3 +514,23 @@ def test_an_unreadable_submission_keeps_the_study_closed(runs, tmp_path, capsys)
     assert compare(runs, tmp_path / 'out') == 2
     assert f'{folder / "submission.json"}: unreadable Slurm submission' in capsys.readouterr().err
     assert main(['status', '--runs', str(runs)]) == 0   # status shows what it can
+
+
+def test_a_per_class_table_without_a_class_is_listed_not_counted(runs, tmp_path):
+    path = runs / 's3dis-area5__influencer__s1' / 'metrics.json'
+    metrics = json.loads(path.read_text())
+    del metrics['per_class']['chair']
+    path.write_text(json.dumps(metrics))
+    assert compare(runs, tmp_path / 'out') == 0
+    md = (tmp_path / 'out' / 'comparison.md').read_text()
+    assert 'metrics.json: per_class has not the 13 S3DIS classes (missing chair); re-evaluate' in md
+    assert '| influencer | assignment-free | 2 |' in md   # two seeds counted
+
+
+@pytest.mark.parametrize('content, message', [('', 'unreadable curves table (EmptyDataError'),
+                                              ('phase,loss\ntrain,1.0\n', 'no step column')])
+def test_a_broken_curves_table_is_named_before_anything_is_written(runs, tmp_path, capsys, content, message):
+    path = runs / 's3dis-area5__influencer__s1' / 'curves.csv'
+    path.write_text(content)
+    assert compare(runs, tmp_path / 'out') == 2
+    assert capsys.readouterr().err.startswith(f'error: {path}: {message}') and not (tmp_path / 'out').exists()

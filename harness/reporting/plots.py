@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from harness.reporting.select import curves_of  # noqa: E402
+
 METRICS = ('ap25', 'ap50', 'ap75', 'ap')
 LABEL = {'ap25': 'AP25', 'ap50': 'AP50', 'ap75': 'AP75', 'ap': 'mAP'}
 COLORS = plt.rcParams['axes.prop_cycle'].by_key()['color']
@@ -81,11 +83,8 @@ def per_class(table: pd.DataFrame, out: Path) -> list[Path]:
 
 def _load_curves(runs: pd.DataFrame) -> pd.DataFrame:
     """All runs' curves.csv, tagged with arm and seed (runs without one are skipped)."""
-    frames = []
-    for r in runs.itertuples():
-        path = Path(r.dir) / 'curves.csv'
-        if path.exists():
-            frames.append(pd.read_csv(path).assign(arm=r.arm, seed=r.seed))
+    frames = [curves.assign(arm=r.arm, seed=r.seed) for r in runs.itertuples()
+              if not (curves := curves_of(r.dir)).empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

@@ -30,6 +30,7 @@ import pandas as pd
 from harness.core.env import result_code
 from harness.core.errors import HarnessError
 from harness.core.tree import canonical_hash, config_diff, diff_keys, flatten, under
+from harness.data.reader import CLASS_NAMES
 from harness.study.arms import ARM_KEY, BASELINE, canonical, family
 from harness.study.records import load_metrics, read_config
 
@@ -107,6 +108,16 @@ def pick_experiment(records: list[dict], wanted: str | None, runs: Path, skipped
     return names[0]
 
 
+def _class_problem(metrics: dict) -> str | None:
+    """Why a metrics.json's per-class table cannot join the others (each class is averaged over every run)."""
+    have = set(metrics['per_class'])
+    if have == set(CLASS_NAMES):
+        return None
+    missing, extra = sorted(set(CLASS_NAMES) - have), sorted(map(str, have - set(CLASS_NAMES)))
+    return (f'per_class has not the {len(CLASS_NAMES)} S3DIS classes' + (f' (missing {", ".join(missing)})' if missing
+            else '') + (f' (unknown {", ".join(extra)})' if extra else ''))
+
+
 def select(records: list[dict]) -> Selection:
     """Apply the rules to one experiment's records."""
     sel, counted = Selection(pd.DataFrame()), []
@@ -123,6 +134,10 @@ def select(records: list[dict]) -> Selection:
                 metrics = load_metrics(r['_dir']) if r['status'] == 'finished' else None
             except HarnessError as err:
                 sel.excluded.append(f"{r['run_id']} attempt {r['attempt']}: {err}")
+                continue
+            if metrics is not None and (problem := _class_problem(metrics)):
+                sel.excluded.append(f"{r['run_id']} attempt {r['attempt']}: {Path(r['_dir']) / 'metrics.json'}: "
+                                    f'{problem}; re-evaluate the run')
                 continue
             if metrics is None:
                 sel.excluded.append(_status_line(r))
@@ -209,7 +224,25 @@ def _float(x) -> float:
     return float('nan') if x is None else float(x)
 
 
+CURVE_COLUMNS = ('phase', 'step')   # what every reader of curves.csv selects on
+
+
 def curves_of(run_dir: str | Path) -> pd.DataFrame:
-    """A run's curves.csv (empty frame when it has none)."""
+    """A run's curves.csv (empty frame when it has none).
+
+    Raises:
+        HarnessError: present but not a curves table (empty, not CSV, without phase / step); names it.
+    """
     path = Path(run_dir) / 'curves.csv'
-    return pd.read_csv(path) if path.exists() else pd.DataFrame()
+    if not path.exists():
+        return pd.DataFrame()
+    fix = ('it is derived from the run\'s vis_data/scalars.json: restore it, or delete it and the run is '
+           'shown without curves')
+    try:
+        curves = pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError) as err:
+        raise HarnessError(f'{path}: unreadable curves table ({type(err).__name__}: {err}); {fix}') from err
+    missing = [c for c in CURVE_COLUMNS if c not in curves]
+    if missing:
+        raise HarnessError(f'{path}: no {", ".join(missing)} column; {fix}')
+    return curves
