@@ -2,6 +2,7 @@
 import hashlib
 import os
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -171,3 +172,80 @@ def test_equals_mmdet3d_converters(tmp_path):
                 return sorted((int(b['bbox_label_3d']), tuple(b['bbox_3d']), type(b['bbox_label_3d']).__name__)
                               for b in entry['instances'])
             assert boxes(eo) == boxes(em)
+
+
+def _manifest_rooms(out):
+    return layout.load_manifest(out)['rooms']
+
+
+def test_preparing_more_areas_merges_the_manifest(tmp_path):
+    """Area by area into one folder: every prepared room stays listed; an area done again replaces only its own."""
+    raw, out = synth_raw(tmp_path / 'raw'), tmp_path / 'out'
+    every = {f'Area_{a}_{r}' for a in range(1, 7) for r in list_raw_rooms(raw, a)}
+    assert harness('prepare-data', '--raw', raw, '--out', out, '--areas', 1, 2)[0] == 0
+    code, _, err = harness('prepare-data', '--raw', raw, '--out', out, '--areas', 3, 4, 5, 6)
+    assert code == 0, err
+    assert set(_manifest_rooms(out)) == every
+    assert harness('verify-data', out)[0] == 0
+    before = _manifest_rooms(out)
+    code, stdout, _ = harness('prepare-data', '--raw', raw, '--out', out, '--areas', 5, '--force')
+    area5 = {n for n, e in before.items() if e['area'] == 5}
+    assert code == 0 and f'"converted": {len(area5)}' in stdout
+    after = _manifest_rooms(out)
+    assert set(after) == every
+    assert {n: e for n, e in after.items() if n not in area5} == {n: e for n, e in before.items() if n not in area5}
+    assert harness('verify-data', out)[0] == 0
+
+
+def test_out_prepared_from_another_raw_is_refused_unless_force(tmp_path):
+    raw, out = synth_raw(tmp_path / 'raw'), tmp_path / 'out'
+    other = tmp_path / 'other'
+    shutil.copytree(raw, other)
+    assert harness('prepare-data', '--raw', raw, '--out', out)[0] == 0
+    before = tree_digest(out)
+    code, _, err = harness('prepare-data', '--raw', other, '--out', out)
+    assert code == 2 and f'was prepared from {raw.resolve()}' in err and '--force' in err
+    assert tree_digest(out) == before   # refused before anything is written
+    code, stdout, _ = harness('prepare-data', '--raw', other, '--out', out, '--force')
+    assert code == 0 and f'"converted": {len(_manifest_rooms(out))}, "skipped": 0' in stdout
+    assert layout.load_manifest(out)['source'] == str(other.resolve())
+
+
+def test_an_edited_or_renamed_raw_room_is_converted_again(tmp_path):
+    raw, out = synth_raw(tmp_path / 'raw'), tmp_path / 'out'
+    assert harness('prepare-data', '--raw', raw, '--out', out)[0] == 0
+    total = len(_manifest_rooms(out))
+    room = list_raw_rooms(raw, 3)[0]
+    name, anno = f'Area_3_{room}', raw / 'Area_3' / room / 'Annotations'
+    first = sorted(anno.glob('*.txt'))[0]
+    n_before = read_room(out, name).points.shape[0]
+    with open(first, 'a') as f:   # one more point
+        f.write(open(first).readline())
+    code, stdout, _ = harness('prepare-data', '--raw', raw, '--out', out)
+    assert code == 0 and f'"converted": 1, "skipped": {total - 1}' in stdout
+    assert read_room(out, name).points.shape[0] == n_before + 1
+    # a relabelled instance (same bytes, another class name): its points get the new label
+    lines = sum(1 for _ in open(first))
+    clutter = (np.asarray(read_room(out, name).semantic) == 12).sum()
+    assert not first.name.startswith('clutter')
+    first.rename(anno / 'clutter_999.txt')
+    code, stdout, _ = harness('prepare-data', '--raw', raw, '--out', out)
+    assert code == 0 and f'"converted": 1, "skipped": {total - 1}' in stdout
+    assert (np.asarray(read_room(out, name).semantic) == 12).sum() == clutter + lines
+
+
+def test_colours_outside_0_255_are_dropped_naming_file_and_line(tmp_path):
+    raw = synth_raw(tmp_path / 'raw')
+    room = list_raw_rooms(raw, 2)[0]
+    path = sorted((raw / 'Area_2' / room / 'Annotations').glob('*.txt'))[0]
+    with open(path, 'a') as f:
+        f.write('1.0 2.0 1.0 300 -5 10\n')
+    line = sum(1 for _ in open(path))
+    code, _, err = harness('prepare-data', '--raw', raw, '--out', tmp_path / 'out')
+    assert code == 0, err
+    warnings = layout.load_manifest(tmp_path / 'out')['warnings']
+    assert f"{path}:{line}: dropped: colour(s) -5..300 outside 0..255: '1.0 2.0 1.0 300 -5 10'" in warnings
+    assert (read_room(tmp_path / 'out', f'Area_2_{room}').semantic.shape[0]
+            == sum(1 for _ in open(path)) - 1 + sum(1 for f in path.parent.glob('*.txt') if f != path
+                                                    for _ in open(f)))
+    assert harness('verify-data', tmp_path / 'out')[0] == 0

@@ -33,16 +33,22 @@ def room_arrays(points: np.ndarray, semantic: np.ndarray, instance: np.ndarray) 
 
 
 def write_room(out: Path, name: str, points: np.ndarray, semantic: np.ndarray,
-               instance: np.ndarray, area: int, warnings: list[str] = ()) -> dict:
+               instance: np.ndarray, area: int, warnings: list[str] = (), source: dict | None = None) -> dict:
     """Write one room's three files atomically, then its journal entry (marks it complete).
 
+    Args:
+        source: what the room was made from (prepare-data: ``{'raw': root, 'files': fingerprint}``);
+            stored in the entry, and a rerun skips the room only when it is unchanged.
+
     Returns:
-        the room's manifest entry: area, n_points, n_instances, sha256 per file, warnings.
+        the room's manifest entry: area, n_points, n_instances, sha256 per file, warnings[, source].
     """
     files = room_arrays(points, semantic, instance)
     entry = {'area': area, 'n_points': int(len(points)),
              'n_instances': int(len(np.unique(instance[instance > 0]))), 'sha256': {},
              'warnings': list(warnings)}
+    if source is not None:
+        entry['source'] = source
     for sub, data in files.items():
         atomic_write(Path(out) / sub / f'{name}.bin', data, overwrite=True)
         entry['sha256'][sub] = hashlib.sha256(data).hexdigest()
@@ -51,8 +57,9 @@ def write_room(out: Path, name: str, points: np.ndarray, semantic: np.ndarray,
     return entry
 
 
-def journal_entry(out: Path, name: str) -> dict | None:
-    """The room's completion record if its files still have the recorded sizes."""
+def journal_entry(out: Path, name: str, source: dict | None = None) -> dict | None:
+    """The room's completion record if its files still have the recorded sizes (and, when
+    ``source`` is given, the record says the room was made from that source)."""
     path = Path(out) / JOURNAL / f'{name}.json'
     if not path.exists():
         return None
@@ -61,6 +68,8 @@ def journal_entry(out: Path, name: str) -> dict | None:
         entry['n_points']
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
         print(f'note: {path}: unreadable journal entry ({err}); the room is converted again')
+        return None
+    if source is not None and entry.get('source') != source:
         return None
     sizes = {'points': 24 * entry['n_points'], 'instance_mask': 8 * entry['n_points'],
              'semantic_mask': 8 * entry['n_points']}

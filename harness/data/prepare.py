@@ -8,28 +8,67 @@ from pathlib import Path
 from tqdm import tqdm
 
 from harness.core.errors import HarnessError
-from harness.data.layout import furniture_boxes, info_entry, journal_entry, write_infos, write_manifest, write_room
-from harness.data.raw import convert_room, list_raw_rooms
+from harness.data.layout import (MANIFEST, furniture_boxes, info_entry, journal_entry, load_manifest, write_infos,
+                                  write_manifest, write_room)
+from harness.data.raw import convert_room, list_raw_rooms, room_fingerprint
 from harness.data.reader import read_room
+from harness.data.verify import entry_problems
 
 TOOL = 'python -m harness prepare-data'
 MAX_WARNINGS_SHOWN = 40  # the rest are in MANIFEST.json
 
 
-def convert_and_write(raw_room: str, out: str, name: str, area: int) -> tuple[str, dict, list]:
+def convert_and_write(raw_room: str, out: str, name: str, area: int, source: dict) -> tuple[str, dict, list]:
     """Worker: one room from raw text to its three files (+ journal entry) and its boxes."""
     room = convert_room(Path(raw_room))
-    entry = write_room(Path(out), name, room.points, room.semantic, room.instance, area, room.warnings)
+    entry = write_room(Path(out), name, room.points, room.semantic, room.instance, area, room.warnings, source)
     return name, entry, furniture_boxes(room.points, room.semantic, room.instance)
 
 
 def plan(raw: Path, out: Path, areas: list[int], force: bool) -> tuple[dict, dict]:
-    """Rooms per area in mmdet3d's order, and the journal entries of rooms already complete."""
-    rooms = {area: [(f'Area_{area}_{r}', raw / f'Area_{area}' / r) for r in list_raw_rooms(raw, area)]
+    """Rooms per area in mmdet3d's order (name, raw folder, source), and the journal entries of
+    rooms already complete from the same source (same raw root, same files' sizes and mtimes)."""
+    rooms = {area: [(f'Area_{area}_{r}', path, {'raw': str(raw), 'files': room_fingerprint(path)})
+                    for r in list_raw_rooms(raw, area) for path in [raw / f'Area_{area}' / r]]
              for area in areas}
-    done = {} if force else {name: e for pairs in rooms.values() for name, _ in pairs
-                             if (e := journal_entry(out, name)) is not None}
+    done = {} if force else {name: e for triples in rooms.values() for name, _, source in triples
+                             if (e := journal_entry(out, name, source)) is not None}
     return rooms, done
+
+
+def other_areas(raw: Path, out: Path, areas: list[int], force: bool) -> dict:
+    """Manifest entries of rooms of other areas already prepared in ``out``, to keep listing them.
+
+    Preparing more areas into a folder merges; an area prepared again replaces only its entries.
+
+    Raises:
+        HarnessError: ``out`` was prepared from another source (unless ``force``), or its manifest
+            is unreadable (unless ``force``, which then lists only the areas converted now).
+    """
+    try:
+        manifest = load_manifest(out)
+    except HarnessError as err:
+        if not force:
+            problem = str(err).split('; rerun ')[0]   # that fix would hit this error again
+            raise HarnessError(f'{problem}; pass --force to rewrite it (listing only --areas) or choose a new --out') \
+                from err
+        print(f'note: {out / MANIFEST}: unreadable, rewritten with only the areas converted now')
+        return {}
+    if manifest is None:
+        return {}
+    if manifest.get('source') != str(raw) and not force:
+        raise HarnessError(f'--out {out} was prepared from {manifest.get("source")}, not --raw {raw}; '
+                           'choose a new --out or pass --force')
+    kept = {}
+    for name, entry in manifest['rooms'].items():
+        if entry['area'] in areas:
+            continue
+        if entry_problems(out, name, entry):
+            print(f'note: {name}: listed in {out / MANIFEST} but its files are missing or of another size; '
+                  f'no longer listed (prepare Area_{entry["area"]} again)')
+        else:
+            kept[name] = entry
+    return kept
 
 
 def prepare(raw: Path, out: Path, areas: list[int] = (1, 2, 3, 4, 5, 6), workers: int = 1,
@@ -37,7 +76,8 @@ def prepare(raw: Path, out: Path, areas: list[int] = (1, 2, 3, 4, 5, 6), workers
     """Convert every room not yet complete (in parallel), then write the info pkls and the manifest.
 
     The raw tree is only read. Rooms are journaled as they complete, so an
-    interrupted run resumes where it stopped.
+    interrupted run resumes where it stopped; a room is skipped only if its raw
+    files are unchanged. Rooms of other areas already in ``out`` stay listed.
 
     Returns:
         summary: ``out``, ``converted``, ``skipped``, ``points``, ``seconds``, ``warnings``.
@@ -48,10 +88,11 @@ def prepare(raw: Path, out: Path, areas: list[int] = (1, 2, 3, 4, 5, 6), workers
         raise HarnessError(f'{raw_given}: no such folder; pass --raw pointing at the extracted S3DIS')
     if out == raw or raw in out.parents:
         raise HarnessError(f'--out {out_given} is inside the raw tree {raw_given}; choose an output outside it')
+    kept = other_areas(raw, out, list(areas), force)
     rooms, done = plan(raw, out, list(areas), force)
-    todo = [(str(path), str(out), name, area) for area, pairs in rooms.items()
-            for name, path in pairs if name not in done]
-    entries, boxes = dict(done), {}
+    todo = [(str(path), str(out), name, area, source) for area, triples in rooms.items()
+            for name, path, source in triples if name not in done]
+    entries, boxes = {**kept, **done}, {}
     start, n_points = time.perf_counter(), 0
     pool = ProcessPoolExecutor(max(1, workers))
     try:
@@ -69,9 +110,9 @@ def prepare(raw: Path, out: Path, areas: list[int] = (1, 2, 3, 4, 5, 6), workers
         raise
     pool.shutdown()
     seconds = time.perf_counter() - start
-    for area, pairs in rooms.items():
+    for area, triples in rooms.items():
         data_list = [info_entry(i, name, boxes[name] if name in boxes else _boxes_from_disk(out, name))
-                     for i, (name, _) in enumerate(pairs)]
+                     for i, (name, _, _) in enumerate(triples)]
         write_infos(out, area, data_list)
     warnings = [w for name in sorted(entries) for w in entries[name].get('warnings', [])]
     write_manifest(out, entries, str(raw), warnings, TOOL)

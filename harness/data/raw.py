@@ -7,6 +7,8 @@ read-only); defects are repaired in memory and reported as ``file:line``.
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ CLASS_TO_LABEL = {name: i for i, name in enumerate(CLASS_NAMES)}
 # pandas < 3 parses floats with a fast, not correctly rounded routine by default.
 _PRECISION = {'float_precision': 'round_trip'} if int(pd.__version__.split('.')[0]) < 3 else {}
 _STRAY = re.compile(r'[^0-9eE+\-.\s]')
+COLOUR_RANGE = (0, 255)   # S3DIS colours are 8-bit RGB; verify-data checks the same range (content.py)
 
 
 @dataclass
@@ -41,18 +44,42 @@ class RoomData:
     warnings: list[str] = field(default_factory=list)
 
 
+def _row_problem(values: np.ndarray) -> str | None:
+    """What makes rows of ``x y z r g b`` unusable (None: all fine): a non-finite number, or a
+    colour outside COLOUR_RANGE (prepared data with it would fail verify-data, and no rerun fixes that).
+
+    The one rule for both parsers: the fast path falls back to line by line when it fails.
+    """
+    if not np.isfinite(values).all():
+        return 'a non-finite number'
+    colours = values[..., 3:]
+    low, high = COLOUR_RANGE
+    if ((colours < low) | (colours > high)).any():
+        return f'colour(s) {colours.min():g}..{colours.max():g} outside {low}..{high}'
+    return None
+
+
 def _parse_fast(path: str) -> np.ndarray | None:
-    """C parser; None when the file is not a clean N x 6 table of finite numbers."""
+    """C parser; None when the file is not a clean N x 6 table (see :func:`_row_problem`)."""
     try:
         table = pd.read_csv(path, sep=' ', header=None, dtype=np.float64, engine='c', **_PRECISION)
     except (ValueError, pd.errors.ParserError):
         return None
     values = table.to_numpy()
-    return values if values.shape[1] == 6 and np.isfinite(values).all() else None
+    return values if values.shape[1] == 6 and _row_problem(values) is None else None
 
 
 def _parse_line(line: str) -> tuple[list[float] | None, str | None]:
-    """Six floats of one line, repairing a stray character when that is unambiguous."""
+    """Six floats of one line (see :func:`_numbers`), dropped when :func:`_row_problem` finds one."""
+    vals, issue = _numbers(line)
+    problem = None if vals is None else _row_problem(np.asarray(vals))
+    if problem:
+        return None, f'dropped: {problem}: {line.strip()[:60]!r}'
+    return vals, issue
+
+
+def _numbers(line: str) -> tuple[list[float] | None, str | None]:
+    """Six finite floats of one line, repairing a stray character when that is unambiguous."""
     def floats(text: str) -> list[float] | None:
         try:
             vals = [float(t) for t in text.split()]
@@ -158,6 +185,26 @@ def _unannotated(room_dir: Path, annotated: int) -> list[str]:
         return [f'{whole}: {lines} points, the annotation files {annotated}: {lines - annotated} points are in no '
                 'file of Annotations/ (one missing or truncated? restore it from the S3DIS archive)']
     return []
+
+
+def room_fingerprint(room_dir: Path) -> str:
+    """sha256 of the name, size and mtime of every file :func:`convert_room` reads in a room.
+
+    Cheap (a stat per file, no read): prepare-data skips a room on a rerun only when this is
+    unchanged, so an edited, added, removed or renamed annotation file gets the room converted again.
+    """
+    room_dir = Path(room_dir)
+    files = glob.glob(os.path.join(str(room_dir / 'Annotations'), '*.txt')) + [str(room_dir / f'{room_dir.name}.txt')]
+    stats = sorted((os.path.relpath(f, room_dir), st.st_size, st.st_mtime_ns)
+                   for f in files if (st := _stat(f)) is not None)
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
 
 
 def list_raw_rooms(raw: Path, area: int) -> list[str]:

@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--areas', type=int, nargs='+', default=[1, 2, 3, 4, 5, 6], help='areas to convert')
     # Parsing is CPU-bound and rooms are independent; one process per core.
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='parallel rooms')
-    parser.add_argument('--force', action='store_true', help='reconvert rooms that are already complete')
+    parser.add_argument('--force', action='store_true', help='reconvert rooms that are already complete; '
+                        'write into an --out prepared from another source')
 
 
 def run(args: argparse.Namespace) -> int:
