@@ -74,6 +74,13 @@ BOUND_CASES = {
     'ablation queries 10**12': (spec_change(ablations={'axes': {'q': {'config': 'model.decoder.n_inst',
                                                                       'values': [10 ** 12]}}}),
                                 'n_inst: 1000000000000 must be an integer in 1..10,000'),
+    # the data fixes these: S3DIS's 13 classes, xyz + rgb per point; and a number is finite
+    'num_classes 20': (config('model.num_classes', 20), 'config.model.num_classes: 20 must be 13'),
+    'n_sem 5': (config('model.decoder.n_sem', 5), 'config.model.decoder.n_sem: 5 must be 13'),
+    'in_channels 3': (config('model.backbone.in_channels', 3), 'config.model.backbone.in_channels: 3 must be 6'),
+    'lr inf': (config('train.lr', float('inf')), 'config.train.lr: inf must be a finite number > 0'),
+    'num_points 10**12': (lambda s: s['data'].update(num_points=10 ** 12),
+                          'data.num_points: 1000000000000 must be an integer in 1..10,000,000'),
 }
 
 for _name, (_change, _text) in BOUND_CASES.items():

@@ -217,3 +217,49 @@ def test_without_sbatch_the_slurm_executor_says_so(monkeypatch):
     monkeypatch.setenv('PATH', '/nonexistent')
     with pytest.raises(HarnessError, match='no sbatch on PATH'):
         slurm.check_available()
+
+
+def test_slurm_flags_are_checked_as_the_spec_block_is_and_name_the_flag():
+    spec_block = SlurmResources(time_min=60)
+    for flags, text in (({'time_min': -5}, '--slurm-time-min: -5 must be an integer > 0'),
+                        ({'gpus_per_job': -1}, '--slurm-gpus-per-job: -1 must be an integer >= 0'),
+                        ({'mem_gb': 0}, '--slurm-mem-gb: 0 must be an integer > 0'),
+                        ({'array_parallelism': 0, 'time_min': 5}, '--slurm-array-parallelism: 0'),
+                        ({'partition': ''}, "--slurm-partition: '' must be a non-empty string")):
+        with pytest.raises(HarnessError, match=text):
+            spec_block.with_flags(flags)
+    assert spec_block.with_flags({'time_min': 5, 'gpus_per_job': 0, 'qos': None}) == \
+        SlurmResources(time_min=5, gpus_per_job=0)
+
+
+def fake_sbatch(tmp: Path, message: str = 'sbatch: error: Batch job submission failed: Invalid account') -> dict:
+    """An environment whose ``sbatch`` prints ``message`` and exits 1, noting each call in tmp/sbatch.calls:
+    never the machine's real sbatch, and no SLURM_CONF of any cluster."""
+    bin_dir = tmp / 'bin'
+    bin_dir.mkdir()
+    (bin_dir / 'sbatch').write_text(f'#!/bin/sh\necho call >> {tmp / "sbatch.calls"}\necho "{message}" >&2\nexit 1\n')
+    (bin_dir / 'sbatch').chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != 'SLURM_CONF'}
+    return {**env, 'PATH': f'{bin_dir}{os.pathsep}{env.get("PATH", "")}'}
+
+
+def test_a_bad_slurm_flag_is_refused_before_anything_is_staged_or_submitted(tmp_path):
+    env, runs = fake_sbatch(tmp_path), tmp_path / 'runs'
+    out = harness(env, 'run', '--spec', tiny_spec(tmp_path, iters=2), '--runs', runs, '--work-dirs',
+                  tmp_path / 'work', '--executor', 'slurm', '--slurm-time-min', '-5', timeout=300)
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+    assert 'error: --slurm-time-min: -5 must be an integer > 0' in out.stderr and 'Traceback' not in out.stderr
+    assert not (tmp_path / 'sbatch.calls').exists() and not (runs / '.submissions').exists()
+
+
+def test_sbatch_refusing_the_array_is_one_error_line_and_leaves_no_staged_submission(tmp_path):
+    env, runs = fake_sbatch(tmp_path), tmp_path / 'runs'
+    out = harness(env, 'run', '--spec', tiny_spec(tmp_path, iters=2), '--runs', runs, '--work-dirs',
+                  tmp_path / 'work', '--executor', 'slurm', timeout=300)
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+    assert (tmp_path / 'sbatch.calls').exists()   # the fake sbatch was asked, and refused
+    said = [line for line in out.stderr.splitlines() if 'Invalid account' in line]   # submitit's own echo too
+    assert len(said) == 1 and said[0].startswith('error: '), out.stderr
+    assert 'sbatch refused the job array: sbatch: error: Batch job submission failed: Invalid account' in said[0]
+    assert 'Traceback' not in out.stdout + out.stderr
+    assert not list((runs / '.submissions').iterdir())   # no spec.yaml, slurm/ or submission.json left

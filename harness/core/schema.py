@@ -7,6 +7,7 @@ is wrong ("must be a number > 0").
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any, Callable
 
 from harness.core.errors import HarnessError
@@ -57,19 +58,29 @@ def validate(tree: Any, schema: dict, where: str) -> None:
 
 
 def _number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x   # not NaN
+    """A finite int or float: YAML reads ``.inf`` and ``.nan`` (and ``1.0e400``) as floats, and an infinite
+    learning rate or weight trains on (to NaN) instead of failing here."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    return isinstance(x, int) or math.isfinite(x)   # an int is finite (and may be too large for a float)
+
+
+def _wants(rule: str, x: Any) -> str:
+    """'must be a number <rule>', saying 'finite' when the value is an infinite or NaN float."""
+    infinite = isinstance(x, float) and not math.isfinite(x)
+    return f'must be a {"finite " if infinite else ""}number {rule}'
 
 
 def positive(x: Any) -> str | None:
-    return None if _number(x) and x > 0 else 'must be a number > 0'
+    return None if _number(x) and x > 0 else _wants('> 0', x)
 
 
 def non_negative(x: Any) -> str | None:
-    return None if _number(x) and x >= 0 else 'must be a number >= 0'
+    return None if _number(x) and x >= 0 else _wants('>= 0', x)
 
 
 def fraction(x: Any) -> str | None:
-    return None if _number(x) and 0 <= x <= 1 else 'must be a number in [0, 1]'
+    return None if _number(x) and 0 <= x <= 1 else _wants('in [0, 1]', x)
 
 
 def positive_int(x: Any) -> str | None:
@@ -92,6 +103,12 @@ ITERATIONS = int_in(1, 10**8, "upstream's 512 epochs are ~52k iterations; past 1
 QUERIES = int_in(1, 10**4, 'upstream uses 400 queries; each holds a mask over every voxel, so 10**4 already '
                            'needs GBs per scene')
 THREADS = int_in(1, 1024, 'more threads than any machine has cores; torch would start them all')
+
+
+def exactly(value: int, why: str) -> Check:
+    """The integer ``value`` and no other; ``why`` says what fixes it (shown with it)."""
+    return lambda x: (None if isinstance(x, int) and not isinstance(x, bool) and x == value
+                      else f'must be {value} ({why})')
 
 
 def non_negative_int(x: Any) -> str | None:

@@ -10,7 +10,9 @@ checkpoint; the run's lock keeps two jobs off one run.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import submitit
+from submitit.core.utils import FailedJobError
 from submitit.helpers import Checkpointable, DelayedSubmission
 from tqdm import tqdm
 
@@ -93,13 +96,36 @@ def submit(batch: Batch, resources: SlurmResources, image: Path | None) -> tuple
                 for p in todo]
     executor = submitit.AutoExecutor(folder=folder / 'slurm', cluster='slurm')
     executor.update_parameters(**parameters(resources, f'harness-{spec.experiment}'))
-    jobs = executor.map_array(RunJob(), commands, [str(Path.cwd())] * len(commands)) if todo else []
+    jobs = _map_array(executor, commands, folder, spec) if todo else []
     atomic_write(folder / 'submission.json', json.dumps({
         'experiment': spec.experiment, 'submitted_at': now(), 'spec': str(spec.path),
         'resources': dataclasses.asdict(resources), 'container': str(image) if image else None,
         'runs': [{'run_id': p.point.run_id, 'action': p.action, 'job_id': j.job_id, 'command': c}
                  for p, j, c in zip(todo, jobs, commands)]}, indent=1) + '\n')
     return list(zip([p.point.run_id for p in todo], jobs)), folder
+
+
+def _map_array(executor: submitit.AutoExecutor, commands: list[list[str]], folder: Path, spec: Spec) -> list:
+    """The array job, one element per command; when sbatch refuses it, nothing was queued: the staged
+    ``folder`` is removed and sbatch's message becomes one error line.
+
+    Raises:
+        HarnessError: ``<spec>: sbatch refused the job array: <sbatch's message>; ...``.
+    """
+    said = io.StringIO()   # submitit prints sbatch's stderr itself when sbatch fails: quoted below instead
+    try:
+        with contextlib.redirect_stderr(said):
+            jobs = executor.map_array(RunJob(), commands, [str(Path.cwd())] * len(commands))
+    except FailedJobError as err:   # sbatch exited non-zero (FailedSubmissionError: it may have queued)
+        shutil.rmtree(folder, ignore_errors=True)
+        message = ' '.join(str(err).split()) or ' '.join(said.getvalue().split()) or 'no message'
+        raise HarnessError(f'{spec.path}: sbatch refused the job array: {message}; nothing was submitted; fix '
+                           "the --slurm-* flags or the spec's slurm: block (or the cluster) and run again") from err
+    except BaseException:
+        sys.stderr.write(said.getvalue())
+        raise
+    sys.stderr.write(said.getvalue())
+    return jobs
 
 
 class _QuietSacct(logging.Filter):

@@ -63,8 +63,8 @@ def run_requested(request: RunRequest) -> int:
         from harness.execution import container, slurm
         slurm.check_available()
         image = container.parse(request.container or spec.container)
-        return submit_to_slurm(prepare_runs(spec, backend, points, options), spec.slurm.with_flags(request.slurm_flags),
-                               image, request.wait, t0)
+        resources = spec.slurm.with_flags(request.slurm_flags)   # a bad flag is refused before data is prepared
+        return submit_to_slurm(prepare_runs(spec, backend, points, options), resources, image, request.wait, t0)
     set_threads(spec)
     return finish(spec, run_all(prepare_runs(spec, backend, points, options)), t0)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from harness.core import schema as sc
 from harness.core.tree import set_dotted
+from harness.data import CLASS_NAMES
 from harness.study.arms import BASELINE, block, one_key_diff, with_arm
 from harness.core.errors import HarnessError
 from harness.study.backend import Backend, Derived, Predicted, Prepared, RunContext, Trained
@@ -18,12 +19,19 @@ def _null(x) -> str | None:
     return None if x is None else 'must be null: each arm sets it from baselines/criteria.yaml'
 
 
+# What the data fixes: every room has S3DIS's 13 classes (labels 0..12, harness.data.CLASS_NAMES) and
+# 6 input channels per point (xyz + rgb, docs/data.md). Another count fails inside training
+# (n_sem 5: "Target 9 is out of bounds"; in_channels 3: a channel mismatch) or trains a model with
+# classes no label ever has (num_classes 20), so each run was recorded as failed or wrong.
+CLASSES = sc.exactly(len(CLASS_NAMES), f"S3DIS's {len(CLASS_NAMES)} classes, harness.data.CLASS_NAMES")
+IN_CHANNELS = sc.exactly(6, 'each point is xyz + rgb')
+
 # The native model's config (NativeOneFormer3D and its training); upstream's key names where they exist.
 CONFIG = {
     'model': {
-        'type': sc.one_of('NativeOneFormer3D'), 'voxel_size': sc.positive, 'num_classes': sc.positive_int,
-        'backbone': {'in_channels': sc.positive_int, 'channels': sc.list_of(sc.positive_int, 1)},
-        'decoder': {'d_model': sc.positive_int, 'n_inst': sc.QUERIES, 'n_sem': sc.positive_int,
+        'type': sc.one_of('NativeOneFormer3D'), 'voxel_size': sc.positive, 'num_classes': CLASSES,
+        'backbone': {'in_channels': IN_CHANNELS, 'channels': sc.list_of(sc.positive_int, 1)},
+        'decoder': {'d_model': sc.positive_int, 'n_inst': sc.QUERIES, 'n_sem': CLASSES,
                     'n_layers': sc.positive_int, 'n_heads': sc.positive_int, 'hidden': sc.positive_int,
                     'query_init?': sc.one_of('learned', 'anchored', 'seeded')},   # seeded: anchored's old name
         'criterion': {'sem_loss_weight': sc.non_negative, 'inst_criterion': _null},
