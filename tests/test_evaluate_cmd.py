@@ -92,3 +92,33 @@ def test_corrupt_prediction_file_names_it(dataset, capsys):
     (preds / 'Area_5_office_1.npz').write_bytes(b'not a zip')
     assert evaluate(root, preds) == 2
     assert 'Area_5_office_1.npz: not a prediction file' in capsys.readouterr().err
+
+
+def test_truncated_prediction_file_names_it(dataset, capsys):
+    root, preds, _ = dataset
+    path = preds / 'Area_5_office_1.npz'
+    path.write_bytes(path.read_bytes()[:300])
+    assert evaluate(root, preds) == 2
+    assert 'Area_5_office_1.npz: not a prediction file' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('force', [[], ['--force']])
+def test_out_folder_is_refused_before_evaluating(dataset, tmp_path, capsys, monkeypatch, force):
+    root, preds, _ = dataset
+    out = tmp_path / 'metrics'
+    (out / 'mine').mkdir(parents=True)
+    monkeypatch.setattr('harness.verbs.evaluate.evaluate_folder',
+                        lambda *a: pytest.fail('evaluated before checking --out'))
+    assert evaluate(root, preds, '--out', str(out), *force) == 2
+    assert f'{out}: is a folder where a file is expected' in capsys.readouterr().err
+    assert (out / 'mine').is_dir()
+
+
+def test_out_under_a_file_is_refused_before_evaluating(dataset, tmp_path, capsys, monkeypatch):
+    root, preds, _ = dataset
+    (tmp_path / 'a-file').write_text('mine')
+    monkeypatch.setattr('harness.verbs.evaluate.evaluate_folder',
+                        lambda *a: pytest.fail('evaluated before checking --out'))
+    assert evaluate(root, preds, '--out', str(tmp_path / 'a-file' / 'metrics.json')) == 2
+    assert 'a-file: cannot write there (a part of this path is a file' in capsys.readouterr().err
+    assert (tmp_path / 'a-file').read_text() == 'mine'

@@ -22,6 +22,32 @@ def test_quick_study_writes_tables_and_plots(tmp_path):
     assert harness('study', 'toy', '--quick', '--out', tmp_path)[0] == 2  # never overwrites
 
 
+@pytest.mark.parametrize('flag, value', [('--seeds', 0), ('--eval-every', 0), ('--steps', 0),
+                                         ('--instances', 0), ('--queries', 0), ('--steps', -1)])
+def test_counts_below_one_are_refused_before_training(tmp_path, monkeypatch, flag, value):
+    monkeypatch.setattr('harness.toy.study.train', lambda *a: pytest.fail('trained before checking'))
+    code, _, err = harness('study', 'toy', '--out', tmp_path / 'toy', '--workers', 1, flag, value)
+    assert code == 2 and f'error: {flag} must be >= 1 (got {value})' in err, err
+    assert not (tmp_path / 'toy').exists()
+
+
+def test_out_under_a_file_is_refused_before_training(tmp_path, monkeypatch):
+    (tmp_path / 'a-file').write_text('mine')
+    monkeypatch.setattr('harness.toy.study.grid', lambda args: pytest.fail('built the grid before checking --out'))
+    code, _, err = harness('study', 'toy', '--quick', '--out', tmp_path / 'a-file' / 'toy', '--workers', 1)
+    assert code == 2 and 'a-file/toy: cannot write there (a part of this path is a file' in err, err
+    assert (tmp_path / 'a-file').read_text() == 'mine'
+
+
+@pytest.mark.parametrize('runs_csv', ['', 'criterion,seed\n'])
+def test_render_of_an_empty_runs_csv_names_it(tmp_path, runs_csv):
+    (tmp_path / 'runs.csv').write_text(runs_csv)
+    (tmp_path / 'curves.csv').write_text('step,criterion\n1,pm3\n')
+    code, _, err = harness('study', 'toy', '--render', '--out', tmp_path)
+    assert code == 2 and err.count('\n') == 1 and f'{tmp_path / "runs.csv"}: ' in err, err
+    assert not (tmp_path / 'summary.md').exists()
+
+
 def optimise(arm: str, seed: int, n_queries: int = 8, n_instances: int = 5, steps: int = 1500,
              n_points: int = 300):
     """Free queries on one scene with background (the issue's base toy by default)."""

@@ -14,6 +14,7 @@ post-processing sorts by score, descending); the evaluator uses that order.
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -56,11 +57,15 @@ def load_predictions(path: Path, num_classes: int = 13) -> dict[str, np.ndarray]
             file and the field.
     """
     try:
-        with np.load(path, allow_pickle=False) as f:
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):   # np.save writes one bare array, even under a .npz name
+            raise ValueError(f'one {f.dtype} array {f.shape} written by np.save, not an np.savez archive')
+        with f:
             if str(f['format']) != FORMAT:
                 raise HarnessError(f'{path}: format {f["format"]!s}, expected {FORMAT}; re-dump the predictions')
-            n, packed, labels, scores = int(f['n_points']), f['masks'], f['labels'], f['scores']
-    except (OSError, KeyError, ValueError, EOFError) as err:
+            n, packed, labels, scores = _n_points(f['n_points']), f['masks'], f['labels'], f['scores']
+    # BadZipFile: a truncated or damaged archive (np.load opens it as a zip; also raised reading a member)
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise HarnessError(f'{path}: not a prediction file ({err}); re-dump the predictions '
                            f'(format {FORMAT}, see harness/evaluation/predictions.py)') from err
     problem = _check_fields(n, packed, labels, scores, num_classes)
@@ -68,6 +73,15 @@ def load_predictions(path: Path, num_classes: int = 13) -> dict[str, np.ndarray]
         raise HarnessError(f'{path}: {problem}; re-dump the predictions with save_predictions')
     masks = np.unpackbits(packed, axis=1, count=n).astype(bool)
     return {'pred_masks': masks, 'pred_labels': labels.astype(np.int64), 'pred_scores': scores}
+
+
+def _n_points(value: np.ndarray) -> int:
+    """The ``n_points`` field as an int; ValueError unless it is one non-negative integer."""
+    numeric = np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)
+    if value.size != 1 or not numeric or not np.isfinite(value).all() or value.item() < 0:
+        raise ValueError(f'n_points is {value.dtype} {value.shape} {value.ravel()[:3].tolist()}, '
+                         'expected one integer >= 0')
+    return int(value.item())
 
 
 def _check_fields(n: int, packed: np.ndarray, labels: np.ndarray, scores: np.ndarray,

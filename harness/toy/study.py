@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -24,7 +25,7 @@ from tqdm import tqdm
 from influencerformer import InstanceGT, registry
 
 from harness.study.arms import build_criterion, canonical, load_criteria
-from harness.core.errors import HarnessError
+from harness.core.errors import OS_FIXES, HarnessError
 from harness.core.io import atomic_write, result_line
 from harness.toy import plots as toy_plots
 
@@ -130,15 +131,43 @@ def grid(args: argparse.Namespace) -> list[tuple]:
     return list(itertools.product(args.criteria, args.queries, args.instances, (False, True), range(args.seeds)))
 
 
+# options that count something: each must be >= 1 (0 seeds, steps or queries leave nothing to run or measure)
+COUNTS = ('queries', 'instances', 'seeds', 'steps', 'eval_every')
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Every count option is >= 1; else a one-line error naming the flag."""
+    for dest in COUNTS:
+        values = getattr(args, dest)
+        for value in values if isinstance(values, list) else [values]:
+            if value < 1:
+                raise HarnessError(f'--{dest.replace("_", "-")} must be >= 1 (got {value})')
+
+
+def writable(out: Path) -> None:
+    """``out`` is (or can be made) a folder that takes files; else a one-line error naming it."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        # mkdir(exist_ok=True) on a regular file says "File exists": the real cause is a file in the path
+        cause = ('a file, not a folder' if isinstance(err, FileExistsError)
+                 else OS_FIXES.get(err.errno, str(err.strerror)).split(';')[0])
+        raise HarnessError(f'--out {out}: cannot write there ({cause}); choose another --out') from err
+
+
 def run(args: argparse.Namespace) -> int:
     """Every run of the grid in parallel; tidy CSVs and plots (or, with --render, the tables and plots only)."""
     if args.render:
         return render(args.out)
+    check_numbers(args)
     unknown = set(args.criteria) - set(load_criteria())
     if unknown:
         raise HarnessError(f'--criteria {sorted(unknown)} not in baselines/criteria.yaml')
     if (args.out / 'runs.csv').exists() and not args.force:
         raise HarnessError(f'{args.out}/runs.csv exists; pass --force to replace it or choose another --out')
+    writable(args.out)   # before minutes of training, not after
     steps = 200 if args.quick else args.steps
     jobs, rows, curves = grid(args), [], []
     start = time.perf_counter()
@@ -165,7 +194,7 @@ def render(out: Path) -> int:
     """summary.md and plots again from ``out``'s CSVs, a pure function of them (as compare is of run records)."""
     if not (out / 'runs.csv').exists() or not (out / 'curves.csv').exists():
         raise HarnessError(f'{out}: no runs.csv and curves.csv to render; run the toy study into it first')
-    runs, curve = (pd.read_csv(out / name) for name in ('runs.csv', 'curves.csv'))
+    runs, curve = (read_table(out / name) for name in ('runs.csv', 'curves.csv'))
     runs['criterion'] = runs['criterion'].map(canonical)     # the CSVs keep the names the runs had
     curve['criterion'] = curve['criterion'].map(canonical)
     summary = summarise(runs)
@@ -173,6 +202,19 @@ def render(out: Path) -> int:
     figures = toy_plots.render_all(runs, curve, out / 'plots')
     print(result_line('study toy', 'rendered', out=str(out), runs=len(runs), figures=[str(f) for f in figures]))
     return 0
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """One of the study's CSVs, with at least one row; else a one-line error naming it."""
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise HarnessError(f'{path}: not a toy study table ({str(err).splitlines()[0]}); '
+                           'run the toy study into this folder again (--force)') from err
+    if table.empty or 'criterion' not in table:
+        raise HarnessError(f'{path}: no runs (no rows or no criterion column); '
+                           'run the toy study into this folder again (--force)')
+    return table
 
 
 def summarise(runs: pd.DataFrame) -> str:

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 from pathlib import Path
 
-from harness.core.errors import HarnessError
+from harness.core.errors import OS_FIXES, HarnessError
 from harness.core.io import atomic_write, result_line
 from harness.evaluation.folder import evaluate_folder, format_table
 
@@ -30,15 +31,25 @@ def writable(folder: Path) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:
-        raise HarnessError(f'{folder}: cannot write there ({err.strerror}); choose another --out') from err
+        # mkdir(exist_ok=True) on a regular file says "File exists": the real cause is a file in the path
+        cause = OS_FIXES[errno.ENOTDIR].split(';')[0] if isinstance(err, FileExistsError) else err.strerror
+        raise HarnessError(f'{folder}: cannot write there ({cause}); choose another --out') from err
+
+
+def check_out(out: Path, force: bool) -> None:
+    """``--out`` can take the metrics file: not a folder, not an existing file without ``force``, a writable
+    parent. Checked before minutes of evaluation, not after."""
+    if out.is_dir():   # --force cannot help: a folder is never replaced by a file
+        raise HarnessError(f'--out {out}: {OS_FIXES[errno.EISDIR]}')
+    if out.exists() and not force:
+        raise HarnessError(f'{out} exists; pass --force to replace it or choose another --out')
+    writable(out.parent)
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate every room of the area; missing or unknown rooms are errors."""
-    if args.out is not None and args.out.exists() and not args.force:
-        raise HarnessError(f'{args.out} exists; pass --force to replace it or choose another --out')
     if args.out is not None:
-        writable(args.out.parent)   # before minutes of evaluation, not after
+        check_out(args.out, args.force)
     result, record = evaluate_folder(args.predictions, args.data, args.area)
     rooms = range(record['n_rooms'])
     if args.out is not None:
