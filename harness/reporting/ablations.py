@@ -104,20 +104,23 @@ def markdown(table: pd.DataFrame, metric: str = 'ap50') -> list[str]:
     for axis, part in table.groupby('axis', sort=False):
         arms = list(dict.fromkeys(part['arm']))
         values = sorted(set(part['label']), key=_label_key)
-        lines += ['', f'### {axis}', '', '| value | ' + ' | '.join(arms) + ' |', '|' + '---|' * (len(arms) + 1)]
-        for value in values:
-            cells = []
-            for arm in arms:
-                hit = part[(part['arm'] == arm) & (part['label'] == value)]
-                if hit.empty:
-                    cells.append('')
-                    continue
-                r = hit.iloc[0]
-                ci = f" [{pct(r[f'{metric}_ci_low'])}, {pct(r[f'{metric}_ci_high'])}]" if not math.isnan(
-                    r[f'{metric}_ci_low']) else ''
-                cells.append(f"{pct(r[f'{metric}_mean'])}{ci} ({r['n']}){' *' if r['default'] else ''}")
-            lines.append(f'| {value} | ' + ' | '.join(cells) + ' |')
+
+        def mean_cell(r: pd.Series) -> str:
+            ci = f" [{pct(r[f'{metric}_ci_low'])}, {pct(r[f'{metric}_ci_high'])}]" if not math.isnan(
+                r[f'{metric}_ci_low']) else ''
+            return f"{pct(r[f'{metric}_mean'])}{ci} ({r['n']}){' *' if r['default'] else ''}"
+
+        lines += ['', f'### {axis}', ''] + value_table(part, arms, values, mean_cell)
         lines += delta_lines(part, arms, values, metric)
+    return lines
+
+
+def value_table(part: pd.DataFrame, arms: list[str], values: list[str], cell) -> list[str]:
+    """A markdown table, value x arm, each cell ``cell(row)`` of the axis table (empty where the arm has none)."""
+    lines = ['| value | ' + ' | '.join(arms) + ' |', '|' + '---|' * (len(arms) + 1)]
+    for value in values:
+        hits = [part[(part['arm'] == arm) & (part['label'] == value)] for arm in arms]
+        lines.append(f'| {value} | ' + ' | '.join('' if hit.empty else cell(hit.iloc[0]) for hit in hits) + ' |')
     return lines
 
 
@@ -126,22 +129,15 @@ def delta_lines(part: pd.DataFrame, arms: list[str], values: list[str], metric: 
     shown = part[part['n_paired'] > 0]
     if shown.empty:
         return []
+
+    def delta_cell(r: pd.Series) -> str:
+        ci = '' if math.isnan(r[f'{metric}_delta_ci_low']) else \
+            f" [{100 * r[f'{metric}_delta_ci_low']:+.1f}, {100 * r[f'{metric}_delta_ci_high']:+.1f}]"
+        return f"{100 * r[f'{metric}_delta']:+.1f}{ci} ({r['n_paired']})"
+
     arms = [arm for arm in arms if arm in set(shown['arm'])]   # the baseline on a criterion axis has none
-    lines = ['', f'Paired {metric.upper()} difference from the arm\'s default (its main runs), over the seeds '
-             'both ran:', '', '| value | ' + ' | '.join(arms) + ' |', '|' + '---|' * (len(arms) + 1)]
-    for value in [v for v in values if v in set(shown['label'])]:
-        cells = []
-        for arm in arms:
-            hit = shown[(shown['arm'] == arm) & (shown['label'] == value)]
-            if hit.empty:
-                cells.append('')
-                continue
-            r = hit.iloc[0]
-            ci = '' if math.isnan(r[f'{metric}_delta_ci_low']) else \
-                f" [{100 * r[f'{metric}_delta_ci_low']:+.1f}, {100 * r[f'{metric}_delta_ci_high']:+.1f}]"
-            cells.append(f"{100 * r[f'{metric}_delta']:+.1f}{ci} ({r['n_paired']})")
-        lines.append(f'| {value} | ' + ' | '.join(cells) + ' |')
-    return lines
+    return ['', f'Paired {metric.upper()} difference from the arm\'s default (its main runs), over the seeds '
+            'both ran:', ''] + value_table(shown, arms, [v for v in values if v in set(shown['label'])], delta_cell)
 
 
 def _label_key(label: str):
