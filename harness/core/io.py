@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -10,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from harness.core.errors import HarnessError
+from harness.core.errors import OS_FIXES, HarnessError
 
 
 def atomic_write(path: Path, data: str | bytes, overwrite: bool = False) -> Path:
@@ -85,3 +86,20 @@ def now() -> str:
 def result_line(verb: str, status: str, **fields: Any) -> str:
     """One machine-readable summary line that ends every command: ``RESULT {json}``."""
     return 'RESULT ' + json.dumps({'verb': verb, 'status': status, **fields}, sort_keys=False)
+
+
+def writable_folder(folder: Path) -> None:
+    """``folder`` exists (or can be made) and takes a file: checked before compute that would write there.
+
+    Raises:
+        HarnessError: ``<folder>: cannot write there (<cause>); choose another --out``.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        # mkdir(exist_ok=True) on a regular file says "File exists": the real cause is a file in the path
+        known = OS_FIXES.get(errno.ENOTDIR if isinstance(err, FileExistsError) else err.errno)
+        cause = known.split(';')[0] if known else err.strerror
+        raise HarnessError(f'{folder}: cannot write there ({cause}); choose another --out') from err

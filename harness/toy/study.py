@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -25,8 +24,8 @@ from tqdm import tqdm
 from influencerformer import InstanceGT, registry
 
 from harness.study.arms import build_criterion, canonical, load_criteria
-from harness.core.errors import OS_FIXES, HarnessError
-from harness.core.io import atomic_write, result_line
+from harness.core.errors import HarnessError
+from harness.core.io import atomic_write, result_line, writable_folder
 from harness.toy import plots as toy_plots
 
 HELP = 'toy study: recovery of GT instances per criterion over a grid of queries x instances'
@@ -144,19 +143,6 @@ def check_numbers(args: argparse.Namespace) -> None:
                 raise HarnessError(f'--{dest.replace("_", "-")} must be >= 1 (got {value})')
 
 
-def writable(out: Path) -> None:
-    """``out`` is (or can be made) a folder that takes files; else a one-line error naming it."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as err:
-        # mkdir(exist_ok=True) on a regular file says "File exists": the real cause is a file in the path
-        cause = ('a file, not a folder' if isinstance(err, FileExistsError)
-                 else OS_FIXES.get(err.errno, str(err.strerror)).split(';')[0])
-        raise HarnessError(f'--out {out}: cannot write there ({cause}); choose another --out') from err
-
-
 def run(args: argparse.Namespace) -> int:
     """Every run of the grid in parallel; tidy CSVs and plots (or, with --render, the tables and plots only)."""
     if args.render:
@@ -167,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError(f'--criteria {sorted(unknown)} not in baselines/criteria.yaml')
     if (args.out / 'runs.csv').exists() and not args.force:
         raise HarnessError(f'{args.out}/runs.csv exists; pass --force to replace it or choose another --out')
-    writable(args.out)   # before minutes of training, not after
+    writable_folder(args.out)   # before minutes of training, not after
     steps = 200 if args.quick else args.steps
     jobs, rows, curves = grid(args), [], []
     start = time.perf_counter()

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from harness.core.errors import OS_FIXES, HarnessError
-from harness.core.io import atomic_write, result_line
+from harness.core.io import atomic_write, result_line, writable_folder
 from harness.evaluation.folder import evaluate_folder, format_table
 
 HELP = 'instance AP@25/50/75 and mAP of dumped predictions against prepared S3DIS GT'
@@ -23,19 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--force', action='store_true', help='replace an existing --out file')
 
 
-def writable(folder: Path) -> None:
-    """``folder`` exists (or can be made) and takes a file; else a one-line error naming it."""
-    import tempfile
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        # mkdir(exist_ok=True) on a regular file says "File exists": the real cause is a file in the path
-        cause = OS_FIXES[errno.ENOTDIR].split(';')[0] if isinstance(err, FileExistsError) else err.strerror
-        raise HarnessError(f'{folder}: cannot write there ({cause}); choose another --out') from err
-
-
 def check_out(out: Path, force: bool) -> None:
     """``--out`` can take the metrics file: not a folder, not an existing file without ``force``, a writable
     parent. Checked before minutes of evaluation, not after."""
@@ -43,7 +30,7 @@ def check_out(out: Path, force: bool) -> None:
         raise HarnessError(f'--out {out}: {OS_FIXES[errno.EISDIR]}')
     if out.exists() and not force:
         raise HarnessError(f'{out} exists; pass --force to replace it or choose another --out')
-    writable(out.parent)
+    writable_folder(out.parent)
 
 
 def run(args: argparse.Namespace) -> int:
