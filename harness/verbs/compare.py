@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='published reference numbers')
     parser.add_argument(underway.INTERIM_FLAG, action='store_true',
                         help='compare a study some of whose runs are still under way (an interim look, labelled '
-                             'as one in comparison.md); without it such a study is refused')
+                             'as one in its tables, decision plot and .compare.json); without it such a study is '
+                             'refused')
 
 
 def run(args: argparse.Namespace) -> int:
