@@ -248,6 +248,7 @@ def test_the_spec_question_gives_each_arm_a_noninferiority_verdict(tmp_path):
     assert other['ni_verdict'].isna().all()   # the decision is about the question's metric only
     md = (tmp_path / 'out' / 'comparison.md').read_text()
     assert 'at most 3 AP50 points worse than hungarian' in md and '**non-inferior**' in md
+    assert '3 arms tested against the same baseline' in md and 'at most 0.15 (Bonferroni' in md
     assert (tmp_path / 'out' / 'plots' / 'decision.png').exists()
 
 

@@ -80,11 +80,27 @@ def decision(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
              f"−{question['margin']:g}; inferior when the upper bound lies below it; else inconclusive.", '',
              f'| arm − baseline | seeds | mean Δ {metric} | lower bound | upper bound | p (H0: Δ ≤ −margin) | verdict |',
              '|---|---|---|---|---|---|---|']
-    for r in summary.to_dict('records'):
-        if r['kind'] == 'delta' and r['metric'] == question['metric']:
-            lines.append(f"| {r['row']} | {int(r['n'])} | {pct(r['mean'], True)} | {pct(r['ni_lower'], True)} | "
-                         f"{pct(r['ni_upper'], True)} | {_p(r['ni_p'])} | **{r['ni_verdict']}** |")
-    return lines
+    tested = [r for r in summary.to_dict('records') if r['kind'] == 'delta' and r['metric'] == question['metric']]
+    for r in tested:
+        lines.append(f"| {r['row']} | {int(r['n'])} | {pct(r['mean'], True)} | {pct(r['ni_lower'], True)} | "
+                     f"{pct(r['ni_upper'], True)} | {_p(r['ni_p'])} | **{r['ni_verdict']}** |")
+    return lines + ['', multiplicity(len(tested), question['alpha'])]
+
+
+def multiplicity(tests: int, alpha: float) -> str:
+    """How many verdicts the table holds and what deciding each alone costs the family (one line).
+
+    Each arm is decided at ``alpha`` with no correction, as the spec fixed; readers weighing the
+    table as a whole need the family-wise bound (Bonferroni: it holds whatever the tests' correlation,
+    and arms sharing one baseline are correlated).
+    """
+    if tests <= 1:
+        return f'{tests} arm tested against the baseline, at alpha {alpha:g}.'
+    return (f'{tests} arms tested against the same baseline, each at alpha {alpha:g} with no multiplicity '
+            f'correction (as fixed in the spec): if every arm were exactly the margin worse, the chance of at '
+            f'least one false non-inferior verdict is at most {min(1.0, tests * alpha):.2g} (Bonferroni, '
+            f'{tests} × {alpha:g}); an arm whose p stays below {alpha / tests:.2g} keeps its verdict at '
+            f'family-wise alpha {alpha:g}.')
 
 
 def delta_table(summary: pd.DataFrame) -> list[str]:
