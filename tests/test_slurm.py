@@ -262,4 +262,4 @@ def test_sbatch_refusing_the_array_is_one_error_line_and_leaves_no_staged_submis
     assert len(said) == 1 and said[0].startswith('error: '), out.stderr
     assert 'sbatch refused the job array: sbatch: error: Batch job submission failed: Invalid account' in said[0]
     assert 'Traceback' not in out.stdout + out.stderr
-    assert not list((runs / '.submissions').iterdir())   # no spec.yaml, slurm/ or submission.json left
+    assert not (runs / '.submissions').exists()   # no spec.yaml, slurm/, submission.json or empty folder left

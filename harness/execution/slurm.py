@@ -107,7 +107,8 @@ def submit(batch: Batch, resources: SlurmResources, image: Path | None) -> tuple
 
 def _map_array(executor: submitit.AutoExecutor, commands: list[list[str]], folder: Path, spec: Spec) -> list:
     """The array job, one element per command; when sbatch refuses it, nothing was queued: the staged
-    ``folder`` is removed and sbatch's message becomes one error line.
+    ``folder`` (and ``.submissions/`` when nothing else is in it) is removed and sbatch's message
+    becomes one error line.
 
     Raises:
         HarnessError: ``<spec>: sbatch refused the job array: <sbatch's message>; ...``.
@@ -118,6 +119,8 @@ def _map_array(executor: submitit.AutoExecutor, commands: list[list[str]], folde
             jobs = executor.map_array(RunJob(), commands, [str(Path.cwd())] * len(commands))
     except FailedJobError as err:   # sbatch exited non-zero (FailedSubmissionError: it may have queued)
         shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):   # .submissions/ too when this made it: other submissions keep it
+            folder.parent.rmdir()
         message = ' '.join(str(err).split()) or ' '.join(said.getvalue().split()) or 'no message'
         raise HarnessError(f'{spec.path}: sbatch refused the job array: {message}; nothing was submitted; fix '
                            "the --slurm-* flags or the spec's slurm: block (or the cluster) and run again") from err
