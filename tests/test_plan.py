@@ -116,3 +116,20 @@ def test_a_record_without_a_usable_timing_estimates_nothing(tmp_path, capsys, ti
     s_per_iter = json.loads((good / 'run.json').read_text())['timing']['s_per_iter']
     iters = yaml.safe_load((REPO / 'baselines' / 'smoke-native.yaml').read_text())['config']['train']['iters']
     assert result(capsys.readouterr().out)['hours_to_do'] == pytest.approx(22 * s_per_iter * iters / 3600, abs=1e-3)
+
+
+@pytest.mark.parametrize('axis, text', [
+    ({'config': 'model.decoder.n_inst', 'values': [8, 10 ** 12]},
+     'ablations.axes.a (value 1000000000000) config.model.decoder.n_inst: 1000000000000 must be an integer in'),
+    ({'config': 'model.decoder.d_model', 'values': [30]},
+     'ablations.axes.a (value 30) config.model.decoder.d_model 30 is not divisible by n_heads'),
+    ({'config': 'model.decoder.n_instt', 'values': [8]}, 'ablations.axes.a'),
+])
+def test_plan_refuses_a_config_ablation_value_run_would_refuse(tmp_path, capsys, axis, text):
+    """A native config axis's values are checked with the spec, not first when run derives the point."""
+    path = spec(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**raw, 'ablations': {'axes': {'a': axis}}}))
+    assert main(['plan', '--spec', str(path), '--runs', str(tmp_path / 'runs')]) == 2
+    out = capsys.readouterr()
+    assert text in out.err and 'runs (' not in out.out

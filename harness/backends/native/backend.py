@@ -44,6 +44,26 @@ CONFIG = {
 }
 
 
+def _check_config(cfg: dict, where: str) -> None:
+    """``cfg`` against :data:`CONFIG`, and the attention heads' split of ``d_model``."""
+    sc.validate(cfg, CONFIG, where)
+    decoder = cfg['model']['decoder']
+    if decoder['d_model'] % decoder['n_heads']:
+        raise HarnessError(f'{where}.model.decoder.d_model {decoder["d_model"]} is not divisible by '
+                           f'n_heads {decoder["n_heads"]}; change one of them')
+
+
+def _config_axis_values(ablations: object) -> list[tuple[str, str, object]]:
+    """(axis name, dotted config key, value) of every ``config:`` axis value; a malformed
+    ``ablations:`` block gives none here (the common spec check names its fault)."""
+    axes = ablations.get('axes') if isinstance(ablations, dict) else None
+    if not isinstance(axes, dict):
+        return []
+    return [(str(name), str(axis['config']), value) for name, axis in axes.items()
+            if isinstance(axis, dict) and isinstance(axis.get('config'), str) and 'criterion' not in axis
+            and isinstance(axis.get('values'), list) for value in axis['values']]
+
+
 @dataclass(frozen=True)
 class NativePart:
     """The native backend's part of a spec.
@@ -70,11 +90,13 @@ class NativeBackend(Backend):
 
     @classmethod
     def parse_spec(cls, raw: dict, path: Path) -> NativePart:
-        sc.validate(raw['config'], CONFIG, f'{path}: config')
-        decoder = raw['config']['model']['decoder']
-        if decoder['d_model'] % decoder['n_heads']:
-            raise HarnessError(f'{path}: config.model.decoder.d_model {decoder["d_model"]} is not divisible by '
-                               f'n_heads {decoder["n_heads"]}; change one of them')
+        """The ``config:`` block checked, and each value of a ``config:`` ablation axis in it, so that
+        ``plan`` and ``status --spec`` refuse what ``run`` would (a grid's combinations: at derive)."""
+        _check_config(raw['config'], f'{path}: config')
+        for name, key, value in _config_axis_values(raw.get('ablations')):
+            cfg = copy.deepcopy(raw['config'])
+            set_dotted(cfg, key, value, where=f'{path}: ablations.axes.{name}')
+            _check_config(cfg, f'{path}: ablations.axes.{name} (value {value!r}) config')
         return NativePart(base_config=copy.deepcopy(raw['config']))
 
     def derive(self, spec: Spec, prepared: Prepared, point: RunPoint, data_root: Path) -> Derived:
@@ -83,7 +105,7 @@ class NativeBackend(Backend):
         for key, value in point.overrides('config').items():
             set_dotted(cfg, key, value, where=f'{spec.path}: config (ablation axis)')
         if point.overrides('config'):
-            sc.validate(cfg, CONFIG, f'{spec.path}: config at ablation point {point.ablation_dict}')
+            _check_config(cfg, f'{spec.path}: config at ablation point {point.ablation_dict}')
         cfg['randomness'] = {'deterministic': False, **cfg.get('randomness', {}), 'seed': point.seed}
         cfg['data'] = spec.data.as_config(data_root)
         criterion = point.overrides('criterion')
