@@ -381,7 +381,8 @@ def _container(path: Path, value: Any) -> str | None:
 def _ablations(path: Path, spec: dict) -> Ablations | None:
     """Shape of ``ablations:``; a criterion key must belong to a non-baseline arm of the spec.
 
-    Config keys are checked when a backend derives the configs (before training).
+    Config keys are the backend's to check: in its ``parse_spec`` where it can (native), else when it
+    derives the configs (upstream: against its checkout), before training.
     """
     if 'ablations' not in spec:
         return None
