@@ -249,3 +249,41 @@ def test_colours_outside_0_255_are_dropped_naming_file_and_line(tmp_path):
             == sum(1 for _ in open(path)) - 1 + sum(1 for f in path.parent.glob('*.txt') if f != path
                                                     for _ in open(f)))
     assert harness('verify-data', tmp_path / 'out')[0] == 0
+
+
+def test_an_out_with_files_prepare_data_did_not_write_is_refused_unless_force(tmp_path):
+    """An mmdet3d-prepared S3DIS has the same folder and file names: rooms of the same name would overwrite it."""
+    raw, out = synth_raw(tmp_path / 'raw'), tmp_path / 'out'
+    (out / 'points').mkdir(parents=True)
+    (out / 'points' / 'Area_1_office_1.bin').write_bytes(b'theirs')
+    (out / 's3dis_infos_Area_1.pkl').write_bytes(b'theirs')
+    before = tree_digest(out)
+    code, _, err = harness('prepare-data', '--raw', raw, '--out', out)
+    assert code == 2 and f'--out {out.resolve()} holds files prepare-data did not write' in err and '--force' in err
+    assert tree_digest(out) == before and not (out / layout.JOURNAL).exists()   # refused before any write
+    code, _, err = harness('prepare-data', '--raw', raw, '--out', out, '--force')
+    assert code == 0, err
+    assert harness('verify-data', out)[0] == 0
+
+
+def test_an_interrupted_first_run_resumes_and_rooms_gone_from_raw_are_named_not_deleted(tmp_path, monkeypatch):
+    raw, out = synth_raw(tmp_path / 'raw'), tmp_path / 'out'
+    real = layout.atomic_write
+
+    def dies_at_the_first_write(path, data, overwrite=False):
+        real(path, data, overwrite)
+        raise KeyboardInterrupt('killed')   # the first room's points file written, no journal entry yet
+
+    monkeypatch.setattr(layout, 'atomic_write', dies_at_the_first_write)
+    code, _, _ = harness('prepare-data', '--raw', raw, '--out', out, '--areas', 1, '--workers', 1)
+    assert code == 130 and not (out / layout.MANIFEST).exists() and list((out / 'points').glob('*.bin'))
+    assert not list((out / layout.JOURNAL).glob('*.json'))
+    monkeypatch.setattr(layout, 'atomic_write', real)
+    code, _, err = harness('prepare-data', '--raw', raw, '--out', out, '--areas', 1, '--workers', 1)
+    assert code == 0, err   # an interrupted first run is ours, not a foreign folder
+    gone = list_raw_rooms(raw, 1)[0]
+    shutil.rmtree(raw / 'Area_1' / gone)
+    code, stdout, err = harness('prepare-data', '--raw', raw, '--out', out, '--areas', 1)
+    assert code == 0, err
+    assert f'Area_1_{gone}' in stdout and 'no longer in the raw tree' in stdout
+    assert (out / 'points' / f'Area_1_{gone}.bin').exists() and f'Area_1_{gone}' not in _manifest_rooms(out)

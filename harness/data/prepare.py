@@ -8,8 +8,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from harness.core.errors import HarnessError
-from harness.data.layout import (MANIFEST, furniture_boxes, info_entry, journal_entry, load_manifest, write_infos,
-                                  write_manifest, write_room)
+from harness.data.layout import (JOURNAL, MANIFEST, furniture_boxes, info_entry, journal_entry, load_manifest,
+                                  write_infos, write_manifest, write_room)
 from harness.data.raw import convert_room, list_raw_rooms, room_fingerprint
 from harness.data.reader import read_room
 from harness.data.verify import entry_problems
@@ -55,6 +55,7 @@ def other_areas(raw: Path, out: Path, areas: list[int], force: bool) -> dict:
         print(f'note: {out / MANIFEST}: unreadable, rewritten with only the areas converted now')
         return {}
     if manifest is None:
+        _check_foreign(out, force)
         return {}
     if manifest.get('source') != str(raw) and not force:
         raise HarnessError(f'--out {out} was prepared from {manifest.get("source")}, not --raw {raw}; '
@@ -69,6 +70,30 @@ def other_areas(raw: Path, out: Path, areas: list[int], force: bool) -> dict:
         else:
             kept[name] = entry
     return kept
+
+
+def _check_foreign(out: Path, force: bool) -> None:
+    """``out`` without a manifest is new, empty, or an interrupted first run (its journal): else its
+    files are someone else's (an mmdet3d-prepared S3DIS, say), which rooms of the same name would overwrite.
+
+    Raises:
+        HarnessError: ``out`` holds files and neither MANIFEST.json nor a journal (unless ``force``).
+    """
+    if force or not out.is_dir() or (out / JOURNAL).is_dir():
+        return
+    found = sorted(p.name for p in out.iterdir())
+    if found:
+        shown = ', '.join(found[:3]) + (', ...' if len(found) > 3 else '')
+        raise HarnessError(f'--out {out} holds files prepare-data did not write ({shown}; no {MANIFEST}); '
+                           'choose a new or empty --out, or pass --force to write into it')
+
+
+def stale_rooms(out: Path, rooms: dict) -> list[str]:
+    """Rooms of the prepared areas whose points file is in ``out`` but whose raw room is gone
+    (renamed or removed since): listed nowhere, used by nothing, kept (they are the user's files)."""
+    names = {name for triples in rooms.values() for name, _, _ in triples}
+    return sorted(name for area in rooms for p in (out / 'points').glob(f'Area_{area}_*.bin')
+                  if (name := p.stem) not in names)
 
 
 def prepare(raw: Path, out: Path, areas: list[int] = (1, 2, 3, 4, 5, 6), workers: int = 1,
@@ -89,6 +114,7 @@ def prepare(raw: Path, out: Path, areas: list[int] = (1, 2, 3, 4, 5, 6), workers
     if out == raw or raw in out.parents:
         raise HarnessError(f'--out {out_given} is inside the raw tree {raw_given}; choose an output outside it')
     kept = other_areas(raw, out, list(areas), force)
+    (out / JOURNAL).mkdir(parents=True, exist_ok=True)   # first, so an interrupted first run is recognised as ours
     rooms, done = plan(raw, out, list(areas), force)
     todo = [(str(path), str(out), name, area, source) for area, triples in rooms.items()
             for name, path, source in triples if name not in done]
@@ -116,6 +142,10 @@ def prepare(raw: Path, out: Path, areas: list[int] = (1, 2, 3, 4, 5, 6), workers
         write_infos(out, area, data_list)
     warnings = [w for name in sorted(entries) for w in entries[name].get('warnings', [])]
     write_manifest(out, entries, str(raw), warnings, TOOL)
+    if stale := stale_rooms(out, rooms):
+        print(f'note: {len(stale)} room(s) in {out} are no longer in the raw tree ({", ".join(stale[:5])}'
+              f'{", ..." if len(stale) > 5 else ""}): not listed in {MANIFEST} or the info pkls, so nothing '
+              'reads them; their files are left in place (remove them by hand if unwanted)')
     _report(len(todo), len(done), n_points, seconds, warnings)
     return {'out': str(out_given), 'converted': len(todo), 'skipped': len(done), 'points': n_points,
             'seconds': round(seconds, 2), 'warnings': len(warnings)}

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Parsing is CPU-bound and rooms are independent; one process per core.
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='parallel rooms')
     parser.add_argument('--force', action='store_true', help='reconvert rooms that are already complete; '
-                        'write into an --out prepared from another source')
+                        'write into an --out prepared from another source, or holding files prepare-data did not write')
 
 
 def run(args: argparse.Namespace) -> int:
