@@ -99,7 +99,7 @@ def multiplicity(tests: int, alpha: float) -> str:
     return (f'{tests} arms tested against the same baseline, each at alpha {alpha:g} with no multiplicity '
             f'correction (as fixed in the spec): if every arm were exactly the margin worse, the chance of at '
             f'least one false non-inferior verdict is at most {min(1.0, tests * alpha):.2g} (Bonferroni, '
-            f'{tests} × {alpha:g}); an arm whose p stays below {alpha / tests:.2g} keeps its verdict at '
+            f'{tests} × {alpha:g}); a non-inferior verdict whose p is below {alpha / tests:.2g} also holds at '
             f'family-wise alpha {alpha:g}.')
 
 
