@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from harness.backends.upstream import backend as up
+from harness.backends.upstream.part import Schedule, Source, UpstreamPart
 from harness.core.errors import HarnessError
 from harness.core.tree import canonical_hash, config_diff, diff_keys
 from harness import backends
@@ -56,8 +57,8 @@ def test_commands_single_and_multi_gpu(tmp_path):
 
 def test_wrong_commit_is_refused_unless_allowed(tmp_path, monkeypatch):
     root = fake_checkout(tmp_path)
-    source = up.Source(repo='x', commit='e2a9dd2656d4b2806853c026cab7bc63201f8814', root=str(root), config='c.py')
-    spec = SimpleNamespace(part=up.UpstreamPart(upstream=source, schedule=up.Schedule(), pretrained=None))
+    source = Source(repo='x', commit='e2a9dd2656d4b2806853c026cab7bc63201f8814', root=str(root), config='c.py')
+    spec = SimpleNamespace(part=UpstreamPart(upstream=source, schedule=Schedule(), pretrained=None))
     backend = up.UpstreamBackend()
     with pytest.raises(HarnessError, match='pins e2a9dd2; check out e2a9dd2 or pass --allow-other-commit'):
         backend.prepare(spec, RunOptions(backend=up.UpstreamOptions(upstream_root=root)))

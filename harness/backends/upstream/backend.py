@@ -24,19 +24,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from harness.backends.upstream import spconv_ckpt
 from harness.backends.upstream.config import load_resolved, render_child, write_arm_configs
-from harness.backends.upstream.pretrained import DEFAULT_CACHE, Pretrained, ensure_pretrained, pretrained_path
+from harness.backends.upstream.part import Source, UpstreamPart, parse_part
+from harness.backends.upstream.pretrained import DEFAULT_CACHE, ensure_pretrained, pretrained_path
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write
 from harness.core.paths import REPO
-from harness.study.arms import second_keys
 from harness.core import schema as sc
-from harness.core.schema import check_keys
 from harness.study.backend import Backend, Derived, Predicted, Prepared, RunContext, RunOptions, Trained
 from harness.study.curves import merge_scalars
 from harness.study.matrix import RunPoint
@@ -45,55 +44,6 @@ from harness.study.spec import Spec
 # Our metric key -> upstream's logged key (UnifiedSegMetric).
 CROSS_CHECK = {'ap': 'all_ap', 'ap50': 'all_ap_50%', 'ap25': 'all_ap_25%'}
 TOLERANCE = 1e-6
-
-
-@dataclass(frozen=True)
-class Source:
-    """``upstream:``: the OneFormer3D checkout a spec trains with.
-
-    Attributes:
-        repo: where it is cloned from; commit: the pinned commit (runs refuse another
-        unless allowed, recorded); root: where the images clone it (``--upstream-root``
-        and ``$ONEFORMER3D_ROOT`` override); config: upstream's config, relative to root.
-    """
-
-    repo: str
-    commit: str
-    root: str
-    config: str
-
-
-SCHEDULE = {'epochs?': sc.optional(sc.ITERATIONS), 'iters?': sc.optional(sc.ITERATIONS),
-            'val_interval?': sc.optional(sc.ITERATIONS)}
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """``schedule:``: upstream's epochs (None: its 512), or an iteration schedule (smoke and CI runs)."""
-
-    epochs: int | None = None
-    iters: int | None = None
-    val_interval: int | None = None   # None: upstream's (16 epochs)
-
-
-@dataclass(frozen=True)
-class UpstreamPart:
-    """The upstream backend's part of a spec.
-
-    Attributes:
-        randomness: mmengine ``randomness`` keys besides the seed (e.g. deterministic).
-        overrides: dotted keys of upstream's config set for every arm (data sizes for CPU runs).
-    """
-
-    upstream: Source
-    schedule: Schedule
-    pretrained: Pretrained | None
-    randomness: dict = field(default_factory=dict)
-    overrides: dict = field(default_factory=dict)
-    base_config: None = None   # the defaults live in upstream's config
-
-    def planned_iterations(self, point: RunPoint) -> int | None:
-        return self.schedule.iters
 
 
 @dataclass(frozen=True)
@@ -208,17 +158,7 @@ class UpstreamBackend(Backend):
 
     @classmethod
     def parse_spec(cls, raw: dict, path: Path) -> UpstreamPart:
-        check_keys(f'{path}: upstream', raw['upstream'], {'repo', 'commit', 'root', 'config'}, set())
-        sc.validate(raw['schedule'], SCHEDULE, f'{path}: schedule')
-        if raw['pretrained'] is not None:
-            check_keys(f'{path}: pretrained', raw['pretrained'], {'url'}, {'sha256'})
-        for arm in raw['arms']:
-            if second_keys(arm):
-                raise HarnessError(f'{path}: arm {arm} also needs {second_keys(arm)}, which upstream\'s model does '
-                                   'not have (only criterion-only arms run on the upstream backend)')
-        return UpstreamPart(upstream=Source(**raw['upstream']), schedule=Schedule(**raw['schedule']),
-                            pretrained=Pretrained(**raw['pretrained']) if raw['pretrained'] else None,
-                            randomness=dict(raw.get('randomness') or {}), overrides=dict(raw.get('overrides') or {}))
+        return parse_part(raw, path)
 
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:

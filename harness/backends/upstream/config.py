@@ -24,7 +24,7 @@ from harness.study.arms import ARM_KEY, BASELINE, block, check_baseline_block, o
 from harness.study.spec import Spec
 
 if TYPE_CHECKING:
-    from harness.backends.upstream.backend import UpstreamPart
+    from harness.backends.upstream.part import UpstreamPart
 
 # Modules the run configs import through custom_imports, after upstream's own.
 PLUGINS = ['influencerformer.mmdet3d_plugin', 'harness.backends.upstream.plugin']
