@@ -118,7 +118,27 @@ def prepare(raw: Path, out: Path, areas: list[int] = (1, 2, 3, 4, 5, 6), workers
     rooms, done = plan(raw, out, list(areas), force)
     todo = [(str(path), str(out), name, area, source) for area, triples in rooms.items()
             for name, path, source in triples if name not in done]
-    entries, boxes = {**kept, **done}, {}
+    converted, boxes, n_points, seconds = convert_all(todo, workers)
+    entries = {**kept, **done, **converted}
+    for area, triples in rooms.items():
+        data_list = [info_entry(i, name, boxes[name] if name in boxes else _boxes_from_disk(out, name))
+                     for i, (name, _, _) in enumerate(triples)]
+        write_infos(out, area, data_list)
+    warnings = [w for name in sorted(entries) for w in entries[name].get('warnings', [])]
+    write_manifest(out, entries, str(raw), warnings, TOOL)
+    _note_stale(out, stale_rooms(out, rooms))
+    _report(len(todo), len(done), n_points, seconds, warnings)
+    return {'out': str(out_given), 'converted': len(todo), 'skipped': len(done), 'points': n_points,
+            'seconds': round(seconds, 2), 'warnings': len(warnings)}
+
+
+def convert_all(todo: list[tuple], workers: int) -> tuple[dict, dict, int, float]:
+    """Each room of ``todo`` (``convert_and_write``'s arguments) in a process pool, with a progress bar.
+
+    Returns:
+        (manifest entry per room, furniture boxes per room, points converted, seconds).
+    """
+    entries, boxes = {}, {}
     start, n_points = time.perf_counter(), 0
     pool = ProcessPoolExecutor(max(1, workers))
     try:
@@ -135,20 +155,14 @@ def prepare(raw: Path, out: Path, areas: list[int] = (1, 2, 3, 4, 5, 6), workers
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown()
-    seconds = time.perf_counter() - start
-    for area, triples in rooms.items():
-        data_list = [info_entry(i, name, boxes[name] if name in boxes else _boxes_from_disk(out, name))
-                     for i, (name, _, _) in enumerate(triples)]
-        write_infos(out, area, data_list)
-    warnings = [w for name in sorted(entries) for w in entries[name].get('warnings', [])]
-    write_manifest(out, entries, str(raw), warnings, TOOL)
-    if stale := stale_rooms(out, rooms):
+    return entries, boxes, n_points, time.perf_counter() - start
+
+
+def _note_stale(out: Path, stale: list[str]) -> None:
+    if stale:
         print(f'note: {len(stale)} room(s) in {out} are no longer in the raw tree ({", ".join(stale[:5])}'
               f'{", ..." if len(stale) > 5 else ""}): not listed in {MANIFEST} or the info pkls, so nothing '
               'reads them; their files are left in place (remove them by hand if unwanted)')
-    _report(len(todo), len(done), n_points, seconds, warnings)
-    return {'out': str(out_given), 'converted': len(todo), 'skipped': len(done), 'points': n_points,
-            'seconds': round(seconds, 2), 'warnings': len(warnings)}
 
 
 def _boxes_from_disk(out: Path, name: str) -> list[dict]:
