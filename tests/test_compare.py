@@ -535,3 +535,38 @@ def test_a_broken_curves_table_is_named_before_anything_is_written(runs, tmp_pat
     path.write_text(content)
     assert compare(runs, tmp_path / 'out') == 2
     assert capsys.readouterr().err.startswith(f'error: {path}: {message}') and not (tmp_path / 'out').exists()
+
+
+def _ap50_runs(runs, ap50: dict[str, dict[int, float]]):
+    for arm, by_seed in ap50.items():
+        for seed, value in by_seed.items():
+            folder = make_run(runs, arm, seed, 0.5, question=QUESTION)
+            metrics = json.loads((folder / 'metrics.json').read_text())
+            (folder / 'metrics.json').write_text(json.dumps({**metrics, 'ap50': value}))
+
+
+def test_a_staged_study_says_its_arm_means_cover_different_seeds_and_tests_only_what_it_can(tmp_path):
+    """A stopped arm (seeds 0-2) beside a continuing one (0-5): arm means alone would rank them wrongly."""
+    runs = tmp_path / 'runs'
+    _ap50_runs(runs, {'hungarian': {s: 0.50 + 0.05 * s for s in range(6)},
+                      'influencer': {s: 0.55 + 0.05 * s for s in range(3)},    # +5 on each shared seed
+                      'pm3': {0: 0.5}})                                        # one seed: no test
+    assert compare(runs, tmp_path / 'out') == 0
+    md = (tmp_path / 'out' / 'comparison.md').read_text()
+    assert ('over different seeds (hungarian: 0-5; influencer: 0-2; pm3: 0): compare an arm with hungarian '
+            'through the paired differences') in md
+    decision = md.split('## Decision')[1].split('## Paired')[0]
+    assert '| influencer - hungarian | 3 | +5.0 |' in decision and '**non-inferior**' in decision
+    assert 'Not tested (fewer than 3 seeds shared with hungarian): pm3 (1).' in decision
+    assert '1 arm tested against the baseline, at alpha 0.05.' in decision and 'Bonferroni' not in decision
+
+
+@pytest.mark.parametrize('arms, reason', [
+    ({'hungarian'}, 'no counted run of an arm besides the baseline hungarian'),
+    ({'influencer'}, 'no counted run of the baseline hungarian, which each arm is compared with'),
+])
+def test_a_question_with_nothing_to_compare_says_why(tmp_path, arms, reason):
+    _ap50_runs(tmp_path / 'runs', {arm: {s: 0.5 for s in range(3)} for arm in arms})
+    assert compare(tmp_path / 'runs', tmp_path / 'out') == 0
+    md = (tmp_path / 'out' / 'comparison.md').read_text()
+    assert f'No decision: {reason}.' in md and 'over different seeds' not in md and 'tested' not in md

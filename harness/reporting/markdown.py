@@ -8,6 +8,7 @@ import pandas as pd
 
 from harness.reporting.compare import LABEL, METRICS, main_runs, question_of
 from harness.reporting.select import Selection
+from harness.reporting.stats import MIN_SEEDS, VERDICTS
 from harness.study.arms import BASELINE
 
 DIRTY = '†'
@@ -80,11 +81,28 @@ def decision(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
              f"−{question['margin']:g}; inferior when the upper bound lies below it; else inconclusive.", '',
              f'| arm − baseline | seeds | mean Δ {metric} | lower bound | upper bound | p (H0: Δ ≤ −margin) | verdict |',
              '|---|---|---|---|---|---|---|']
-    tested = [r for r in summary.to_dict('records') if r['kind'] == 'delta' and r['metric'] == question['metric']]
-    for r in tested:
+    rows = [r for r in summary.to_dict('records') if r['kind'] == 'delta' and r['metric'] == question['metric']]
+    missing = _nothing_to_decide(runs, question['baseline'], rows)
+    if missing:
+        return [f'No decision: {missing}.']
+    for r in rows:
         lines.append(f"| {r['row']} | {int(r['n'])} | {pct(r['mean'], True)} | {pct(r['ni_lower'], True)} | "
                      f"{pct(r['ni_upper'], True)} | {_p(r['ni_p'])} | **{r['ni_verdict']}** |")
-    return lines + ['', multiplicity(len(tested), question['alpha'])]
+    untested = [r for r in rows if r['ni_verdict'] not in VERDICTS]
+    if untested:
+        lines += ['', f'Not tested (fewer than {MIN_SEEDS} seeds shared with {question["baseline"]}): '
+                  + ', '.join(f"{r['row'].split(' - ')[0]} ({int(r['n'])})" for r in untested) + '.']
+    return lines + ['', multiplicity(len(rows) - len(untested), question['alpha'])]
+
+
+def _nothing_to_decide(runs: pd.DataFrame, baseline: str, rows: list[dict]) -> str:
+    """Why the question cannot be asked of these runs, or '' when it can."""
+    arms = set(runs['arm'])
+    if baseline not in arms:
+        return f'no counted run of the baseline {baseline}, which each arm is compared with'
+    if arms == {baseline} or not rows:
+        return f'no counted run of an arm besides the baseline {baseline}'
+    return ''
 
 
 def multiplicity(tests: int, alpha: float) -> str:
@@ -94,8 +112,10 @@ def multiplicity(tests: int, alpha: float) -> str:
     table as a whole need the family-wise bound (Bonferroni: it holds whatever the tests' correlation,
     and arms sharing one baseline are correlated).
     """
-    if tests <= 1:
-        return f'{tests} arm tested against the baseline, at alpha {alpha:g}.'
+    if tests == 0:
+        return 'No arm could be tested.'
+    if tests == 1:
+        return f'1 arm tested against the baseline, at alpha {alpha:g}.'
     return (f'{tests} arms tested against the same baseline, each at alpha {alpha:g} with no multiplicity '
             f'correction (as fixed in the spec): if every arm were exactly the margin worse, the chance of at '
             f'least one false non-inferior verdict is at most {min(1.0, tests * alpha):.2g} (Bonferroni, '
@@ -133,6 +153,28 @@ NOTES = ('Mean ± sample std over seeds, in percent, of the LAST checkpoint of e
          'points), so every GT weighs the same; the class mean (AP50) stays the headline, as upstream reports it.')
 
 
+def seed_sets_note(runs: pd.DataFrame) -> list[str]:
+    """A line under the arms table when its means are over different seeds (a staged study's stopped
+    arms, a failed run): seed-to-seed spread is large, so only the paired differences compare arms."""
+    seeds = {arm: sorted(int(s) for s in group['seed']) for arm, group in runs.groupby('arm', sort=False)}
+    if len({tuple(v) for v in seeds.values()}) <= 1:
+        return []
+    listed = '; '.join(f'{arm}: {seed_ranges(v)}' for arm, v in seeds.items())
+    return ['', f'The arms\' means above are over different seeds ({listed}): compare an arm with '
+            f'{BASELINE} through the paired differences below, which use the seeds both have.']
+
+
+def seed_ranges(seeds: Sequence[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``'0-2, 5, 7-8'``."""
+    parts: list[list[int]] = []
+    for s in sorted(seeds):
+        if parts and s == parts[-1][1] + 1:
+            parts[-1][1] = s
+        else:
+            parts.append([s, s])
+    return ', '.join(f'{a}-{b}' if b > a else f'{a}' for a, b in parts)
+
+
 def arm_differences(runs: pd.DataFrame) -> dict[str, list[str]]:
     """Arm -> the config keys it sets (its criterion, and a second key where an arm declares one)."""
     out: dict[str, list[str]] = {}
@@ -149,7 +191,7 @@ def comparison_md(experiment: str, summary: pd.DataFrame, sel: Selection, publis
     runs = main_runs(sel.runs)
     unknown = set(runs.loc[runs['commit_unknown'], 'arm']) if 'commit_unknown' in runs else set()
     lines = [f'# {experiment}: instance segmentation, last checkpoint', ''] + interim_banner(unfinished)
-    lines += main_table(summary, published, unknown)
+    lines += main_table(summary, published, unknown) + seed_sets_note(runs)
     lines += ['', NOTES.format(baseline=BASELINE, best=BEST_LABEL, dirty=DIRTY, inst=LABEL['ap50w'])
               + (f' {UNKNOWN} runs whose harness commit is unknown (git was not available where they ran): '
                  'neither clean nor dirty.' if unknown else '')]

@@ -18,6 +18,7 @@ from scipy import stats
 
 LEVEL = 0.95
 MIN_SEEDS = 3   # below this no interval is printed: "n too small"
+VERDICTS = ('non-inferior', 'inferior', 'inconclusive')   # noninferiority's; else 'n too small'
 
 
 def t_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float] | None:
