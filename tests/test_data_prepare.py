@@ -261,6 +261,8 @@ def test_an_out_with_files_prepare_data_did_not_write_is_refused_unless_force(tm
     code, _, err = harness('prepare-data', '--raw', raw, '--out', out)
     assert code == 2 and f'--out {out.resolve()} holds files prepare-data did not write' in err and '--force' in err
     assert tree_digest(out) == before and not (out / layout.JOURNAL).exists()   # refused before any write
+    assert harness('prepare-data', '--raw', raw / 'Area_1', '--out', tmp_path / 'new')[0] == 2   # a wrong --raw
+    assert not (tmp_path / 'new').exists()   # leaves no journal that would later pass for prepare-data's
     code, _, err = harness('prepare-data', '--raw', raw, '--out', out, '--force')
     assert code == 0, err
     assert harness('verify-data', out)[0] == 0
@@ -286,4 +288,9 @@ def test_an_interrupted_first_run_resumes_and_rooms_gone_from_raw_are_named_not_
     code, stdout, err = harness('prepare-data', '--raw', raw, '--out', out, '--areas', 1)
     assert code == 0, err
     assert f'Area_1_{gone}' in stdout and 'no longer in the raw tree' in stdout
-    assert (out / 'points' / f'Area_1_{gone}.bin').exists() and f'Area_1_{gone}' not in _manifest_rooms(out)
+    assert f'Area_1_{gone}' not in _manifest_rooms(out) and not (out / 'points' / f'Area_1_{gone}.bin').exists()
+    aside = sorted((out / 'removed-rooms').glob(f'*/*/Area_1_{gone}.bin'))   # kept, out of the readers' way
+    assert [p.parent.name for p in aside] == ['instance_mask', 'points', 'semantic_mask']
+    assert str(aside[0].parents[1]) in stdout
+    code, _, err = harness('verify-data', out)
+    assert code == 0, err   # run and evaluate apply the same checks

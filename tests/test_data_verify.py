@@ -150,3 +150,11 @@ def test_subset_failing_half_way_leaves_out_as_it_was(prepared, tmp_path):
     code, _, err = harness('subset', '--src', prepared, '--out', out)
     assert code == 0, err
     assert problems(out) == (0, [])
+
+
+def test_a_missing_points_file_is_named_and_its_masks_are_not_called_missing(prepared):
+    path = next((prepared / 'points').glob('Area_2_*.bin'))
+    path.unlink()
+    found = '\n'.join(problems(prepared)[1])
+    assert f'{path}: listed in s3dis_infos_Area_2.pkl but missing' in found
+    assert f'semantic_mask/{path.name}: listed in' not in found and f'instance_mask/{path.name}: listed in' not in found

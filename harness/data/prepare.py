@@ -8,14 +8,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from harness.core.errors import HarnessError
-from harness.data.layout import (JOURNAL, MANIFEST, furniture_boxes, info_entry, journal_entry, load_manifest,
-                                  write_infos, write_manifest, write_room)
+from harness.data.layout import (JOURNAL, MANIFEST, SUBDIRS, furniture_boxes, info_entry, journal_entry,
+                                  load_manifest, write_infos, write_manifest, write_room)
 from harness.data.raw import convert_room, list_raw_rooms, room_fingerprint
 from harness.data.reader import read_room
 from harness.data.verify import entry_problems
 
 TOOL = 'python -m harness prepare-data'
 MAX_WARNINGS_SHOWN = 40  # the rest are in MANIFEST.json
+STALE = 'removed-rooms'   # where files of rooms gone from the raw tree are set aside
 
 
 def convert_and_write(raw_room: str, out: str, name: str, area: int, source: dict) -> tuple[str, dict, list]:
@@ -90,10 +91,26 @@ def _check_foreign(out: Path, force: bool) -> None:
 
 def stale_rooms(out: Path, rooms: dict) -> list[str]:
     """Rooms of the prepared areas whose points file is in ``out`` but whose raw room is gone
-    (renamed or removed since): listed nowhere, used by nothing, kept (they are the user's files)."""
+    (renamed or removed since): listed in neither the manifest nor the info pkls."""
     names = {name for triples in rooms.values() for name, _, _ in triples}
     return sorted(name for area in rooms for p in (out / 'points').glob(f'Area_{area}_*.bin')
                   if (name := p.stem) not in names)
+
+
+def set_aside(out: Path, stale: list[str]) -> Path | None:
+    """Move the files of ``stale`` rooms to ``out/removed-rooms/<time>/<subfolder>/``: kept (they are the
+    user's), but out of the folders every reader checks (verify-data, run and evaluate refuse a room
+    file no manifest lists). Returns the folder they went to, or None when there were none."""
+    if not stale:
+        return None
+    aside = out / STALE / time.strftime('%Y%m%d-%H%M%S')
+    for sub in SUBDIRS:
+        for name in stale:
+            src = out / sub / f'{name}.bin'
+            if src.exists():
+                (aside / sub).mkdir(parents=True, exist_ok=True)
+                src.rename(aside / sub / src.name)   # same file system: atomic, nothing copied
+    return aside
 
 
 def prepare(raw: Path, out: Path, areas: list[int] = (1, 2, 3, 4, 5, 6), workers: int = 1,
@@ -114,8 +131,8 @@ def prepare(raw: Path, out: Path, areas: list[int] = (1, 2, 3, 4, 5, 6), workers
     if out == raw or raw in out.parents:
         raise HarnessError(f'--out {out_given} is inside the raw tree {raw_given}; choose an output outside it')
     kept = other_areas(raw, out, list(areas), force)
-    (out / JOURNAL).mkdir(parents=True, exist_ok=True)   # first, so an interrupted first run is recognised as ours
     rooms, done = plan(raw, out, list(areas), force)
+    (out / JOURNAL).mkdir(parents=True, exist_ok=True)   # before any room, so an interrupted first run is ours
     todo = [(str(path), str(out), name, area, source) for area, triples in rooms.items()
             for name, path, source in triples if name not in done]
     converted, boxes, n_points, seconds = convert_all(todo, workers)
@@ -126,7 +143,7 @@ def prepare(raw: Path, out: Path, areas: list[int] = (1, 2, 3, 4, 5, 6), workers
         write_infos(out, area, data_list)
     warnings = [w for name in sorted(entries) for w in entries[name].get('warnings', [])]
     write_manifest(out, entries, str(raw), warnings, TOOL)
-    _note_stale(out, stale_rooms(out, rooms))
+    _note_stale(stale := stale_rooms(out, rooms), set_aside(out, stale))
     _report(len(todo), len(done), n_points, seconds, warnings)
     return {'out': str(out_given), 'converted': len(todo), 'skipped': len(done), 'points': n_points,
             'seconds': round(seconds, 2), 'warnings': len(warnings)}
@@ -158,11 +175,11 @@ def convert_all(todo: list[tuple], workers: int) -> tuple[dict, dict, int, float
     return entries, boxes, n_points, time.perf_counter() - start
 
 
-def _note_stale(out: Path, stale: list[str]) -> None:
+def _note_stale(stale: list[str], aside: Path | None) -> None:
     if stale:
-        print(f'note: {len(stale)} room(s) in {out} are no longer in the raw tree ({", ".join(stale[:5])}'
-              f'{", ..." if len(stale) > 5 else ""}): not listed in {MANIFEST} or the info pkls, so nothing '
-              'reads them; their files are left in place (remove them by hand if unwanted)')
+        print(f'note: {len(stale)} room(s) are no longer in the raw tree ({", ".join(stale[:5])}'
+              f'{", ..." if len(stale) > 5 else ""}): dropped from {MANIFEST} and the info pkls; their files '
+              f'were moved to {aside} (delete it if unwanted)')
 
 
 def _boxes_from_disk(out: Path, name: str) -> list[dict]:

@@ -81,7 +81,7 @@ def check_infos(root: Path, on_disk: set[str]) -> list[str]:
             for sub, path in paths.items():
                 if Path(path).stem != name:
                     problems.append(f'{pkl}: {name} points to {path} for {sub}; rerun prepare-data')
-                if name not in on_disk or not (root / sub / f'{name}.bin').exists():
+                if not (root / sub / f'{name}.bin').exists():
                     problems.append(f'{root / sub / (name + ".bin")}: listed in {pkl.name} but missing; {fix(name)}')
     for name in sorted(on_disk - listed):
         problems.append(f'{root}/points/{name}.bin: in no s3dis_infos_Area_N.pkl; {fix(name)}')

@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--raw', type=Path, required=True,
                         help='Stanford3dDataset_v1.2_Aligned_Version (Area_1 .. Area_6 inside)')
     parser.add_argument('--out', type=Path, default=Path('data/s3dis'), help='prepared dataset root')
-    parser.add_argument('--areas', type=int, nargs='+', default=[1, 2, 3, 4, 5, 6], help='areas to convert')
+    parser.add_argument('--areas', type=int, nargs='+', default=[1, 2, 3, 4, 5, 6], choices=range(1, 7),
+                        metavar='N', help="areas to convert (S3DIS's 1..6)")
     # Parsing is CPU-bound and rooms are independent; one process per core.
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='parallel rooms')
     parser.add_argument('--force', action='store_true', help='reconvert rooms that are already complete; '
