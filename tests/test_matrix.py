@@ -34,6 +34,9 @@ def write(tmp_path, change):
     (lambda s: s.update(ablations={'axes': {'t': {'criterion': 'temperature'}}}), "missing key(s) ['values']"),
     (lambda s: s.update(ablations={'mode': 'all', 'axes': {'t': {'criterion': 'temperature', 'values': [1]}}}),
      "ablations.mode 'all'"),
+    (lambda s: s.update(ablations={'mode': 'grid', 'axes': {'t1': {'criterion': 'temperature', 'values': [0.05]},
+                                                            't2': {'criterion': 'temperature', 'values': [0.2]}}}),
+     'ablations.axes.t2: sets criterion.temperature as axis t1 does'),
 ])
 def test_bad_specs_are_clear_errors(tmp_path, change, message):
     path = write(tmp_path, change)
@@ -84,3 +87,12 @@ def test_grid_ablations_cover_every_combination(tmp_path):
     assert hungarian == {(), (('config.model.decoder.n_inst', 8),)}   # the reference at each model point
     point = next(r for r in runs if r.arm == 'influencer' and len(r.ablation_dict) == 2)
     assert point.baseline().ablation_dict == {'config.model.decoder.n_inst': 8}
+
+
+def test_numbers_in_exponent_form_are_numbers(tmp_path):
+    """PyYAML (YAML 1.1) reads 2e-3 as text; a spec reads it as the number everyone means."""
+    path = write(tmp_path, lambda s: None)
+    path.write_text(path.read_text().replace('lr: 0.001', 'lr: 1e-3'))
+    assert 'lr: 1e-3' in path.read_text()
+    spec, _ = backends.load(path)
+    assert spec.part.base_config['train']['lr'] == 0.001

@@ -283,6 +283,13 @@ class _SpecLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# YAML 1.1 (PyYAML) reads ``2e-3`` and ``1e5`` as text: a float needs a dot there (``2.0e-3``). Specs
+# are written the way papers and Python write numbers, so the exponent form without a dot is a float
+# too (YAML 1.2's rule); every other implicit type is PyYAML's.
+_SpecLoader.add_implicit_resolver(
+    'tag:yaml.org,2002:float', re.compile(r'^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$'), list('-+0123456789'))
+
+
 def read_yaml(path: Path) -> dict:
     """A spec file's mapping (safe and strict: see :class:`_SpecLoader`)."""
     try:
@@ -405,7 +412,11 @@ def _ablations(path: Path, spec: dict) -> Ablations | None:
         kind = 'criterion' if 'criterion' in axis else 'config'
         if kind == 'criterion':
             _check_criterion_axis(where, axis, spec['arms'], criteria, arm_keys)
-        axes.append(Axis(str(name), f'{kind}.{axis[kind]}', tuple(axis['values'])))
+        target = f'{kind}.{axis[kind]}'
+        if twin := next((a.name for a in axes if a.target == target), None):
+            raise HarnessError(f'{where}: sets {target} as axis {twin} does (a point would keep one value and '
+                               f'lose the other); give all its values to one axis')
+        axes.append(Axis(str(name), target, tuple(axis['values'])))
     return Ablations(axes=tuple(axes), mode=section.get('mode', MODES[0]))
 
 
