@@ -18,6 +18,7 @@ from influencerformer import registry
 from tqdm import tqdm
 
 from harness.study.arms import build_criterion, load_criteria
+from harness.core.args import at_least
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write, result_line
 from harness.bench.inputs import pred_leaves, random_gts, random_pred
@@ -52,13 +53,13 @@ class Case:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the criterion benchmark."""
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu', help='where to run')
-    parser.add_argument('--points', type=int, nargs='+', default=[20000, 50000],
+    parser.add_argument('--points', type=at_least(1), nargs='+', default=[20000, 50000],
                         help='voxels per scene (S3DIS rooms: tens of thousands)')
-    parser.add_argument('--gts', type=int, nargs='+', default=[20, 60], help='GT instances per scene')
+    parser.add_argument('--gts', type=at_least(1), nargs='+', default=[20, 60], help='GT instances per scene')
     parser.add_argument('--criteria', nargs='+', default=list(CRITERIA),
                         help='arms of baselines/criteria.yaml (hungarian is always timed: the reference)')
-    parser.add_argument('--repeats', type=int, default=7, help='timed runs per case (median reported)')
-    parser.add_argument('--warmup', type=int, default=1, help='untimed runs before timing')
+    parser.add_argument('--repeats', type=at_least(1), default=7, help='timed runs per case (median reported)')
+    parser.add_argument('--warmup', type=at_least(0), default=1, help='untimed runs before timing')
     parser.add_argument('--out', type=Path, default=Path('results/bench'), help='folder for the CSV')
     parser.add_argument('--force', action='store_true', help='replace an existing CSV')
 

@@ -9,6 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.core.args import at_least
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write, result_line
 
@@ -18,9 +19,9 @@ GOAL = 5.0  # issue goal: >= 5x faster than mmdet3d's scripts
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the data benchmark."""
-    parser.add_argument('--rooms-per-area', type=int, default=1, help='rooms in each of the 6 areas')
+    parser.add_argument('--rooms-per-area', type=at_least(1), default=1, help='rooms in each of the 6 areas')
     # S3DIS rooms average ~1M points (273M over 272 rooms): file sizes like the real ones
-    parser.add_argument('--points-per-room', type=int, default=1_000_000, help='points per room')
+    parser.add_argument('--points-per-room', type=at_least(1), default=1_000_000, help='points per room')
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='prepare-data --workers')
     parser.add_argument('--mmdet3d-root', type=Path, default=None,
                         help='mmdetection3d checkout (commit 22aaa47): also time its S3DIS converters')

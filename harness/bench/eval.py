@@ -12,6 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from harness.data import CLASS_NAMES
+from harness.core.args import at_least
 from harness.core.errors import HarnessError
 from harness.evaluation.ap import evaluate_instances
 from harness.core.io import atomic_write, result_line
@@ -26,10 +27,11 @@ S3DIS_LIKE = np.array([1, 1, 6, 1, 1, 1, 2, 2, 6, 0.3, 2, 0.5, 8])
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the evaluator benchmark (defaults: S3DIS Area 5 sizes)."""
-    parser.add_argument('--rooms', type=int, default=68, help='rooms (Area 5 has 68)')
-    parser.add_argument('--preds', type=int, default=200, help='predictions per room')
+    parser.add_argument('--rooms', type=at_least(1), default=68, help='rooms (Area 5 has 68)')
+    parser.add_argument('--preds', type=at_least(1), default=200, help='predictions per room')
     parser.add_argument('--points', type=int, default=100_000, help='points per room')
-    parser.add_argument('--seed', type=int, default=0, help='workload seed')
+    parser.add_argument('--seed', type=at_least(0, '; numpy seeds are non-negative'), default=0,
+                        help='workload seed')
     parser.add_argument('--composition', choices=['s3dis-like', 'uniform'], default='s3dis-like',
                         help='class mix of GT instances (upstream\'s cost grows with same-class GTs)')
     parser.add_argument('--upstream-root', type=Path, default=None,

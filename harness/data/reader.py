@@ -37,8 +37,8 @@ def list_rooms(root: Path, area: int) -> list[str]:
     """Sorted room names of one area, from ``points/Area_<area>_*.bin``."""
     folder = Path(root) / 'points'
     if not folder.is_dir():
-        raise HarnessError(f'{folder}: missing; point --data at a prepared S3DIS folder '
-                           '(points/, semantic_mask/, instance_mask/)')
+        raise HarnessError(f'{folder}: missing; {root} is not a prepared S3DIS folder (points/, semantic_mask/, '
+                           'instance_mask/): give one that prepare-data, synth or subset wrote')
     return sorted(p.stem for p in folder.glob(f'Area_{area}_*.bin'))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.core.args import at_least
 from harness.core.io import result_line
 from harness.data.subset import subset
 
@@ -17,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--rooms-per-area', type=int, default=1, help='rooms kept per area')
     parser.add_argument('--max-points', type=int, default=None,
                         help='random subsample per room (order kept), for CPU smoke runs')
-    parser.add_argument('--seed', type=int, default=0, help='subsampling seed')
+    parser.add_argument('--seed', type=at_least(0, '; numpy seeds are non-negative'), default=0,
+                        help='subsampling seed')
 
 
 def run(args: argparse.Namespace) -> int:
