@@ -31,6 +31,34 @@ def test_counts_below_one_are_refused_before_training(tmp_path, monkeypatch, fla
     assert not (tmp_path / 'toy').exists()
 
 
+def test_any_existing_output_is_refused_before_training(tmp_path, monkeypatch):
+    (tmp_path / 'summary.md').write_text('mine')
+    monkeypatch.setattr('harness.toy.study.train', lambda *a: pytest.fail('trained before checking'))
+    code, _, err = harness('study', 'toy', '--quick', '--out', tmp_path, '--workers', 1)
+    assert code == 2 and f'{tmp_path}: summary.md exist(s); pass --force' in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['summary.md'] and (tmp_path / 'summary.md').read_text() == 'mine'
+
+
+@pytest.mark.parametrize('flags', [['--steps', 4], ['--queries', 3, '--instances', 5]])
+def test_quick_refuses_the_flags_it_would_override(tmp_path, monkeypatch, flags):
+    monkeypatch.setattr('harness.toy.study.train', lambda *a: pytest.fail('trained before checking'))
+    code, _, err = harness('study', 'toy', '--quick', '--out', tmp_path / 'toy', '--workers', 1, *flags)
+    given = ' '.join(str(f) for f in flags if str(f).startswith('--'))
+    assert code == 2 and '--quick fixes the grid' in err and f'leave out {given}, or leave out --quick' in err, err
+
+
+def test_the_grid_takes_each_criterion_once_and_quick_values_unless_given():
+    from harness.toy.study import settings, grid
+    import argparse
+    base = {'quick': False, 'queries': None, 'instances': [4], 'seeds': 2, 'steps': None,
+            'criteria': ['hungarian', 'pm3', 'hungarian']}
+    args = settings(argparse.Namespace(**base))
+    assert args.criteria == ['hungarian', 'pm3'] and args.queries == [8, 50, 400] and args.steps == 600
+    assert len(grid(args)) == 2 * 3 * 1 * 2 * 2
+    quick = settings(argparse.Namespace(**{**base, 'quick': True, 'instances': None, 'seeds': None}))
+    assert grid(quick) == [('hungarian', 8, 5, True, 0), ('pm3', 8, 5, True, 0)] and quick.steps == 200
+
+
 def test_out_under_a_file_is_refused_before_training(tmp_path, monkeypatch):
     (tmp_path / 'a-file').write_text('mine')
     monkeypatch.setattr('harness.toy.study.grid', lambda args: pytest.fail('built the grid before checking --out'))

@@ -34,21 +34,27 @@ HELP = 'toy study: recovery of GT instances per criterion over a grid of queries
 CRITERIA = tuple(e.arm for e in registry.CRITERIA)
 POINTS_PER_INSTANCE = 30   # S = 30 K (150 points for K = 5; tests use the issue's 300-point toy)
 LR = 0.05                  # the issue's setting
+# The issue's grid. 600 steps keep it within 10 minutes on 2 cores; the base toy (8 queries,
+# 5 instances) has settled by then (see the curves).
+GRID = {'queries': [8, 50, 400], 'instances': [5, 20, 60], 'seeds': 5, 'steps': 600}
+QUICK = {'queries': [8], 'instances': [5], 'seeds': 1, 'steps': 200}
+OUTPUTS = ('runs.csv', 'curves.csv', 'summary.md')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the toy study (defaults: the issue's grid)."""
     parser.add_argument('--out', type=Path, default=Path('results/toy'), help='CSV and plots go here')
-    parser.add_argument('--queries', type=int, nargs='+', default=[8, 50, 400], help='M values')
-    parser.add_argument('--instances', type=int, nargs='+', default=[5, 20, 60], help='K values')
-    parser.add_argument('--seeds', type=int, default=5, help='seeds per grid cell')
-    # 600 steps keep the full grid within 10 minutes on 2 cores; the base toy
-    # (8 queries, 5 instances) has settled by then (see the curves).
-    parser.add_argument('--steps', type=int, default=600, help='Adam steps per run')
+    # None: GRID's value (or QUICK's with --quick), so that a flag --quick would override is refused
+    parser.add_argument('--queries', type=int, nargs='+', default=None, help=f"M values (default {GRID['queries']})")
+    parser.add_argument('--instances', type=int, nargs='+', default=None,
+                        help=f"K values (default {GRID['instances']})")
+    parser.add_argument('--seeds', type=int, default=None, help=f"seeds per grid cell (default {GRID['seeds']})")
+    parser.add_argument('--steps', type=int, default=None, help=f"Adam steps per run (default {GRID['steps']})")
     parser.add_argument('--eval-every', type=int, default=25, help='steps between recovery measurements')
     parser.add_argument('--criteria', nargs='+', default=list(CRITERIA), help='arms of baselines/criteria.yaml')
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='parallel runs')
-    parser.add_argument('--quick', action='store_true', help='tiny grid for tests (8 queries, 5 instances, 1 seed)')
+    parser.add_argument('--quick', action='store_true', help='tiny grid for tests (8 queries, 5 instances, 1 seed, '
+                        '200 steps, with background); not with --queries, --instances, --seeds or --steps')
     parser.add_argument('--force', action='store_true', help='replace existing results in --out')
     parser.add_argument('--render', action='store_true',
                         help="re-render --out's summary.md and plots from its runs.csv and curves.csv (nothing "
@@ -123,11 +129,26 @@ def metrics(masks: torch.Tensor, cls: torch.Tensor, gt: InstanceGT, curve: list[
             'best_ious': ' '.join(f'{v:.3f}' for v in best.tolist())}
 
 
+def settings(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with the grid's flags filled in (GRID's values, or QUICK's with --quick) and --criteria
+    without repeats.
+
+    Raises:
+        HarnessError: --quick with a flag it fixes (it would be ignored).
+    """
+    given = [f'--{k}' for k in GRID if getattr(args, k) is not None]
+    if args.quick and given:
+        raise HarnessError(f"--quick fixes the grid ({QUICK['steps']} steps, 8 queries, 5 instances, 1 seed); "
+                           f"leave out {' '.join(given)}, or leave out --quick")
+    fill = QUICK if args.quick else GRID
+    return argparse.Namespace(**{**vars(args), **{k: fill[k] for k in GRID if getattr(args, k) is None},
+                                 'criteria': list(dict.fromkeys(args.criteria))})
+
+
 def grid(args: argparse.Namespace) -> list[tuple]:
-    """(criterion, M, K, background, seed) for every run."""
-    if args.quick:
-        return [(c, 8, 5, True, 0) for c in args.criteria]
-    return list(itertools.product(args.criteria, args.queries, args.instances, (False, True), range(args.seeds)))
+    """(criterion, M, K, background, seed) for every run (--quick: the background scene only)."""
+    backgrounds = (True,) if args.quick else (False, True)
+    return list(itertools.product(args.criteria, args.queries, args.instances, backgrounds, range(args.seeds)))
 
 
 # options that count something: each must be >= 1 (0 seeds, steps or queries leave nothing to run or measure)
@@ -147,14 +168,17 @@ def run(args: argparse.Namespace) -> int:
     """Every run of the grid in parallel; tidy CSVs and plots (or, with --render, the tables and plots only)."""
     if args.render:
         return render(args.out)
+    args = settings(args)
     check_numbers(args)
     unknown = set(args.criteria) - set(load_criteria())
     if unknown:
         raise HarnessError(f'--criteria {sorted(unknown)} not in baselines/criteria.yaml')
-    if (args.out / 'runs.csv').exists() and not args.force:
-        raise HarnessError(f'{args.out}/runs.csv exists; pass --force to replace it or choose another --out')
+    existing = [name for name in OUTPUTS if (args.out / name).exists()]
+    if existing and not args.force:   # every output, before minutes of training
+        raise HarnessError(f"{args.out}: {', '.join(existing)} exist(s); pass --force to replace them or choose "
+                           'another --out')
     writable_folder(args.out)   # before minutes of training, not after
-    steps = 200 if args.quick else args.steps
+    steps = args.steps
     jobs, rows, curves = grid(args), [], []
     start = time.perf_counter()
     with ProcessPoolExecutor(max(1, args.workers)) as pool, tqdm(total=len(jobs), desc='study toy', unit='run') as bar:
