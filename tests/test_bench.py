@@ -1,6 +1,7 @@
 """python -m harness bench criterion | eval: run end to end on tiny shapes."""
 import csv
 
+import pytest
 import torch
 from influencerformer import registry
 
@@ -73,3 +74,22 @@ def test_bench_native_times_this_code_against_a_commit(tmp_path, capsys):
     pinned = cpu.unpinnable({}) is None
     assert all(float(r['s_per_iter']) > 0 and (r['capability'] == 'AVX2' or not pinned) for r in rows)
     assert 'speed-up (baseline / this)' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('args, message', [
+    (['bench', 'criterion', '--repeats', '0'], 'argument --repeats: must be an integer >= 1 (got 0)'),
+    (['bench', 'criterion', '--points', '0'], 'argument --points: must be an integer >= 1 (got 0)'),
+    (['bench', 'criterion', '--warmup', '-1'], 'argument --warmup: must be an integer >= 0 (got -1)'),
+    (['bench', 'eval', '--rooms', '-2'], 'argument --rooms: must be an integer >= 1 (got -2)'),
+    (['bench', 'eval', '--preds', 'x'], "argument --preds: must be an integer >= 1 (got 'x')"),
+    (['bench', 'eval', '--seed', '-1'], 'argument --seed: must be an integer >= 0 (got -1); numpy seeds'),
+    (['bench', 'data', '--points-per-room', '-5'], 'argument --points-per-room: must be an integer >= 1'),
+    (['subset', '--src', 'x', '--out', 'y', '--seed', '-1'], 'argument --seed: must be an integer >= 0'),
+])
+def test_counts_and_seeds_are_bounded_before_any_work(tmp_path, capsys, args, message):
+    """These gave a traceback (median of no data, a negative dimension) or a CSV of nonsense (-2 rooms)."""
+    with pytest.raises(SystemExit) as stop:   # argparse's usage line and exit 2
+        main(args + (['--out', str(tmp_path / 'o')] if args[0] == 'bench' else []))
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err and 'Traceback' not in err, err
+    assert not (tmp_path / 'o').exists()
