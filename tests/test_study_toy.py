@@ -7,6 +7,8 @@ from harness.study.arms import build_criterion, load_criteria
 from influencerformer.anchored import candidates
 from harness.toy.study import CRITERIA, ious, problem
 
+from harness.cli import main
+
 from data_helpers import harness
 
 
@@ -24,10 +26,12 @@ def test_quick_study_writes_tables_and_plots(tmp_path):
 
 @pytest.mark.parametrize('flag, value', [('--seeds', 0), ('--eval-every', 0), ('--steps', 0),
                                          ('--instances', 0), ('--queries', 0), ('--steps', -1)])
-def test_counts_below_one_are_refused_before_training(tmp_path, monkeypatch, flag, value):
+def test_counts_below_one_are_refused_before_training(tmp_path, monkeypatch, capsys, flag, value):
     monkeypatch.setattr('harness.toy.study.train', lambda *a: pytest.fail('trained before checking'))
-    code, _, err = harness('study', 'toy', '--out', tmp_path / 'toy', '--workers', 1, flag, value)
-    assert code == 2 and f'error: {flag} must be >= 1 (got {value})' in err, err
+    with pytest.raises(SystemExit) as stop:   # argparse's usage line and exit 2
+        main(['study', 'toy', '--out', str(tmp_path / 'toy'), '--workers', '1', flag, str(value)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f'argument {flag}: must be an integer >= 1 (got {value})' in err, err
     assert not (tmp_path / 'toy').exists()
 
 

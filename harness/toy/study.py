@@ -24,6 +24,7 @@ from tqdm import tqdm
 from influencerformer import InstanceGT, registry
 
 from harness.study.arms import build_criterion, canonical, load_criteria
+from harness.core.args import at_least
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write, result_line, writable_folder
 from harness.toy import plots as toy_plots
@@ -44,13 +45,15 @@ OUTPUTS = ('runs.csv', 'curves.csv', 'summary.md')
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the toy study (defaults: the issue's grid)."""
     parser.add_argument('--out', type=Path, default=Path('results/toy'), help='CSV and plots go here')
-    # None: GRID's value (or QUICK's with --quick), so that a flag --quick would override is refused
-    parser.add_argument('--queries', type=int, nargs='+', default=None, help=f"M values (default {GRID['queries']})")
-    parser.add_argument('--instances', type=int, nargs='+', default=None,
+    # None: GRID's value (or QUICK's with --quick), so that a flag --quick would override is refused.
+    # Counts are >= 1: 0 seeds, steps or queries leave nothing to run or measure.
+    count = at_least(1)
+    parser.add_argument('--queries', type=count, nargs='+', default=None, help=f"M values (default {GRID['queries']})")
+    parser.add_argument('--instances', type=count, nargs='+', default=None,
                         help=f"K values (default {GRID['instances']})")
-    parser.add_argument('--seeds', type=int, default=None, help=f"seeds per grid cell (default {GRID['seeds']})")
-    parser.add_argument('--steps', type=int, default=None, help=f"Adam steps per run (default {GRID['steps']})")
-    parser.add_argument('--eval-every', type=int, default=25, help='steps between recovery measurements')
+    parser.add_argument('--seeds', type=count, default=None, help=f"seeds per grid cell (default {GRID['seeds']})")
+    parser.add_argument('--steps', type=count, default=None, help=f"Adam steps per run (default {GRID['steps']})")
+    parser.add_argument('--eval-every', type=count, default=25, help='steps between recovery measurements')
     parser.add_argument('--criteria', nargs='+', default=list(CRITERIA), help='arms of baselines/criteria.yaml')
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='parallel runs')
     parser.add_argument('--quick', action='store_true', help='tiny grid for tests (8 queries, 5 instances, 1 seed, '
@@ -151,25 +154,11 @@ def grid(args: argparse.Namespace) -> list[tuple]:
     return list(itertools.product(args.criteria, args.queries, args.instances, backgrounds, range(args.seeds)))
 
 
-# options that count something: each must be >= 1 (0 seeds, steps or queries leave nothing to run or measure)
-COUNTS = ('queries', 'instances', 'seeds', 'steps', 'eval_every')
-
-
-def check_numbers(args: argparse.Namespace) -> None:
-    """Every count option is >= 1; else a one-line error naming the flag."""
-    for dest in COUNTS:
-        values = getattr(args, dest)
-        for value in values if isinstance(values, list) else [values]:
-            if value < 1:
-                raise HarnessError(f'--{dest.replace("_", "-")} must be >= 1 (got {value})')
-
-
 def run(args: argparse.Namespace) -> int:
     """Every run of the grid in parallel; tidy CSVs and plots (or, with --render, the tables and plots only)."""
     if args.render:
         return render(args.out)
     args = settings(args)
-    check_numbers(args)
     unknown = set(args.criteria) - set(load_criteria())
     if unknown:
         raise HarnessError(f'--criteria {sorted(unknown)} not in baselines/criteria.yaml')
