@@ -97,10 +97,9 @@ def decision(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
 
 def _nothing_to_decide(runs: pd.DataFrame, baseline: str, rows: list[dict]) -> str:
     """Why the question cannot be asked of these runs, or '' when it can."""
-    arms = set(runs['arm'])
-    if baseline not in arms:
+    if baseline not in set(runs['arm']):
         return f'no counted run of the baseline {baseline}, which each arm is compared with'
-    if arms == {baseline} or not rows:
+    if not rows:
         return f'no counted run of an arm besides the baseline {baseline}'
     return ''
 

@@ -251,10 +251,11 @@ def load_spec(path: Path, parsers: Mapping[str, PartParser], keys: BackendKeys) 
     check_keys(str(path), raw, COMMON_REQUIRED | set(required), COMMON_OPTIONAL | set(optional))
     _check_names(path, raw)
     _check_seeds(path, raw['seeds'])
+    ablations = _ablations(path, raw)   # first: a backend's parser may read its checked ablations: block
     return Spec(path=path, experiment=raw['experiment'], backend=raw['backend'], arms=tuple(raw['arms']),
                 seeds=tuple(raw['seeds']), data=_data(path, raw['data']),
                 part=parsers[raw['backend']](raw, path), description=str(raw.get('description') or ''),
-                threads=_threads(path, raw.get('threads')), ablations=_ablations(path, raw),
+                threads=_threads(path, raw.get('threads')), ablations=ablations,
                 slurm=_slurm(path, raw.get('slurm')), container=_container(path, raw.get('container')),
                 question=_question(path, raw.get('question')))
 
