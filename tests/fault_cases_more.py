@@ -305,6 +305,15 @@ def _(env):
             "pub.yaml: smoke-native: missing key(s) ['metrics']")
 
 
+@case('compare: --published names an experiment twice')
+def _(env):
+    entry = "  label: x\n  source: y\n  metrics: {ap50: 1.0}\n"
+    (env.root / 'pub.yaml').write_text(f'smoke-native:\n{entry}smoke-native:\n{entry}')
+    return (['compare', '--runs', env.runs, '--out', env.root / 'out', '--published', env.root / 'pub.yaml'], 2,
+            "pub.yaml: unreadable published table (line 5: key 'smoke-native' given twice (lines 1 and 5); keep one); "
+            'fix it or pass another --published')
+
+
 @case("compare: another experiment's leftovers in --out are removed")
 def _(env):
     out = env.root / 'out'

@@ -73,3 +73,27 @@ def test_derivation_does_not_touch_the_spec():
     before = copy.deepcopy(spec)
     derive(spec, backend, 'influencer', ablation={'config.model.decoder.n_inst': 8, 'criterion.temperature': 2.0})
     assert spec == before
+
+
+def test_an_arm_pasted_under_a_name_already_there_is_refused_naming_both_lines(tmp_path, monkeypatch):
+    """PyYAML keeps the last of two equal keys: the first block of the arm silently vanished."""
+    from harness.study import arms
+    text = arms.CRITERIA_FILE.read_text()
+    path = tmp_path / 'criteria.yaml'
+    path.write_text(text + 'influencer:\n  type: InfluencerCriterion\n  temperature: 0.5\n')
+    monkeypatch.setattr(arms, 'CRITERIA_FILE', path)
+    first = 1 + text.splitlines().index('influencer:')
+    last = len(text.splitlines()) + 1
+    for read in (arms.load_criteria, lambda: arms.canonical('x'), lambda: arms.second_keys('x')):
+        with pytest.raises(HarnessError, match=rf"{path}: unreadable criteria file \(line {last}: key 'influencer' "
+                                               rf"given twice \(lines {first} and {last}\); keep one\); fix the file"):
+            read()
+
+
+def test_numbers_in_exponent_form_in_the_criteria_file_are_numbers(tmp_path, monkeypatch):
+    from harness.study import arms
+    path = tmp_path / 'criteria.yaml'
+    path.write_text(arms.CRITERIA_FILE.read_text() + 'influencer-cold:\n  type: InfluencerCriterion\n'
+                    '  temperature: 1e-1\n')
+    monkeypatch.setattr(arms, 'CRITERIA_FILE', path)
+    assert arms.load_criteria()['influencer-cold']['temperature'] == 0.1

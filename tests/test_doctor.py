@@ -34,7 +34,7 @@ def test_require_cuda_without_a_gpu_fails_naming_cuda(capsys):
 
 @pytest.mark.parametrize('spec, message', [('missing.yaml', 'no such file'),
                                            ('native.yaml', "backend 'native', but doctor checks an upstream checkout"),
-                                           ('broken.yaml', 'not a readable YAML spec')])
+                                           ('broken.yaml', 'unreadable spec')])
 def test_a_wrong_spec_is_a_one_line_error_before_any_check(tmp_path, capsys, spec, message):
     (tmp_path / 'native.yaml').write_text('experiment: x\nbackend: native\n')
     (tmp_path / 'broken.yaml').write_text('experiment: [x\n')

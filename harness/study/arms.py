@@ -18,10 +18,10 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-import yaml
 from influencerformer import registry
 
 from harness.core import schema as sc
+from harness.core import yamlfile
 from harness.core.errors import HarnessError
 from harness.core.paths import BASELINES
 from harness.core.tree import config_diff, diff_keys, get_dotted, set_dotted, under
@@ -43,11 +43,8 @@ def load_criteria(path: Path | None = None) -> dict[str, dict]:
         HarnessError: unreadable file, no baseline arm, or a block without ``type``.
     """
     path = path or CRITERIA_FILE
-    try:
-        table = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise HarnessError(f'{path}: unreadable criteria file ({err})') from err
-    if not isinstance(table, dict) or BASELINE not in table:
+    table = _read(path)
+    if BASELINE not in table:
         raise HarnessError(f'{path}: a mapping of arm name -> inst_criterion block, with a {BASELINE!r} arm')
     renamed = dict(table.get(ALIASES) or {})
     table = {k: v for k, v in table.items() if k not in (SECOND_KEYS, ALIASES)}
@@ -61,9 +58,18 @@ def load_criteria(path: Path | None = None) -> dict[str, dict]:
     return table
 
 
+def _read(path: Path) -> dict:
+    """The criteria file's mapping, read strictly (an arm pasted in under a name already there is an
+    error, not a silent replacement of the first block)."""
+    table = yamlfile.read_yaml(path, 'criteria file', 'fix the file') or {}
+    if not isinstance(table, dict):
+        raise HarnessError(f'{path}: a mapping of arm name -> inst_criterion block, got {type(table).__name__}')
+    return table
+
+
 def canonical(arm: str, path: Path | None = None) -> str:
     """The current name of an arm (an arm renamed since a record or spec was written -> its new name)."""
-    table = yaml.safe_load(Path(path or CRITERIA_FILE).read_text()) or {}
+    table = _read(path or CRITERIA_FILE)
     return (table.get(ALIASES) or {}).get(arm, arm)
 
 
@@ -76,7 +82,7 @@ def family(arm: str) -> str:
 
 def second_keys(arm: str, path: Path | None = None) -> dict[str, Any]:
     """The dotted config keys an arm sets besides its criterion (``{}`` for almost every arm)."""
-    table = yaml.safe_load(Path(path or CRITERIA_FILE).read_text()) or {}
+    table = _read(path or CRITERIA_FILE)
     return dict((table.get(SECOND_KEYS) or {}).get(canonical(arm, path), {}) or {})
 
 

@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import yaml
-
 from harness.core import schema as sc
+from harness.core import yamlfile
 from harness.core.errors import HarnessError
 from harness.core.schema import check_keys, did_you_mean
 from harness.study.arms import BASELINE, CRITERIA_FILE, check_block, load_criteria
@@ -260,54 +259,13 @@ def load_spec(path: Path, parsers: Mapping[str, PartParser], keys: BackendKeys) 
                 question=_question(path, raw.get('question')))
 
 
-class _SpecLoader(yaml.SafeLoader):
-    """YAML's safe loader (no tags that run code), strict about keys: a key given twice or a key
-    that is not a name is an error. PyYAML keeps the last of two equal keys without a word, so
-    ``seeds:`` twice silently ran the second list."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict = {}
-        for key_node, _ in node.value:
-            if key_node.tag == 'tag:yaml.org,2002:merge':   # `<<: *anchor`: merged keys may be overridden
-                continue
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if not isinstance(key, str):
-                raise yaml.constructor.ConstructorError(
-                    None, None, f'key {key!r} is not a name (spec keys are text; quote it if it is meant as one)',
-                    key_node.start_mark)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f'key {key!r} given twice (lines {seen[key]} and {line}); keep one',
-                    key_node.start_mark)
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-# YAML 1.1 (PyYAML) reads ``2e-3`` and ``1e5`` as text: a float needs a dot there (``2.0e-3``). Specs
-# are written the way papers and Python write numbers, so the exponent form without a dot is a float
-# too (YAML 1.2's rule); every other implicit type is PyYAML's.
-_SpecLoader.add_implicit_resolver(
-    'tag:yaml.org,2002:float', re.compile(r'^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$'), list('-+0123456789'))
-
-
 def read_yaml(path: Path) -> dict:
-    """A spec file's mapping (safe and strict: see :class:`_SpecLoader`)."""
-    try:
-        raw = yaml.load(Path(path).read_text(), Loader=_SpecLoader)   # noqa: S506 - a SafeLoader subclass
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise HarnessError(f'{path}: unreadable experiment spec ({_one_line(err)})') from err
+    """A spec file's mapping, read strictly (:func:`harness.core.yamlfile.read_yaml`)."""
+    raw = yamlfile.read_yaml(path, 'experiment spec', 'fix the file')
     if not isinstance(raw, dict):
         raise HarnessError(f'{path}: an experiment spec is a mapping with keys {sorted(COMMON_REQUIRED)}, '
                            f'got {type(raw).__name__}')
     return raw
-
-
-def _one_line(err: Exception) -> str:
-    """A YAML error on one line (PyYAML's span several, with a caret drawing)."""
-    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
-        return f'line {err.problem_mark.line + 1}: {err.problem}'
-    return ' '.join(str(err).split())
 
 
 def _check_names(path: Path, spec: dict) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
+from harness.core import yamlfile
 
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write, result_line, staged
@@ -78,10 +78,7 @@ def load_published(path: Path, experiment: str) -> dict | None:
     """
     if not Path(path).exists():
         return None
-    try:
-        table = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise HarnessError(f'{path}: not valid YAML ({err}); fix it or pass another --published') from err
+    table = yamlfile.read_yaml(path, 'published table', 'fix it or pass another --published') or {}
     if not isinstance(table, dict):
         raise HarnessError(f'{path}: a mapping of experiment -> {{label, source, metrics}} expected, got '
                            f'{type(table).__name__}; fix it or pass another --published')

@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-import yaml
+from harness.core import yamlfile
 
 from harness.core.errors import HarnessError
 from harness.core.io import result_line
@@ -208,12 +208,12 @@ def upstream_spec(path: Path) -> Path:
         HarnessError: no such file, not YAML, or another backend's spec; names the file and the fix.
     """
     fix = f'pass an upstream spec (e.g. --spec {SPEC.relative_to(BASELINES.parent)}) or --skip-upstream'
+    if not Path(path).is_file():
+        raise HarnessError(f'--spec {path}: no such file; {fix}')
     try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise HarnessError(f'--spec {path}: no such file; {fix}') from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise HarnessError(f'--spec {path}: not a readable YAML spec ({err}); {fix}') from err
+        raw = yamlfile.read_yaml(path, 'spec', fix)
+    except HarnessError as err:
+        raise HarnessError(f'--spec {err}') from err
     backend = raw.get('backend') if isinstance(raw, dict) else None
     if backend != 'upstream':
         raise HarnessError(f'--spec {path}: backend {backend!r}, but doctor checks an upstream checkout; {fix}')
