@@ -55,24 +55,22 @@ def make_run(runs: Path, arm: str, seed: int, level: float, status: str = 'finis
             set_dotted(cfg, key.split('.', 1)[1], value)
     cfg['randomness']['seed'] = seed
     rid = records.run_id(experiment, arm, seed, ablation)
-    folder = records.new_attempt(runs, rid, experiment=experiment, arm=arm, seed=seed, ablation=ablation or {},
-                                 backend='native', arm_keys=arm_keys(arm), location_keys=['data.root'])
-    records.update_record(folder, config=records.write_config(folder, cfg), iterations_done=40,
-                          data={'root': 'data/x', 'manifest_sha256': '1' * 64}, question=question)
-    env = records.load_record(folder / 'run.json')['env']
-    env['harness_git'] = {'sha': '0' * 40, 'dirty': dirty}   # fixed: goldens must not depend on this checkout
-    records.update_record(folder, env=env)
-    records.begin_session(folder)
+    record = records.RunRecord.create(runs, rid, experiment=experiment, arm=arm, seed=seed, ablation=ablation or {},
+                                      backend='native', arm_keys=arm_keys(arm), location_keys=['data.root'])
+    folder = record.folder
+    env = {**record['env'], 'harness_git': {'sha': '0' * 40, 'dirty': dirty}}   # goldens must not depend on this checkout
+    record.update(config=records.write_config(folder, cfg), iterations_done=40,
+                  data={'root': 'data/x', 'manifest_sha256': '1' * 64}, question=question, env=env)
+    record.begin_session()
     if status == 'running':
         return folder
     if status == 'failed':
-        records.finish_run(folder, status='failed', error='CUDA out of memory')
+        record.finish(status='failed', error='CUDA out of memory')
         return folder
     write_scalars(folder / 'vis_data' / 'scalars.json', rng, best_ap50=min(1.0, level + 0.1))
     write_curves(folder / 'vis_data' / 'scalars.json', folder)
     if metrics:
         records.write_metrics(folder, fake_metrics(rng, level))
-    records.finish_run(folder)
-    records.update_record(folder, wall_s=wall_s, timing={'train_s': wall_s, 'iters_trained': 40,
-                                                         's_per_iter': wall_s / 40})
+    record.finish()
+    record.update(wall_s=wall_s, timing={'train_s': wall_s, 'iters_trained': 40, 's_per_iter': wall_s / 40})
     return folder

@@ -324,12 +324,12 @@ def test_data_is_matched_by_content_hash_when_every_run_has_one(tmp_path):
     for seed, manifest in ((0, '1'), (1, '2')):
         for arm in ('hungarian', 'influencer'):
             folder = make_run(root, arm, seed, 0.5)
-            records.update_record(folder, data={'root': 'x', 'manifest_sha256': manifest * 64,
+            records.RunRecord.load(folder).update(data={'root': 'x', 'manifest_sha256': manifest * 64,
                                                 'content_sha256': 'c' * 64})
     assert compare(root, tmp_path / 'out') == 0
     assert '| hungarian | assignment-based | 2 |' in (tmp_path / 'out' / 'comparison.md').read_text()
     old = make_run(root, 'hungarian', 2, 0.5)   # manifest '1' * 64 only: the experiment compares by manifest
-    records.update_record(old, data={'root': 'x', 'manifest_sha256': '1' * 64})
+    records.RunRecord.load(old).update(data={'root': 'x', 'manifest_sha256': '1' * 64})
     assert compare(root, tmp_path / 'out') == 0
     md = (tmp_path / 'out' / 'comparison.md').read_text()
     assert 'differs in <data manifest>' in md or 'differ in <data manifest>' in md
@@ -374,7 +374,7 @@ def test_runs_of_two_commits_pool_only_when_their_result_code_is_the_same(tmp_pa
         for arm in ('hungarian', 'influencer'):
             folder = make_run(root, arm, seed, 0.5)
             record = json.loads((folder / 'run.json').read_text())
-            records.update_record(folder, env={**record['env'], 'harness_git': {'sha': sha * 40, 'dirty': False}})
+            records.RunRecord.load(folder).update(env={**record['env'], 'harness_git': {'sha': sha * 40, 'dirty': False}})
     try:
         assert compare(root, tmp_path / 'out') == 0
     finally:
@@ -402,7 +402,7 @@ def test_the_runner_refuses_to_train_runs_that_compare_would_not_pool(tmp_path, 
     options = SimpleNamespace(runs=root)
 
     def check(recorded: str, now: str, plans=new, experiment='s3dis-area5') -> str:
-        records.update_record(folder, env={**record['env'], 'harness_git': {'sha': recorded, 'dirty': False}})
+        records.RunRecord.load(folder).update(env={**record['env'], 'harness_git': {'sha': recorded, 'dirty': False}})
         monkeypatch.setattr(env, 'harness_sha', lambda: now)
         try:
             same_code(plans, options, experiment, 'native')
@@ -420,7 +420,7 @@ def test_the_runner_refuses_to_train_runs_that_compare_would_not_pool(tmp_path, 
         assert 'nothing was trained' in error and 'git worktree add <dir> aaaaaaaaaaaa' in error
         assert 'cannot be read here' in check('d' * 40, 'a' * 40)
         # the run resumed here counts though it is not finished
-        records.update_record(folder, status='running')
+        records.RunRecord.load(folder).update(status='running')
         assert check('a' * 40, 'b' * 40, plans=[SimpleNamespace(action='resume', folder=folder)]) == ''
         assert 'differs' in check('a' * 40, 'c' * 40, plans=[SimpleNamespace(action='resume', folder=folder)])
         assert check('a' * 40, 'c' * 40) == ''                       # unfinished and not resumed here: not counted

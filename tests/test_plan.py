@@ -111,7 +111,7 @@ def test_a_record_without_a_usable_timing_estimates_nothing(tmp_path, capsys, ti
     runs = tmp_path / 'runs'
     good = make_run(runs, 'hungarian', 0, 0.6, experiment='pilot')
     bad = make_run(runs, 'influencer', 0, 0.55, experiment='pilot')
-    records.update_record(bad, timing=timing)   # the runner writes s_per_iter null after a 0-iteration session
+    records.RunRecord.load(bad).update(timing=timing)   # the runner writes s_per_iter null after a 0-iteration session
     assert main(['plan', '--spec', str(spec(tmp_path)), '--runs', str(runs)]) == 0
     s_per_iter = json.loads((good / 'run.json').read_text())['timing']['s_per_iter']
     iters = yaml.safe_load((REPO / 'baselines' / 'smoke-native.yaml').read_text())['config']['train']['iters']

@@ -9,9 +9,14 @@ import pytest
 
 from harness.core.errors import HarnessError
 from harness.study.locks import process_started
-from harness.study.records import (SCHEMA_VERSION, RunRecord, attempts, begin_session, finish_run, folder_of,
-                                   load_metrics, load_record, load_runs, lock, new_attempt, next_folder, run_id,
-                                   unstarted, update_record, write_config)
+from harness.study.records import (SCHEMA_VERSION, RunRecord, attempts, folder_of, load_metrics, load_record,
+                                   load_runs, lock, next_folder, run_id, unstarted, write_config)
+
+
+def new_attempt(runs, rid: str, arm: str = 'a', seed: int = 0, backend: str = 'native'):
+    """The folder of a new attempt's record (status running, no session yet)."""
+    return RunRecord.create(runs, rid, experiment=rid.split('__')[0], arm=arm, seed=seed, ablation={},
+                            backend=backend).folder
 
 
 def test_run_id_is_stable_and_hashes_ablations():
@@ -23,37 +28,38 @@ def test_run_id_is_stable_and_hashes_ablations():
 
 
 def test_attempts_never_overwrite_each_other(tmp_path):
-    first = new_attempt(tmp_path, 'exp__hungarian__s0', experiment='exp', arm='hungarian', seed=0, ablation={},
-                        backend='native')
+    first = new_attempt(tmp_path, 'exp__hungarian__s0', arm='hungarian')
     record = load_record(first / 'run.json')
     assert record['status'] == 'running' and record['schema_version'] == SCHEMA_VERSION and record['attempt'] == 1
     assert record['env']['versions']['torch'] and record['checkpoint']['evaluated'] == 'last'
-    finish_run(first)
-    second = new_attempt(tmp_path, 'exp__hungarian__s0', experiment='exp', arm='hungarian', seed=0, ablation={},
-                         backend='native')
+    RunRecord.load(first).finish()
+    second = new_attempt(tmp_path, 'exp__hungarian__s0', arm='hungarian')
     assert second.name == 'exp__hungarian__s0.attempt2' and load_record(first / 'run.json')['status'] == 'finished'
     assert attempts(tmp_path, 'exp__hungarian__s0') == [first, second]
     assert [r['attempt'] for r in load_runs(tmp_path)] == [1, 2]
 
 
 def test_wall_time_sums_sessions_and_excludes_downtime(tmp_path):
-    folder = new_attempt(tmp_path, 'e__a__s0', experiment='e', arm='a', seed=0, ablation={}, backend='native')
-    record = begin_session(folder)
-    record['sessions'][-1].update(started_unix=record['sessions'][-1]['started_unix'] - 5)   # 5 s of work...
-    update_record(folder, sessions=record['sessions'])
-    finish_run(folder, status='failed', error='killed')
-    begin_session(folder)   # ...an hour of downtime would not count: only sessions do
-    done = finish_run(folder)
+    record = RunRecord.load(new_attempt(tmp_path, 'e__a__s0'))
+    record.begin_session()
+    sessions = record['sessions']
+    sessions[-1].update(started_unix=sessions[-1]['started_unix'] - 5)   # 5 s of work...
+    record.update(sessions=sessions)
+    record.finish(status='failed', error='killed')
+    again = RunRecord.load(record.folder)
+    again.begin_session()   # ...an hour of downtime would not count: only sessions do
+    again.finish()
+    done = load_record(record.folder / 'run.json')
     assert len(done['sessions']) == 2 and 5 <= done['wall_s'] < 6
 
 
 def test_failed_run_keeps_its_error(tmp_path):
-    folder = new_attempt(tmp_path, 'e__i__s2', experiment='e', arm='i', seed=2, ablation={}, backend='upstream')
-    finish_run(folder, status='failed', error='RuntimeError: boom')
+    folder = new_attempt(tmp_path, 'e__i__s2', arm='i', seed=2, backend='upstream')
+    RunRecord.load(folder).finish(status='failed', error='RuntimeError: boom')
     record = load_record(folder / 'run.json')
     assert record['status'] == 'failed' and record['error'] == 'RuntimeError: boom'
     with pytest.raises(ValueError):
-        finish_run(folder, status='running')
+        RunRecord.load(folder).finish(status='running')
 
 
 @pytest.mark.parametrize('content, message', [
@@ -103,7 +109,7 @@ def test_a_folder_without_run_json_is_no_attempt_and_is_reused(tmp_path):
     (tmp_path / rid).mkdir()
     (tmp_path / rid / '.run.json.x.tmp').write_text('')   # what a failed atomic write can leave
     assert attempts(tmp_path, rid) == [] and next_folder(tmp_path, rid) == tmp_path / rid
-    folder = new_attempt(tmp_path, rid, experiment='e', arm='hungarian', seed=0, ablation={}, backend='native')
+    folder = new_attempt(tmp_path, rid, arm='hungarian')
     assert folder == tmp_path / rid and load_record(folder / 'run.json')['attempt'] == 1
     (tmp_path / f'{rid}.attempt2').mkdir()
     (tmp_path / f'{rid}.attempt2' / 'notes.txt').write_text('mine')
@@ -113,7 +119,7 @@ def test_a_folder_without_run_json_is_no_attempt_and_is_reused(tmp_path):
 
 def test_an_unstarted_record_is_replaced_a_started_one_never(tmp_path):
     rid = 'e__hungarian__s0'
-    folder = new_attempt(tmp_path, rid, experiment='e', arm='hungarian', seed=0, ablation={}, backend='native')
+    folder = new_attempt(tmp_path, rid, arm='hungarian')
     assert unstarted(load_record(folder / 'run.json'))   # crashed before its config was recorded
     again = RunRecord.create(tmp_path, rid, folder, experiment='e', arm='hungarian', seed=0, ablation={},
                              backend='native')
@@ -125,7 +131,7 @@ def test_an_unstarted_record_is_replaced_a_started_one_never(tmp_path):
 
 
 def test_a_killed_session_counts_up_to_its_last_written_file(tmp_path):
-    folder = new_attempt(tmp_path, 'e__a__s0', experiment='e', arm='a', seed=0, ablation={}, backend='native')
+    folder = new_attempt(tmp_path, 'e__a__s0', arm='a')
     record = RunRecord.load(folder)
     record.begin_session()
     start = record['sessions'][-1]['started_unix']
@@ -165,7 +171,7 @@ def test_a_lock_whose_pid_now_names_another_process_is_stale(tmp_path, capsys):
     ({'wall_s': 'long'}, "wall_s 'long' is not a number of seconds"),
 ])
 def test_records_with_wrong_fields_are_named_and_listed_by_load_runs(tmp_path, change, text):
-    folder = new_attempt(tmp_path, 'e__a__s0', experiment='e', arm='a', seed=0, ablation={}, backend='native')
+    folder = new_attempt(tmp_path, 'e__a__s0', arm='a')
     record = json.loads((folder / 'run.json').read_text())
     (folder / 'run.json').write_text(json.dumps({**record, **change}))
     with pytest.raises(HarnessError, match=re.escape(text)):

@@ -191,32 +191,6 @@ def _closed(session: dict, last_activity: float | None) -> dict:
             'seconds_from': 'the last file the session wrote (it was killed before recording its end)'}
 
 
-def new_attempt(runs_dir: Path, rid: str, **fields: Any) -> Path:
-    """Create the next attempt's folder and record (status running, no session yet); returns the folder."""
-    return RunRecord.create(runs_dir, rid, **fields).folder
-
-
-def begin_session(folder: Path, **fields: Any) -> dict:
-    """One-shot :meth:`RunRecord.begin_session` on a record read from disk; returns the record."""
-    record = RunRecord.load(folder)
-    record.begin_session(session=fields)
-    return record.fields
-
-
-def update_record(folder: Path, **fields: Any) -> dict:
-    """One-shot :meth:`RunRecord.update` on a record read from disk; returns the record."""
-    record = RunRecord.load(folder)
-    record.update(**fields)
-    return record.fields
-
-
-def finish_run(folder: Path, status: str = 'finished', error: str | None = None, **fields: Any) -> dict:
-    """One-shot :meth:`RunRecord.finish` on a record read from disk; returns the record."""
-    record = RunRecord.load(folder)
-    record.finish(status, error, **fields)
-    return record.fields
-
-
 def _write(folder: Path, record: dict, overwrite: bool) -> None:
     atomic_write(folder / 'run.json', json.dumps(record, indent=1, sort_keys=False) + '\n',
                  overwrite=overwrite)
