@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from harness.backends.upstream import backend as up
+from harness.backends.upstream import tools
 from harness.backends.upstream.part import Schedule, Source, UpstreamPart
 from harness.core.errors import HarnessError
 from harness.core.tree import canonical_hash, config_diff, diff_keys
@@ -34,25 +35,25 @@ def fake_checkout(tmp_path: Path) -> Path:
 def test_cross_check_passes_equal_values_and_fails_loudly_otherwise():
     ours = {'ap': 0.5, 'ap50': 0.7, 'ap25': None}
     theirs = {'all_ap': 0.5, 'all_ap_50%': 0.7 + 5e-7, 'all_ap_25%': None}
-    assert up.cross_check(ours, theirs)['passed']
+    assert tools.cross_check(ours, theirs)['passed']
     with pytest.raises(HarnessError, match='cross-check failed: our ap50'):
-        up.cross_check(ours, {**theirs, 'all_ap_50%': 0.7 + 2e-6})
+        tools.cross_check(ours, {**theirs, 'all_ap_50%': 0.7 + 2e-6})
     with pytest.raises(HarnessError, match='cross-check failed: our ap25'):
-        up.cross_check(ours, {**theirs, 'all_ap_25%': 0.1})
+        tools.cross_check(ours, {**theirs, 'all_ap_25%': 0.1})
     with pytest.raises(HarnessError, match="lack 'all_ap'"):
-        up.cross_check(ours, {'miou': 0.3})
+        tools.cross_check(ours, {'miou': 0.3})
 
 
 def test_commands_single_and_multi_gpu(tmp_path):
     root = fake_checkout(tmp_path)
-    one = up.Upstream(root).command('train', 'cfg.py', '--work-dir', 'w')
+    one = tools.Upstream(root).command('train', 'cfg.py', '--work-dir', 'w')
     assert one == [sys.executable, str(root / 'tools' / 'train.py'), 'cfg.py', '--work-dir', 'w']
-    four = up.Upstream(root, gpus=4).command('train', 'cfg.py')
+    four = tools.Upstream(root, gpus=4).command('train', 'cfg.py')
     assert four[1:4] == ['-m', 'torch.distributed.run', '--nproc_per_node=4'] and four[-2:] == ['--launcher', 'pytorch']
-    env = up.Upstream(root).env(threads=1)
+    env = tools.Upstream(root).env(threads=1)
     assert env['PYTHONPATH'].split(os.pathsep)[:2] == [str(root), str(REPO)] and env['OMP_NUM_THREADS'] == '1'
     with pytest.raises(HarnessError, match='must be a OneFormer3D checkout'):
-        up.Upstream(tmp_path)
+        tools.Upstream(tmp_path)
 
 
 def test_wrong_commit_is_refused_unless_allowed(tmp_path, monkeypatch):
@@ -123,7 +124,7 @@ def test_derived_configs_change_with_the_schedule_so_a_resume_is_refused(tmp_pat
     path = tmp_path / 's.yaml'
     path.write_text(yaml.safe_dump(raw))
     spec, backend = backends.load(path)
-    checkout = up.Upstream(fake_checkout(tmp_path / 'up'))
+    checkout = tools.Upstream(fake_checkout(tmp_path / 'up'))
     checkout.root = FIXTURE   # upstream's tools live in the fake checkout, its config in the fixture
 
     def derive(**options):
@@ -139,10 +140,10 @@ def test_derived_configs_change_with_the_schedule_so_a_resume_is_refused(tmp_pat
 
 def test_divergence_is_reported_with_its_iteration(tmp_path):
     (tmp_path / 'DIVERGED.json').write_text(json.dumps({'iteration': 7, 'loss': 'nan', 'last_finite': 3.5}))
-    assert 'loss became nan at iteration 7 (last finite loss 3.5)' in str(up.diverged(tmp_path))
+    assert 'loss became nan at iteration 7 (last finite loss 3.5)' in str(tools.diverged(tmp_path))
     (tmp_path / 'DIVERGED.json').unlink()
     (tmp_path / 'train.log').write_text('ValueError: matrix contains invalid numeric entries\n')
-    assert 'model outputs became non-finite' in str(up.diverged(tmp_path))
+    assert 'model outputs became non-finite' in str(tools.diverged(tmp_path))
 
 
 def test_test_config_adds_only_the_dumps(tmp_path):
@@ -150,7 +151,7 @@ def test_test_config_adds_only_the_dumps(tmp_path):
     from harness.backends.upstream.config import load_resolved
     cfg = tmp_path / 'arm.py'
     cfg.write_text(f"_base_ = [{str(FIXTURE / 'configs' / 'model_s3dis.py')!r}]\n")
-    test_cfg = up.write_test_config(cfg, tmp_path / 'preds', tmp_path / 'm.json')
+    test_cfg = tools.write_test_config(cfg, tmp_path / 'preds', tmp_path / 'm.json')
     base, child = load_resolved(cfg), load_resolved(test_cfg)
     assert child['test_evaluator'] == [base['test_evaluator'],
                                        {'type': 'InfluencerPredictionDump', 'out_dir': str(tmp_path / 'preds')}]

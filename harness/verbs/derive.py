@@ -10,7 +10,8 @@ import argparse
 from pathlib import Path
 
 from harness import backends
-from harness.backends.upstream.backend import UpstreamBackend, upstream_root
+from harness.backends.upstream.backend import UpstreamBackend
+from harness.backends.upstream.tools import upstream_root
 from harness.backends.upstream.config import write_arm_configs
 from harness.backends.upstream.pretrained import pretrained_path
 from harness.core.errors import HarnessError

@@ -168,7 +168,7 @@ def check_minkowski() -> Check:
 def check_upstream(spec_path: Path, given: Path | None) -> list[Check]:
     """The checkout: present, at the spec's commit, unmodified, importable."""
     from harness import backends
-    from harness.backends.upstream.backend import upstream_root
+    from harness.backends.upstream.tools import upstream_root
     from harness.core.env import git_state
     spec, _ = backends.load(spec_path)
     source = spec.part.upstream
