@@ -23,10 +23,10 @@ from harness.core import yamlfile
 from harness.core.errors import HarnessError
 from harness.core.schema import check_keys, did_you_mean
 from harness.study.arms import BASELINE, CRITERIA_FILE, check_block, load_criteria
+from harness.study.axes import Ablations, parse_ablations
 
 # Experiment and arm names become folder names: no separators, no '..'.
 NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]*')
-MODES = ('one-at-a-time', 'grid')
 
 
 @dataclass(frozen=True)
@@ -110,32 +110,6 @@ class SlurmResources:
             if problem:
                 raise HarnessError(f'{flag}: {value!r} {problem}; fix the flag')
         return dataclasses.replace(self, **given)
-
-
-@dataclass(frozen=True)
-class Axis:
-    """One ablation axis: ``target`` is ``criterion.<key>`` or ``config.<dotted key>``."""
-
-    name: str
-    target: str
-    values: tuple[Any, ...]
-
-    @property
-    def kind(self) -> str:
-        """``criterion`` or ``config``."""
-        return self.target.split('.', 1)[0]
-
-    @property
-    def key(self) -> str:
-        return self.target.split('.', 1)[1]
-
-
-@dataclass(frozen=True)
-class Ablations:
-    """``ablations:``: axes varied one at a time around the defaults, or as a grid."""
-
-    axes: tuple[Axis, ...]
-    mode: str = 'one-at-a-time'   # the defaults are every axis's reference; a grid multiplies runs
 
 
 @dataclass(frozen=True)
@@ -250,7 +224,7 @@ def load_spec(path: Path, parsers: Mapping[str, PartParser], keys: BackendKeys) 
     check_keys(str(path), raw, COMMON_REQUIRED | set(required), COMMON_OPTIONAL | set(optional))
     _check_names(path, raw)
     _check_seeds(path, raw['seeds'])
-    ablations = _ablations(path, raw)   # first: a backend's parser may read its checked ablations: block
+    ablations = parse_ablations(path, raw)   # first: a backend's parser may read its checked ablations: block
     return Spec(path=path, experiment=raw['experiment'], backend=raw['backend'], arms=tuple(raw['arms']),
                 seeds=tuple(raw['seeds']), data=_data(path, raw['data']),
                 part=parsers[raw['backend']](raw, path), description=str(raw.get('description') or ''),
@@ -342,50 +316,3 @@ def _container(path: Path, value: Any) -> str | None:
     if value is not None and not str(value).startswith('apptainer:'):
         raise HarnessError(f'{path}: container: {value!r}; use apptainer:/path/to/image.sif')
     return value
-
-
-def _ablations(path: Path, spec: dict) -> Ablations | None:
-    """Shape of ``ablations:``; a criterion key must belong to a non-baseline arm of the spec.
-
-    Config keys are the backend's to check: in its ``parse_spec`` where it can (native), else when it
-    derives the configs (upstream: against its checkout), before training.
-    """
-    if 'ablations' not in spec:
-        return None
-    section = spec['ablations']
-    check_keys(f'{path}: ablations', section, {'axes'}, {'mode'})
-    if section.get('mode', MODES[0]) not in MODES:
-        raise HarnessError(f'{path}: ablations.mode {section["mode"]!r}; use one of {list(MODES)}')
-    if not isinstance(section['axes'], dict) or not section['axes']:
-        raise HarnessError(f'{path}: ablations.axes must map axis names to {{criterion|config: key, values: [...]}}')
-    criteria = load_criteria()
-    arm_keys = {k for arm in spec['arms'] if arm != BASELINE for k in criteria[arm]} - {'type'}
-    axes = []
-    for name, axis in section['axes'].items():
-        where = f'{path}: ablations.axes.{name}'
-        if not isinstance(axis, dict) or len({'criterion', 'config'} & set(axis)) != 1:
-            raise HarnessError(f'{where}: give exactly one of criterion: <key> or config: <dotted key>, and values')
-        check_keys(where, axis, {'values'}, {'criterion', 'config'})
-        if not isinstance(axis['values'], list) or not axis['values']:
-            raise HarnessError(f'{where}: values must be a non-empty list')
-        kind = 'criterion' if 'criterion' in axis else 'config'
-        if kind == 'criterion':
-            _check_criterion_axis(where, axis, spec['arms'], criteria, arm_keys)
-        target = f'{kind}.{axis[kind]}'
-        if twin := next((a.name for a in axes if a.target == target), None):
-            raise HarnessError(f'{where}: sets {target} as axis {twin} does (a point would keep one value and '
-                               f'lose the other); give all its values to one axis')
-        axes.append(Axis(str(name), target, tuple(axis['values'])))
-    return Ablations(axes=tuple(axes), mode=section.get('mode', MODES[0]))
-
-
-def _check_criterion_axis(where: str, axis: dict, arms: list[str], criteria: dict, arm_keys: set[str]) -> None:
-    """The key belongs to a non-baseline arm, and every value makes a valid block of each such arm."""
-    from harness.study.arms import block
-    key = axis['criterion']
-    if key not in arm_keys:
-        raise HarnessError(f'{where}: no non-baseline arm of the spec has criterion key {key!r}'
-                           f'{did_you_mean(str(key), arm_keys)}; keys: {sorted(arm_keys)}')
-    for arm in [a for a in arms if a != BASELINE and key in criteria[a]]:
-        for value in axis['values']:
-            check_block(f'{where} (value {value!r}, arm {arm})', block(arm, {key: value}))
