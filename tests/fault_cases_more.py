@@ -278,6 +278,26 @@ for _name, (_change, _text) in METRICS_CASES.items():
         lambda env, c=_change, t=_text: _bad_file(env, record_path(env).parent / 'metrics.json', c, t))
 
 
+# bytes that are not UTF-8 (a disk error, a copy through the wrong encoding): the same one line as "not JSON"
+@case('records: run.json not UTF-8')
+def _(env):
+    record_path(env).write_bytes(record_path(env).read_bytes() + b'\xff')
+    return ['status', '--runs', env.runs], 2, 'unreadable run record'
+
+
+@case('records: metrics.json not UTF-8 is listed, not averaged')
+def _(env):
+    (record_path(env).parent / 'metrics.json').write_bytes(b'\x00\xff\xfe')
+    env.after = lambda: _compare_counts_hungarian_only(env)
+    return ['compare', '--runs', env.runs, '--out', env.root / 'out'], 0, 'metrics.json: not JSON'
+
+
+@case('data: MANIFEST.json not UTF-8')
+def _(env):
+    (env.data / 'MANIFEST.json').write_bytes(b'\xff' + (env.data / 'MANIFEST.json').read_bytes())
+    return env.run(), 2, 'MANIFEST.json: not JSON'
+
+
 @case('records: a run without git is marked commit unknown, not clean')
 def _(env):
     for arm in ('hungarian', 'influencer'):   # both: one setting (a known and an unknown commit would differ)

@@ -66,7 +66,7 @@ def journal_entry(out: Path, name: str, source: dict | None = None) -> dict | No
     try:
         entry = json.loads(path.read_text())
         entry['n_points']
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError) as err:   # ValueError: not JSON, or not UTF-8
         print(f'note: {path}: unreadable journal entry ({err}); the room is converted again')
         return None
     if source is not None and entry.get('source') != source:
@@ -176,7 +176,7 @@ def load_manifest(out: Path) -> dict | None:
         return None
     try:
         manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, ValueError) as err:   # ValueError: not JSON, or not UTF-8
         raise HarnessError(f'{path}: not JSON ({err}); rerun prepare-data (or synth/subset) to rewrite it') from err
     if not isinstance(manifest, dict) or not isinstance(manifest.get('rooms'), dict):
         raise HarnessError(f'{path}: no "rooms" mapping; rerun prepare-data (or synth/subset) to rewrite it')

@@ -25,7 +25,7 @@ def read_scalars(path: Path) -> pd.DataFrame:
     rows = []
     try:
         lines = path.read_text().splitlines()
-    except OSError as err:
+    except (OSError, UnicodeDecodeError) as err:
         raise HarnessError(f'{path}: unreadable ({err}); is this a run\'s vis_data/scalars.json?') from err
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -80,7 +80,7 @@ def _mtime(path: Path) -> float:
 def _holder(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return None   # torn lock file: its writer died before finishing it
 
 

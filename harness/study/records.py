@@ -206,7 +206,7 @@ def load_record(path: Path) -> dict:
     path = Path(path)
     try:
         record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, ValueError) as err:   # ValueError: not JSON, or not UTF-8
         raise HarnessError(f'{path}: unreadable run record ({err}); restore it or move the run folder away') from err
     if not isinstance(record, dict):
         raise HarnessError(f'{path}: not a run record (a JSON {type(record).__name__}, expected an object); '
@@ -299,6 +299,6 @@ def _read_json(path: Path, fix: str) -> Any:
         return None
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, ValueError) as err:   # ValueError: not JSON, or not UTF-8
         raise HarnessError(f'{path}: not JSON ({err}); {fix}') from err
 
