@@ -325,6 +325,12 @@ def _(env):
             "pub.yaml: smoke-native: missing key(s) ['metrics']")
 
 
+@case('compare: --published names a file that is not there')
+def _(env):
+    return (['compare', '--runs', env.runs, '--out', env.root / 'out', '--published', env.root / 'pubished.yaml'], 2,
+            "pubished.yaml: no such file; give the published table's path")
+
+
 @case('compare: --published names an experiment twice')
 def _(env):
     entry = "  label: x\n  source: y\n  metrics: {ap50: 1.0}\n"

@@ -17,6 +17,8 @@ from harness.reporting.markdown import comparison_md, per_class_md
 from harness.reporting.select import METRICS, pick_experiment, select
 from harness.study.records import load_runs
 
+PUBLISHED = BASELINES / 'published.yaml'   # the published OneFormer3D rows; a study without an entry has none
+
 HELP = 'tables (comparison, per class, ablations) and plots from run records; re-renders without re-training'
 
 
@@ -25,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--runs', type=Path, default=Path('results/runs'), help='folder of run records')
     parser.add_argument('--experiment', default=None, help='experiment to compare (needed if several)')
     parser.add_argument('--out', type=Path, default=Path('results'), help='where tables and plots/ go')
-    parser.add_argument('--published', type=Path, default=BASELINES / 'published.yaml',
-                        help='published reference numbers')
+    parser.add_argument('--published', type=Path, default=None,
+                        help=f'published reference numbers (default: {PUBLISHED.relative_to(BASELINES.parent)}; '
+                             'a file given here must exist)')
     parser.add_argument(underway.INTERIM_FLAG, action='store_true',
                         help='compare a study some of whose runs are still under way (an interim look, labelled '
                              'as one in its tables, decision plot and .compare.json); without it such a study is '
@@ -35,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Select the counted runs of one experiment, then write every table and plot in one step."""
+    if args.published is not None and not args.published.is_file():
+        raise HarnessError(f'--published {args.published}: no such file; give the published table\'s path, or leave '
+                           f'the flag out for {PUBLISHED.relative_to(BASELINES.parent)}')
     skipped: list[tuple[object, str]] = []
     records = load_runs(args.runs, skipped)
     experiment = pick_experiment(records, args.experiment, args.runs, [why for _, why in skipped])
@@ -47,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                            'ablation values); train and evaluate first (not included: ' + '; '.join(sel.excluded) + ')')
     previous = outputs.previous_set(args.out, experiment)   # before any work: a folder of another study is refused
     sel.runs = with_timing(sel.runs)
-    published = load_published(args.published, experiment)
+    published = load_published(args.published or PUBLISHED, experiment)
     summary, per_class, ablation = summarise(sel), per_class_table(sel.runs), ablations.tables(sel.runs)
     md = comparison_md(experiment, summary, sel, published, ablations.markdown(ablation), interim)
     with staged(args.out) as tmp:   # all outputs or none: never a mix of old and new
