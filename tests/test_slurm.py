@@ -263,3 +263,25 @@ def test_sbatch_refusing_the_array_is_one_error_line_and_leaves_no_staged_submis
     assert 'sbatch refused the job array: sbatch: error: Batch job submission failed: Invalid account' in said[0]
     assert 'Traceback' not in out.stdout + out.stderr
     assert not (runs / '.submissions').exists()   # no spec.yaml, slurm/, submission.json or empty folder left
+
+
+def test_a_pretrained_cache_given_on_the_login_node_reaches_every_job(tmp_path, monkeypatch):
+    """--cache was left out of the jobs' command: each job looked in work_dirs/pretrained instead
+    (a second download, or a failure on compute nodes without internet)."""
+    monkeypatch.chdir(tmp_path)
+    for name in ('data', 'work_dirs', 'results'):
+        (tmp_path / name).mkdir()
+    spec_copy = tmp_path / 'results' / 'runs' / '.submissions' / 's' / 'spec.yaml'
+
+    def command(cache: Path, image: Path | None) -> list[str]:
+        options = RunOptions(runs=tmp_path / 'results' / 'runs', work_dirs=tmp_path / 'work_dirs',
+                             backend=UpstreamOptions(cache=cache))
+        return slurm.job_command(spec_copy, 'x', options, image, 1)
+
+    plain = command(Path('work_dirs/shared-cache'), None)
+    assert plain[plain.index('--cache') + 1] == str(tmp_path / 'work_dirs' / 'shared-cache')
+    wrapped = command(Path('work_dirs/shared-cache'), Path('/i.sif'))
+    assert wrapped[wrapped.index('--cache') + 1] == '/workspace/work_dirs/shared-cache'
+    assert '--cache' not in command(Path('work_dirs/pretrained'), None)   # the default: the jobs' default too
+    with pytest.raises(HarnessError, match='not under'):
+        command(Path('/scratch/pretrained'), Path('/i.sif'))

@@ -75,7 +75,9 @@ def job_command(spec_copy: Path, run_id: str, options: RunOptions, image: Path |
     if options.data is not None:
         cmd += ['--data', str(Path(options.data).resolve())]
         paths.add(len(cmd) - 1)
-    cmd += options.backend.argv()
+    extra = options.backend.argv()
+    paths |= {len(cmd) + i + 1 for i, flag in enumerate(extra) if flag in getattr(options.backend, 'PATH_FLAGS', ())}
+    cmd += extra
     return container.wrap(cmd, paths, image, Path.cwd(), gpus) if image else cmd
 
 

@@ -35,6 +35,8 @@ from harness.study.spec import Spec
 class NoOptions:
     """The options of a backend that adds none to the command line."""
 
+    PATH_FLAGS: ClassVar[tuple[str, ...]] = ()   # flags of argv() whose value is a host path
+
     def argv(self) -> list[str]:
         """The command-line flags that give these options again (a Slurm job's command)."""
         return []

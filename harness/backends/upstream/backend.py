@@ -21,7 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from harness.backends.upstream import spconv_ckpt
 from harness.backends.upstream.config import write_arm_configs
@@ -48,6 +48,9 @@ class UpstreamOptions:
     allow_other_commit: bool = False
     cache: Path = DEFAULT_CACHE
 
+    # flags of argv() whose value is a host path: a container job sees it at its bound place
+    PATH_FLAGS: ClassVar[tuple[str, ...]] = ('--cache',)
+
     def __post_init__(self) -> None:
         """Refuse what the spec's ``schedule:`` would refuse, naming the flag (before any file is written).
 
@@ -67,10 +70,11 @@ class UpstreamOptions:
             raise HarnessError(f'--gpus {self.gpus!r} {sc.positive_int(self.gpus)}; give --gpus 1 or more')
 
     def argv(self) -> list[str]:
-        """The flags that give these options again (a Slurm job's command line)."""
+        """The flags that give these options again (a Slurm job's command line; paths absolute)."""
         out = []
+        cache = None if self.cache == DEFAULT_CACHE else Path(self.cache).resolve()
         for flag, value in (('--epochs', self.epochs), ('--iters', self.iters), ('--gpus', self.gpus),
-                            ('--upstream-root', self.upstream_root)):
+                            ('--upstream-root', self.upstream_root), ('--cache', cache)):
             if value is not None and not (flag == '--gpus' and value == 1):
                 out += [flag, str(value)]
         return out + (['--allow-other-commit'] if self.allow_other_commit else [])
