@@ -42,8 +42,8 @@ $(error BACKEND=$(BACKEND): use docker or upstream)
 endif
 # SEEDS empty: the spec's seeds (5 for s3dis-area5); SEEDS="0 1" runs a subset of them.
 RUN_ARGS = $(strip --spec $(SPEC) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
-	$(if $(filter-out 1,$(GPUS)),--gpus $(GPUS)) $(if $(filter slurm,$(EXECUTOR)),--executor slurm \
-	$(if $(CONTAINER),--container $(CONTAINER))))
+	$(if $(filter-out 1,$(GPUS)),--gpus $(GPUS)) $(if $(filter slurm,$(EXECUTOR)),--executor slurm) \
+	$(if $(CONTAINER),--container $(CONTAINER)))
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -76,8 +76,8 @@ plan: venv  ## the run matrix of SPEC with each run's state and estimated hours 
 status: venv  ## every run of SPEC: pending / running (iteration, ETA) / finished / failed (RUNS=results/runs)
 	$(PY) -m harness status --spec $(SPEC) --runs $(or $(RUNS),results/runs)
 
-compare: venv  ## tables + plots from results/runs into results/ (EXPERIMENT=name if several)
-	$(PY) -m harness compare --runs results/runs --out results $(if $(EXPERIMENT),--experiment $(EXPERIMENT))
+compare: venv  ## tables + plots from results/runs into results/ (RUNS=, OUT=; EXPERIMENT=name if several)
+	$(PY) -m harness compare $(strip --runs $(or $(RUNS),results/runs) --out $(or $(OUT),results) $(if $(EXPERIMENT),--experiment $(EXPERIMENT)))
 
 bench-criterion: venv  ## time both criteria at S3DIS shapes (DEVICE=cpu|cuda)
 	$(PY) -m harness bench criterion --device $(DEVICE)

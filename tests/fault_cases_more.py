@@ -440,6 +440,19 @@ def _(env):
             f'{runs / RID / "run.json"}: no space left on the device')
 
 
+# flags nobody would read: the spec's schedule, or a local run on the host, without a word
+FLAG_CASES = {
+    '--epochs on a native spec': (('--epochs', '1'), '--epochs: an option of the upstream backend'),
+    '--cache on a native spec': (('--cache', '/x'), '--cache: an option of the upstream backend'),
+    '--container without --executor slurm': (('--container', 'apptainer:/i.sif'), '--container: a Slurm option'),
+    '--slurm-time-min without --executor slurm': (('--slurm-time-min', '30'), '--slurm-time-min: a Slurm option'),
+    '--wait without --executor slurm': (('--wait',), '--wait: a Slurm option'),
+}
+for _name, (_flags, _text) in FLAG_CASES.items():
+    case(f'run: {_name} is refused, nothing trains')(
+        lambda env, f=_flags, t=_text: (env.run(None, '--force', *f), 2, t))
+
+
 # ---- concurrency and crashes -----------------------------------------------------------------
 
 @case('runs: two invocations at once never train one run twice')

@@ -71,6 +71,10 @@ def test_make_targets_are_one_line_over_the_harness():
     assert make_n('train-influencer', 'EXECUTOR=slurm', 'CONTAINER=apptainer:/img.sif')[-1] == (
         '.venv/bin/python -m harness run --spec baselines/s3dis-area5.yaml --executor slurm '
         '--container apptainer:/img.sif --arms influencer')
+    # CONTAINER without EXECUTOR=slurm reaches the harness, which refuses it (it was dropped without a word)
+    assert make_n('train-influencer', 'CONTAINER=apptainer:/img.sif')[-1].endswith(
+        '--container apptainer:/img.sif --arms influencer')
+    assert make_n('compare', 'RUNS=r', 'OUT=o')[-1] == '.venv/bin/python -m harness compare --runs r --out o'
     data = make_n('data', 'S3DIS_RAW=/raw/s3dis')
     assert data[-2:] == ['docker compose run --rm -v "/raw/s3dis":/raw:ro gpu python -m harness prepare-data '
                          '--raw /raw --out data/s3dis',

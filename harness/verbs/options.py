@@ -79,6 +79,12 @@ class RunRequest:
             if path is not None and Path(path).exists() and not Path(path).is_dir():
                 raise HarnessError(f'{flag} {path}: a file, not a folder; choose a folder (or move the file away)')
         slurm_flags = {k[len('slurm_'):]: v for k, v in values.items() if k.startswith('slurm_')}
+        if values.get('executor', 'local') != 'slurm':
+            given = {**{f'--slurm-{k.replace("_", "-")}': v for k, v in slurm_flags.items()},
+                     '--container': values.get('container'), '--wait': values.get('wait') or None}
+            if flag := next((f for f, v in given.items() if v is not None), None):
+                raise HarnessError(f'{flag}: a Slurm option, and runs execute here (--executor local); add '
+                                   '--executor slurm or leave it out')
         return cls(spec=values['spec'], selection=selection(args), runs=values['runs'],
                    work_dirs=values.get('work_dirs') or Path('work_dirs'), data=values.get('data'),
                    force=bool(values.get('force')), executor=values.get('executor', 'local'),
@@ -87,6 +93,29 @@ class RunRequest:
 
 
 def run_options(request: RunRequest, backend: Backend) -> RunOptions:
-    """The RunOptions ``request`` asks for, with ``backend``'s own options."""
+    """The RunOptions ``request`` asks for, with ``backend``'s own options.
+
+    Raises:
+        HarnessError: a flag of another backend was given (the spec's backend would not read it: an
+            ``--epochs`` on a native spec trained the spec's schedule without a word).
+    """
+    refuse_other_backends(request.cli, backend.name, request.spec)
     return RunOptions(runs=request.runs, work_dirs=request.work_dirs, data=request.data, force=request.force,
                       backend=type(backend).options(request.cli))
+
+
+def refuse_other_backends(cli: Mapping[str, Any], name: str, spec: Path) -> None:
+    """Raise when ``cli`` sets a flag that only backends other than ``name`` define."""
+    own = backend_defaults(name)
+    for other in BACKENDS:
+        for dest, default in backend_defaults(other).items():
+            if dest not in own and cli.get(dest, default) != default:
+                raise HarnessError(f'--{dest.replace("_", "-")}: an option of the {other} backend, and {spec} runs '
+                                   f'on the {name} backend, which does not read it; leave it out')
+
+
+def backend_defaults(name: str) -> dict[str, Any]:
+    """The options backend ``name`` adds to the command line: dest -> the value when the flag is not given."""
+    parser = argparse.ArgumentParser(add_help=False)
+    BACKENDS[name].add_arguments(parser.add_argument_group())
+    return vars(parser.parse_args([]))
