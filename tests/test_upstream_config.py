@@ -36,8 +36,29 @@ def loaded(tmp_path: Path):
 
 
 def derive(tmp_path: Path, *extra: str, spec: Path | None = None) -> int:
+    """derive from the fixture (a folder of this repository, not a checkout at the pinned commit)."""
     return main(['derive', '--spec', str(spec or fixture_spec(tmp_path)), '--upstream-root', str(FIXTURE),
-                 '--out', str(tmp_path / 'cfg'), '--data', str(tmp_path / 'data'), *extra])
+                 '--out', str(tmp_path / 'cfg'), '--data', str(tmp_path / 'data'), '--allow-other-commit', *extra])
+
+
+def test_derive_checks_the_pinned_commit_as_run_does_and_names_the_real_one(tmp_path, capsys):
+    """derive wrote '@ e2a9dd2' into every file whatever the checkout was."""
+    args = ['derive', '--spec', str(fixture_spec(tmp_path)), '--upstream-root', str(FIXTURE), '--out',
+            str(tmp_path / 'cfg'), '--data', str(tmp_path / 'data')]
+    assert main(args) == 2
+    assert 'upstream at an unknown commit (not git), the spec pins e2a9dd2' in capsys.readouterr().err
+    assert not (tmp_path / 'cfg').exists()
+    assert main([*args, '--allow-other-commit']) == 0
+    assert '@ an unknown commit (not a git checkout)' in (tmp_path / 'cfg' / 'influencer.py').read_text()
+
+
+def test_a_refused_derive_writes_none_of_the_set(tmp_path, capsys):
+    """One file of the user's in --out: nothing written (the arms before it were, and blocked the next try)."""
+    (tmp_path / 'cfg').mkdir()
+    (tmp_path / 'cfg' / 'influencer.py').write_text('mine')
+    assert derive(tmp_path) == 2
+    assert 'influencer.py: exists; pass --force' in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / 'cfg').iterdir()) == ['influencer.py']
 
 
 def test_derive_writes_loadable_children_that_differ_in_the_criterion_only(tmp_path):

@@ -70,6 +70,15 @@ def git_state(path: Path, outputs: tuple[str, ...] = (), extra: tuple[Path, ...]
     return {'sha': sha, 'dirty': bool(changes)}
 
 
+def checkout_commit(root: Path) -> str | None:
+    """HEAD of the git checkout whose top folder is ``root``; None where ``root`` is not one (a plain
+    copy, even inside another checkout, whose HEAD is not this folder's commit)."""
+    top = (_git(root, 'rev-parse', '--show-toplevel') or '').strip()
+    if not top or Path(top).resolve() != Path(root).resolve():
+        return None
+    return (_git(root, 'rev-parse', 'HEAD') or '').strip() or None
+
+
 # The code a run's numbers depend on, beyond what its config hash and upstream commit already fix:
 # the criteria, the backends (models, training, derivation), the data layer, the evaluator, the CPU
 # pin and config trees. Not the verbs, reporting, bench, study bookkeeping, record metadata (this

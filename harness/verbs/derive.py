@@ -11,7 +11,7 @@ from pathlib import Path
 
 from harness import backends
 from harness.backends.upstream.backend import UpstreamBackend
-from harness.backends.upstream.tools import upstream_root
+from harness.backends.upstream.tools import checked_commit, upstream_root
 from harness.backends.upstream.config import write_arm_configs
 from harness.backends.upstream.pretrained import pretrained_path
 from harness.core.errors import HarnessError
@@ -39,10 +39,11 @@ def run(args: argparse.Namespace) -> int:
                            '(native runs save their config.json in the run record)')
     opts = UpstreamBackend.options(vars(args))
     seed = spec.seeds[0] if args.seed is None else _seed(args.seed)
-    out = write_arm_configs(spec, upstream_root(spec.part.upstream, opts.upstream_root), args.out, seed,
-                            data_root=(args.data or spec.data.root).resolve(),
+    root = upstream_root(spec.part.upstream, opts.upstream_root)
+    commit = checked_commit(root, spec.part.upstream, opts.allow_other_commit) if root.is_dir() else None
+    out = write_arm_configs(spec, root, args.out, seed, data_root=(args.data or spec.data.root).resolve(),
                             load_from=pretrained_path(spec.part.pretrained, opts.cache), epochs=opts.epochs,
-                            iters=opts.iters, overwrite=args.force)
+                            iters=opts.iters, overwrite=args.force, commit=commit)
     for arm, diff in out['diffs'].items():
         print(f'{arm} vs hungarian: {len(diff)} flattened keys differ, all under model.criterion.inst_criterion')
     print(result_line('derive', 'ok', configs={a: str(p) for a, p in out['configs'].items()},

@@ -27,8 +27,8 @@ from harness.backends.upstream import spconv_ckpt
 from harness.backends.upstream.config import write_arm_configs
 from harness.backends.upstream.part import UpstreamPart, parse_part
 from harness.backends.upstream.pretrained import DEFAULT_CACHE, ensure_pretrained, pretrained_path
-from harness.backends.upstream.tools import (Upstream, call, cross_check, diverged, last_checkpoint, test,
-                                             train_rows, train_steps, upstream_root)
+from harness.backends.upstream.tools import (Upstream, call, checked_commit, cross_check, diverged, last_checkpoint,
+                                             test, train_rows, train_steps, upstream_root)
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write
 from harness.core import schema as sc
@@ -87,6 +87,7 @@ class Checkout:
     upstream: Upstream
     pretrained: dict | None
     options: UpstreamOptions
+    commit: str | None = None   # the checkout's (None: not git), named in every derived file
 
 
 @dataclass(frozen=True)
@@ -134,14 +135,11 @@ class UpstreamBackend(Backend):
         opts: UpstreamOptions = options.backend
         part: UpstreamPart = spec.part
         upstream = Upstream(upstream_root(part.upstream, opts.upstream_root), opts.gpus)
-        want, have = part.upstream.commit, upstream.commit()
-        if have != want and not opts.allow_other_commit:
-            raise HarnessError(f'{upstream.root}: upstream at {have or "an unknown commit (not git)"}, the '
-                               f'spec pins {want[:7]}; check out {want[:7]} or pass --allow-other-commit (recorded)')
+        have = checked_commit(upstream.root, part.upstream, opts.allow_other_commit)
         pretrained = ensure_pretrained(part.pretrained, opts.cache)
-        record = {'upstream': {'root': str(upstream.root), 'commit': have, 'pinned': want},
+        record = {'upstream': {'root': str(upstream.root), 'commit': have, 'pinned': part.upstream.commit},
                   'pretrained': pretrained, 'gpus': opts.gpus, 'epochs': opts.epochs, 'iters': opts.iters}
-        return Prepared(record, Checkout(upstream, pretrained, opts))
+        return Prepared(record, Checkout(upstream, pretrained, opts, have))
 
     def derive(self, spec: Spec, prepared: Prepared, point: RunPoint, data_root: Path) -> Derived:
         """The arm's child config (and the baseline's), loaded back and checked by mmengine."""
@@ -150,7 +148,7 @@ class UpstreamBackend(Backend):
             out = write_arm_configs(spec, found.upstream.root, Path(tmp), point.seed, Path(data_root).resolve(),
                                     pretrained_path(spec.part.pretrained, found.options.cache), arms=[point.arm],
                                     epochs=found.options.epochs, iters=found.options.iters,
-                                    ablation=point.ablation_dict)
+                                    ablation=point.ablation_dict, commit=found.commit)
             files = {p.name: p.read_text() for p in out['configs'].values()}
         resolved = out['resolved'][point.arm]
         loop = resolved['train_cfg']

@@ -182,11 +182,12 @@ def write_arm_configs(spec: Spec, upstream_root: Path, out: Path, seed: int,
                       data_root: Path, load_from: Path | None,
                       arms: list[str] | None = None, epochs: int | None = None,
                       iters: int | None = None, overwrite: bool = False,
-                      ablation: dict[str, Any] | None = None) -> dict[str, Any]:
+                      ablation: dict[str, Any] | None = None, commit: str | None = None) -> dict[str, Any]:
     """Write ``out/<arm>.py`` per arm and ``out/diff.txt`` (the baseline vs each other arm).
 
     Args:
         ablation: an ablation point, ``criterion.<key>`` / ``config.<dotted key>`` -> value.
+        commit: the checkout's actual commit, named in each file's header (None: not a git checkout).
 
     Returns:
         ``configs`` arm -> path, ``resolved`` arm -> resolved dict, ``diffs`` arm -> lines.
@@ -209,11 +210,16 @@ def write_arm_configs(spec: Spec, upstream_root: Path, out: Path, seed: int,
     config = {k.split('.', 1)[1]: v for k, v in ablation.items() if k.startswith('config.')}
     runtime = runtime_config(base, spec.part, seed, load_from, data_root, epochs, iters, config)
     arms = [BASELINE] + [a for a in (arms or spec.arms) if a != BASELINE]
+    targets = [Path(out) / f'{arm}.py' for arm in arms] + [Path(out) / 'diff.txt']
+    if not overwrite and (there := next((t for t in targets if t.exists()), None)):
+        # checked for the whole set first: a refusal half-way left the arms before it written
+        raise HarnessError(f'{there}: exists; pass --force to replace the set, or choose another --out')
     configs, resolved, diffs = {}, {}, {}
     for arm in arms:
         wanted = {} if arm == BASELINE else criterion
         intended = with_arm(runtime, arm, wanted)
-        header = HEADER.format(spec=spec.path, repo=source.repo, commit=source.commit, arm=arm, seed=seed)
+        header = HEADER.format(spec=spec.path, repo=source.repo, arm=arm, seed=seed,
+                               commit=commit or 'an unknown commit (not a git checkout)')
         text = render_child(base_path, overlay(base, intended), header)
         configs[arm] = atomic_write(Path(out) / f'{arm}.py', text, overwrite=overwrite)
         resolved[arm] = load_resolved(configs[arm])

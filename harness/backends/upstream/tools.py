@@ -32,6 +32,21 @@ def upstream_root(source: Source, given: Path | None) -> Path:
     return Path(root).resolve()
 
 
+def checked_commit(root: Path, source: Source, allow_other: bool) -> str | None:
+    """The checkout's commit (None: not a git checkout), once it is the spec's pinned one or allowed.
+
+    Raises:
+        HarnessError: another commit (or none) without ``allow_other``; names both and the fix.
+    """
+    from harness.core.env import checkout_commit
+    have = checkout_commit(root)
+    if have != source.commit and not allow_other:
+        raise HarnessError(f'{root}: upstream at {have or "an unknown commit (not git)"}, the spec pins '
+                           f'{source.commit[:7]}; check out {source.commit[:7]} or pass --allow-other-commit '
+                           '(recorded)')
+    return have
+
+
 class Upstream:
     """Paths and commands of one upstream checkout.
 
@@ -65,12 +80,6 @@ class Upstream:
         if threads:
             env['OMP_NUM_THREADS'] = str(threads)
         return env
-
-    def commit(self) -> str | None:
-        """HEAD of the checkout (None when it is not a git checkout)."""
-        from harness.core.env import git_state
-        return git_state(self.root)['sha']
-
 
 def diverged(work: Path) -> HarnessError | None:
     """The divergence our plugin's hook recorded, as one clear error (None if it did not diverge)."""
