@@ -1,4 +1,6 @@
 """The native matching-free study's synthetic rooms are in S3DIS's regime (docs/influencer-loss.md)."""
+import json
+
 import numpy as np
 import pytest
 
@@ -72,6 +74,12 @@ def test_regime_verb_reports_what_ap_counts_beside_s3dis(tmp_path, capsys):
     present = [n for k, n in counted.items() if k != 'total' and n > 0]
     assert stats['max_gt_influence_ap50'] == round(100 / (len(present) * min(present)), 2)
     assert main(['regime', str(tmp_path / 'data'), '--out', str(out)]) == 2   # never overwrites
+    capsys.readouterr()
+    (tmp_path / 'reports').mkdir()   # a folder: --force cannot help, and the message says so
+    assert main(['regime', str(tmp_path / 'data'), '--out', str(tmp_path / 'reports')]) == 2
+    assert 'is a folder' in capsys.readouterr().err
+    assert main(['regime', str(tmp_path / 'data'), '--out', str(tmp_path / 'r.JSON')]) == 0
+    assert json.loads((tmp_path / 'r.JSON').read_text())['counted'] == counted   # JSON, whatever the case
 
 
 @pytest.fixture

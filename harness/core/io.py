@@ -103,3 +103,17 @@ def writable_folder(folder: Path) -> None:
         known = OS_FIXES.get(errno.ENOTDIR if isinstance(err, FileExistsError) else err.errno)
         cause = known.split(';')[0] if known else err.strerror
         raise HarnessError(f'{folder}: cannot write there ({cause}); choose another --out') from err
+
+
+def check_out_file(out: Path, force: bool) -> None:
+    """``--out`` can take a report file: not a folder, not an existing file without ``force``, a writable
+    parent. Checked before the compute whose result it takes, not after.
+
+    Raises:
+        HarnessError: naming ``out`` and the fix.
+    """
+    if out.is_dir():   # --force cannot help: a folder is never replaced by a file
+        raise HarnessError(f'--out {out}: {OS_FIXES[errno.EISDIR]}')
+    if out.exists() and not force:
+        raise HarnessError(f'{out} exists; pass --force to replace it or choose another --out')
+    writable_folder(out.parent)

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 from pathlib import Path
 
-from harness.core.errors import OS_FIXES, HarnessError
-from harness.core.io import atomic_write, result_line, writable_folder
+from harness.core.io import atomic_write, check_out_file, result_line
 from harness.evaluation.folder import evaluate_folder, format_table
 
 HELP = 'instance AP@25/50/75 and mAP of dumped predictions against prepared S3DIS GT'
@@ -23,20 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--force', action='store_true', help='replace an existing --out file')
 
 
-def check_out(out: Path, force: bool) -> None:
-    """``--out`` can take the metrics file: not a folder, not an existing file without ``force``, a writable
-    parent. Checked before minutes of evaluation, not after."""
-    if out.is_dir():   # --force cannot help: a folder is never replaced by a file
-        raise HarnessError(f'--out {out}: {OS_FIXES[errno.EISDIR]}')
-    if out.exists() and not force:
-        raise HarnessError(f'{out} exists; pass --force to replace it or choose another --out')
-    writable_folder(out.parent)
-
-
 def run(args: argparse.Namespace) -> int:
     """Evaluate every room of the area; missing or unknown rooms are errors."""
     if args.out is not None:
-        check_out(args.out, args.force)
+        check_out_file(args.out, args.force)
     result, record = evaluate_folder(args.predictions, args.data, args.area)
     rooms = range(record['n_rooms'])
     if args.out is not None:

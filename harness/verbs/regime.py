@@ -5,8 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from harness.core.errors import HarnessError
-from harness.core.io import atomic_write, result_line
+from harness.core.io import atomic_write, check_out_file, result_line
 from harness.data.regime import regime
 
 HELP = 'instances per room, class mix, sizes and what AP counts, of a prepared dataset (markdown or JSON)'
@@ -27,14 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Compute, print the markdown, optionally write it."""
-    if args.out is not None and args.out.exists() and not args.force:
-        raise HarnessError(f'{args.out} exists; pass --force to replace it or choose another --out')
+    if args.out is not None:
+        check_out_file(args.out, args.force)
     areas = list(dict.fromkeys(args.areas))   # `--areas 5 5` describes Area_5 once, in the title too
     stats = regime(args.data, areas)
     text = markdown(stats, args.data, areas)
     print(text)
     if args.out is not None:
-        atomic_write(args.out, json.dumps(stats, indent=1) + '\n' if args.out.suffix == '.json' else text,
+        atomic_write(args.out, json.dumps(stats, indent=1) + '\n' if args.out.suffix.lower() == '.json' else text,
                      overwrite=args.force)
     print(result_line('regime', 'ok', rooms=stats['rooms'], counted=stats['counted']['total'],
                       max_gt_influence_ap50=stats['max_gt_influence_ap50'], out=str(args.out) if args.out else None))
