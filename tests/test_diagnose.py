@@ -94,3 +94,30 @@ def test_an_out_that_is_a_file_is_named_before_any_work(tmp_path, capsys):
     assert main(['diagnose', '--runs', str(tmp_path / 'none'), '--out', str(tmp_path / 'notes')]) == 2
     assert capsys.readouterr().err.startswith(f'error: --out {tmp_path / "notes"}: a file, not a folder')
     assert (tmp_path / 'notes').read_text() == 'mine'
+
+
+def test_a_diagnosis_file_of_the_users_is_never_written_over_unasked(tmp_path, capsys):
+    runs, out = tmp_path / 'runs', tmp_path / 'out'
+    for seed in range(3):
+        keep_diagnosis(make_run(runs, 'hungarian', seed, 0.5, experiment='fx'), 0.5)
+    out.mkdir()
+    (out / 'diagnosis.md').write_text('# my notes on the queries\n')
+    assert main(['diagnose', '--runs', str(runs), '--out', str(out)]) == 2
+    assert 'diagnosis.md: not written by diagnose' in capsys.readouterr().err
+    assert (out / 'diagnosis.md').read_text() == '# my notes on the queries\n'
+    assert main(['diagnose', '--runs', str(runs), '--out', str(out), '--force']) == 0
+    assert main(['diagnose', '--runs', str(runs), '--out', str(out)]) == 0   # its own files: re-written
+
+
+def test_arms_diagnosed_over_different_seeds_say_so(tmp_path):
+    """A staged study: stopped arms have fewer seeds; the title claimed one count for all."""
+    runs, out = tmp_path / 'runs', tmp_path / 'out'
+    for seed in range(4):
+        keep_diagnosis(make_run(runs, 'hungarian', seed, 0.5, experiment='fx'), 0.5)
+    for seed in range(3):
+        keep_diagnosis(make_run(runs, 'influencer', seed, 0.3, experiment='fx'), 0.2)
+    assert main(['diagnose', '--runs', str(runs), '--out', str(out)]) == 0
+    text = (out / 'diagnosis.md').read_text()
+    assert text.startswith("# fx: what the queries do (mean over each arm's seeds)")
+    assert '| hungarian | 4 |' in text and '| influencer | 3 |' in text
+

@@ -3,6 +3,7 @@ record keeps in its metrics.json, or else from the run's checkpoint)."""
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "each record keeps; runs without one from their checkpoint on their recorded data.root)")
     parser.add_argument('--out', type=Path, default=Path('results'),
                         help='where diagnosis.csv / .md go (derived from the records: re-written)')
+    parser.add_argument('--force', action='store_true',
+                        help='replace a diagnosis.csv / .md in --out that diagnose did not write')
     parser.add_argument(underway.INTERIM_FLAG, action='store_true',
                         help='diagnose a study some of whose runs are still under way (an interim look, labelled '
                              'as one); without it such a study is refused')
@@ -42,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from harness.backends.native.diagnose import diagnose_run
     if args.out.exists() and not args.out.is_dir():
         raise HarnessError(f'--out {args.out}: a file, not a folder; choose a folder for diagnosis.csv / .md')
+    if not args.force:
+        check_ours(args.out)
     records = load_runs(args.runs)
     experiment = pick_experiment(records, args.experiment, args.runs)
     interim = underway.check(args.runs, experiment, args.interim)
@@ -71,6 +76,23 @@ def run(args: argparse.Namespace) -> int:
     print(md)
     print(result_line('diagnose', 'ok', runs=len(table), out=str(args.out / 'diagnosis.md'), interim=len(interim)))
     return 0
+
+
+# How diagnose's own files begin: others of those names (a user's notes) are never written over unasked.
+OWN_START = {'diagnosis.md': re.compile(r'# \S+: what the queries do \('),
+             'diagnosis.csv': re.compile(r'arm,seed,ap50,')}
+
+
+def check_ours(out: Path) -> None:
+    """Raise where ``out`` holds a diagnosis.csv / .md that diagnose did not write (its first line says so)."""
+    for name, start in OWN_START.items():
+        path = out / name
+        if path.is_file():
+            with open(path, encoding='utf-8', errors='replace') as f:
+                first = f.readline()
+            if not start.match(first):
+                raise HarnessError(f'{path}: not written by diagnose; move it away, choose another --out, or pass '
+                                   '--force to replace it')
 
 
 def recorded(folder: Path) -> dict[str, float] | None:
@@ -104,15 +126,17 @@ def markdown(experiment: str, table: pd.DataFrame, unfinished: Sequence[str] = (
     ``unfinished``: run ids of the study still under way (an interim look, said at the top);
     ``ablation_runs``: counted runs with ablation values, left out (said under the table)."""
     means = table.groupby('arm', sort=False)[['ap50', *COLUMNS]].mean()
-    lines = [f'# {experiment}: what the queries do (mean over {table.seed.nunique()} seeds)', '']
+    seeds = table.groupby('arm', sort=False).seed.nunique()
+    over = f'{seeds.iloc[0]} seeds' if seeds.nunique() == 1 else "each arm's seeds"   # a staged study: they differ
+    lines = [f'# {experiment}: what the queries do (mean over {over})', '']
     lines += interim_banner(unfinished)
-    lines += ['| arm | AP50 | GTs some query fits (IoU >= 0.5) | mean best IoU | best query right class | '
+    lines += ['| arm | seeds | AP50 | GTs some query fits (IoU >= 0.5) | mean best IoU | best query right class | '
               'best query ranked first | further queries on a fitted GT | no-object queries | active queries | '
               'GTs with an anchor | anchored GTs fitted |',
-              '|---|---|---|---|---|---|---|---|---|---|---|']
+              '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for arm, m in means.iterrows():
-        lines.append(f'| {arm} | {100 * m.ap50:.1f} | {m.oracle_recall50:.2f} | {m.mean_best_iou:.2f} | '
-                     f'{m.right_class:.2f} | {m.ranked_first:.2f} | {m.duplicates:.1f} | '
+        lines.append(f'| {arm} | {seeds[arm]} | {100 * m.ap50:.1f} | {m.oracle_recall50:.2f} | '
+                     f'{m.mean_best_iou:.2f} | {m.right_class:.2f} | {m.ranked_first:.2f} | {m.duplicates:.1f} | '
                      f'{m.no_object_queries:.2f} | {m.active_queries:.2f} | {_opt(m.gts_anchored)} | '
                      f'{_opt(m.fit_if_anchored)} |')
     lines += ['', 'Over the test rooms\' GT instances of >= 100 points (those AP counts), from each run\'s evaluated checkpoint, masks binarised '
