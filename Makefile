@@ -74,7 +74,7 @@ plan: venv  ## the run matrix of SPEC with each run's state and estimated hours 
 	$(PY) -m harness plan --spec $(SPEC) --runs $(or $(RUNS),results/runs)
 
 status: venv  ## every run of SPEC: pending / running (iteration, ETA) / finished / failed (RUNS=results/runs)
-	$(PY) -m harness status --spec $(SPEC) --runs $(or $(RUNS),results/runs)
+	$(PY) -m harness status --spec $(SPEC) --runs $(or $(RUNS),results/runs) $(if $(EPOCHS),--epochs $(EPOCHS))
 
 compare: venv  ## tables + plots from results/runs into results/ (RUNS=, OUT=; EXPERIMENT=name if several)
 	$(PY) -m harness compare $(strip --runs $(or $(RUNS),results/runs) --out $(or $(OUT),results) $(if $(EXPERIMENT),--experiment $(EXPERIMENT)))

@@ -121,6 +121,11 @@ def test_add_a_backend_is_one_module_plus_one_line(tmp_path, monkeypatch, capsys
                  str(tmp_path / 'work2'), '--oracle-drop', '1000']) == 0   # its own option: nothing predicted
     dropped = records.load_runs(tmp_path / 'runs2')
     assert all(json.loads((Path(r['_dir']) / 'metrics.json').read_text())['ap50'] == 0.0 for r in dropped)
+    # status checks a study with the flags it ran with; another backend's flag is refused as run refuses it
+    assert main(['status', '--spec', str(path), '--runs', str(tmp_path / 'runs2'), '--oracle-drop', '1000']) == 0
+    capsys.readouterr()
+    assert main(['status', '--spec', str(path), '--runs', str(tmp_path / 'runs2'), '--epochs', '3']) == 2
+    assert '--epochs: an option of the upstream backend' in capsys.readouterr().err
 
 
 @pytest.fixture(autouse=True)

@@ -4,10 +4,12 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from pathlib import Path
+from typing import Any, Mapping
 
 from harness.core.errors import HarnessError
 from harness.core.io import result_line
 from harness.execution.status import table
+from harness.verbs.options import add_backend_arguments, refuse_other_backends
 
 HELP = ('state of every run: pending / submitted / to run / running (iteration, ETA) / interrupted / finished / '
         'failed / refused')
@@ -19,10 +21,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--spec', type=Path, default=None,
                         help="the experiment's spec: list its whole matrix (runs never started too) and "
                              'mark runs whose config changed as refused')
+    add_backend_arguments(parser)   # with --spec: the flags the runs were started with (--epochs, --cache, ...)
 
 
-def refused_runs(spec_path: Path, runs: Path) -> tuple[list, set[str]]:
-    """The spec's matrix and the run ids the runner would refuse (derived here, nothing trains)."""
+def refused_runs(spec_path: Path, runs: Path, cli: Mapping[str, Any]) -> tuple[list, set[str]]:
+    """The spec's matrix and the run ids the runner would refuse (derived here, nothing trains).
+
+    Args:
+        cli: the parsed command line (``vars(args)``): the backend's own flags, as ``run`` was given them
+            (a run started with ``--epochs 8`` and checked without it would show as refused).
+    """
     from harness import backends
     from harness.study.backend import RunOptions
     from harness.study.matrix import run_matrix
@@ -30,7 +38,8 @@ def refused_runs(spec_path: Path, runs: Path) -> tuple[list, set[str]]:
     from harness.study.setup import data_root
     spec, backend = backends.load(spec_path)
     matrix = run_matrix(spec)
-    options = RunOptions(runs=runs, backend=type(backend).Options())   # status has no backend flags
+    refuse_other_backends(cli, backend.name, spec_path)
+    options = RunOptions(runs=runs, backend=type(backend).options(cli))
     try:
         prepared = backend.prepare(spec, options)
         root = data_root(spec)
@@ -47,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.spec is None and not args.runs.is_dir():   # with --spec, a study not started yet is all "to run"
         raise HarnessError(f'{args.runs}: no such runs folder; pass --runs pointing at the run records '
                            '(or --spec to list a study not started yet)')
-    matrix, refused = refused_runs(args.spec, args.runs) if args.spec else (None, set())
+    matrix, refused = refused_runs(args.spec, args.runs, vars(args)) if args.spec else (None, set())
     rows = table(args.runs, matrix, refused)
     width = max([len(r['run_id']) for r in rows] + [6])
     print(f'{"run id":<{width}}  {"state":<12} {"job":<10} {"att.":>4}  detail')
