@@ -46,6 +46,17 @@ def test_never_writes_into_a_non_empty_folder(tmp_path):
     assert code == 2 and 'not empty' in err and (tmp_path / 'x' / 'mine.txt').read_text() == 'keep'
 
 
+@pytest.mark.parametrize('out, message', [('afile', '--out {p}: a file, not a folder'),
+                                          ('afile/x', '{p}: cannot write there (')])
+def test_an_out_in_or_at_a_file_is_named_as_given(tmp_path, out, message):
+    """The error named the scratch folder (afile/.x.partial-<pid>/points), a path the user never gave."""
+    (tmp_path / 'afile').write_text('mine')
+    code, _, err = harness('synth', '--out', tmp_path / out, '--rooms-per-area', 1)
+    where = tmp_path / out if out == 'afile' else tmp_path / 'afile'
+    assert code == 2 and message.format(p=where) in err and 'partial' not in err
+    assert (tmp_path / 'afile').read_text() == 'mine'
+
+
 def test_a_density_gives_each_surface_its_points_and_areas_their_own_counts(tmp_path):
     """--points-per-m2: a room's and an instance's points grow with their surface; six counts, one per area."""
     name, files = synthetic_room(7, 5, 0, points_per_m2=400)

@@ -79,6 +79,12 @@ def test_subset_is_valid_and_compact(prepared, tmp_path):
     assert ids.tolist() == list(range(1, len(ids) + 1))
 
 
+def test_subset_says_when_an_area_has_fewer_rooms_than_asked(prepared, tmp_path):
+    code, out, err = harness('subset', '--src', prepared, '--out', tmp_path / 's', '--rooms-per-area', 3)
+    assert code == 0, err
+    assert 'note: Area_5 has 1 room(s), fewer than --rooms-per-area 3: all of them are kept' in out
+
+
 def edit_manifest(root, edit):
     path = root / 'MANIFEST.json'
     manifest = json.loads(path.read_text())

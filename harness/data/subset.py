@@ -84,6 +84,9 @@ def _write(src: Path, out: Path, rooms_per_area: int, max_points: int | None, se
     manifest, total = {}, 0
     for area in range(1, 7):
         names = area_rooms(src, area)[:rooms_per_area]
+        if 0 < len(names) < rooms_per_area:
+            print(f'note: Area_{area} has {len(names)} room(s), fewer than --rooms-per-area {rooms_per_area}: '
+                  'all of them are kept')
         entries = []
         for i, name in enumerate(tqdm(names, desc=f'subset Area_{area}', unit='room')):
             room = read_room(src, name)

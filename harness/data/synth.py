@@ -11,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from harness.core.errors import HarnessError
-from harness.core.io import atomic_write
+from harness.core.io import atomic_write, writable_folder
 from harness.data.layout import furniture_boxes, info_entry, write_infos, write_manifest, write_room
 from harness.data.raw import CLASS_TO_LABEL, class_of
 from harness.data.scenes import synthetic_room
@@ -38,6 +38,9 @@ def generate(out: Path, rooms_per_area: int | Sequence[int] = 2, seed: int = 0, 
     """
     out = Path(out)
     check_sampling(seed, points_per_room, points_per_m2)
+    if out.exists() and not out.is_dir():
+        raise HarnessError(f'--out {out}: a file, not a folder; choose a new folder')
+    writable_folder(out.parent)   # before generating: a file in the path named our scratch folder, not --out
     if out.exists() and any(out.iterdir()):
         raise HarnessError(f'{out} exists and is not empty; choose a new --out (nothing is overwritten)')
     if defects and not raw:
