@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from harness.core.errors import HarnessError
-from harness.study.locks import process_started
+from harness.study.locks import lock, process_started
 from harness.study.records import (SCHEMA_VERSION, RunRecord, attempts, folder_of, load_metrics, load_record,
-                                   load_runs, lock, next_folder, run_id, unstarted, write_config)
+                                   load_runs, next_folder, run_id, unstarted, write_config)
 
 
 def new_attempt(runs, rid: str, arm: str = 'a', seed: int = 0, backend: str = 'native'):

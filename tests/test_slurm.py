@@ -15,7 +15,7 @@ import slurm_cluster
 from harness.core.errors import HarnessError
 from harness.core.io import now
 from harness.execution import container, slurm
-from harness.study import records
+from harness.study import locks, records
 from harness.backends.upstream.backend import UpstreamOptions
 from harness.study.backend import RunOptions
 from harness.study.spec import SlurmResources
@@ -149,26 +149,26 @@ def test_a_job_for_a_run_another_live_job_trains_is_refused(tmp_path, monkeypatc
     (folder / '.lock').write_text(json.dumps({'host': 'node7', 'pid': 1, 'since': 'x', 'slurm_job_id': '41'}))
     monkeypatch.setattr('harness.core.env.squeue_job', lambda job: Queued('RUNNING'))
     with pytest.raises(HarnessError, match='being trained by pid 1 on node7'):
-        with records.lock(folder):
+        with locks.lock(folder):
             pass
     monkeypatch.setattr('harness.core.env.squeue_job', lambda job: Queued(None))   # the job is gone: stale
-    with records.lock(folder):
+    with locks.lock(folder):
         pass
     # a cluster set up again: job 41 runs, but it was submitted an hour after the lock was taken
     since = now()
     (folder / '.lock').write_text(json.dumps({'host': 'node7', 'pid': 1, 'since': since, 'slurm_job_id': '41'}))
     monkeypatch.setattr('harness.core.env.squeue_job', lambda job: Queued('RUNNING', time.time() + 3600))
-    with records.lock(folder):
+    with locks.lock(folder):
         pass
     (folder / '.lock').write_text(json.dumps({'host': 'node7', 'pid': 1, 'since': since, 'slurm_job_id': '41'}))
     monkeypatch.setattr('harness.core.env.squeue_job', lambda job: Queued('RUNNING', time.time() - 60))
     with pytest.raises(HarnessError, match='being trained by pid 1 on node7'):   # submitted before: the holder
-        with records.lock(folder):
+        with locks.lock(folder):
             pass
     monkeypatch.setenv('SLURM_JOB_ID', '41')   # our own job, requeued: its old lock is ours to take
     monkeypatch.setattr('harness.core.env.squeue_job', lambda job: Queued('RUNNING'))
     (folder / '.lock').write_text(json.dumps({'host': 'node7', 'pid': 1, 'since': 'x', 'slurm_job_id': '41'}))
-    with records.lock(folder):
+    with locks.lock(folder):
         pass
 
 

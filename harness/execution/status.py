@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from harness.core.env import Queued, squeue_all
 from harness.core.errors import HarnessError
-from harness.study import records
+from harness.study import locks, records
 
 if TYPE_CHECKING:   # the matrix module imports the criteria (torch): a status without --spec needs neither
     from harness.study.matrix import RunPoint
@@ -127,7 +127,7 @@ def row(rid: str, folders: list[Path], submission: dict | None, queue: dict[str,
     if record['status'] != 'running':
         detail = record.get('error') or ''
         return {**out, 'state': record['status'], 'detail': detail.splitlines()[0][:100] if detail else ''}
-    holder = records.lock_holder(folders[-1])
+    holder = locks.lock_holder(folders[-1])
     if not holder or not holder['alive']:
         return {**out, 'state': 'interrupted', 'detail': 'run again to resume'}
     step, spi = progress(record)

@@ -20,7 +20,7 @@ from harness.core import env
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write, now
 from harness.core.tree import canonical_hash
-from harness.study.locks import LOCK, lock, lock_holder  # noqa: F401 - the runner's and status's entry points
+from harness.study.locks import LOCK
 from harness.study.record_checks import RecordError, field_problems, metric_problems
 
 SCHEMA_VERSION = 2

@@ -28,7 +28,7 @@ from harness.core.io import atomic_write
 from harness.core.tree import canonical_hash, config_diff, diff_keys, without
 from harness.data.layout import content_sha256, load_manifest
 from harness.evaluation.folder import evaluate_folder
-from harness.study import records
+from harness.study import locks, records
 from harness.study.arms import arm_keys
 from harness.study.backend import Backend, Derived, Prepared, RunContext, RunOptions, Trained
 from harness.study.curves import write_curves
@@ -194,7 +194,7 @@ def execute(batch: Batch, planned: Planned) -> str:
     folder.mkdir(parents=True, exist_ok=True)   # only to hold the lock; an empty one is reused later
     with contextlib.ExitStack() as stack:
         try:
-            stack.enter_context(records.lock(folder))
+            stack.enter_context(locks.lock(folder))
         except HarnessError as err:   # another process trains it: leave it alone, go on with the others
             print(f'refused: {err}', file=sys.stderr)
             return 'refused (being trained elsewhere)'
@@ -266,7 +266,7 @@ def last_activity(*folders: Path) -> float | None:
     last wrote (logs, checkpoints, its record) say when it stopped working.
     """
     times = [p.stat().st_mtime for folder in folders if Path(folder).is_dir()
-             for p in Path(folder).rglob('*') if p.is_file() and p.name != records.LOCK]
+             for p in Path(folder).rglob('*') if p.is_file() and p.name != locks.LOCK]
     return max(times, default=None)
 
 
