@@ -67,7 +67,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code (2 for user-fixable errors)."""
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
+    parser = build_parser(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # a verb that sets a ``backend_argv`` default takes the flags it does not declare itself, to parse
+        # once it knows the backend (status: without torch's import until --spec names one)
+        if not hasattr(args, 'backend_argv'):
+            parser.error(f'unrecognized arguments: {" ".join(extra)}')
+        args.backend_argv = extra
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format='%(levelname)s %(name)s: %(message)s')
     try:

@@ -38,3 +38,12 @@ def test_status_imports_no_criteria_and_no_torch(tmp_path):
             'if m.split(".")[0] in ("torch", "influencerformer", "scipy", "matplotlib")))')
     out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == '[]'
+
+
+def test_flags_no_verb_declares_are_refused_and_status_takes_backend_flags_only_with_a_spec(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(['compare', '--runs', str(tmp_path), '--epochs', '8'])
+    assert stop.value.code == 2 and 'unrecognized arguments: --epochs 8' in capsys.readouterr().err
+    assert main(['status', '--runs', str(tmp_path), '--epochs', '8']) == 2
+    assert '--epochs: not a status option; backend flags (--epochs, --cache, ...) are read only with --spec' in (
+        capsys.readouterr().err)

@@ -46,7 +46,7 @@ def test_never_writes_into_a_non_empty_folder(tmp_path):
     assert code == 2 and 'not empty' in err and (tmp_path / 'x' / 'mine.txt').read_text() == 'keep'
 
 
-@pytest.mark.parametrize('out, message', [('afile', '--out {p}: a file, not a folder'),
+@pytest.mark.parametrize('out, message', [('afile', '{p}: a file, not a folder'),
                                           ('afile/x', '{p}: cannot write there (')])
 def test_an_out_in_or_at_a_file_is_named_as_given(tmp_path, out, message):
     """The error named the scratch folder (afile/.x.partial-<pid>/points), a path the user never gave."""

@@ -107,6 +107,11 @@ def test_a_diagnosis_file_of_the_users_is_never_written_over_unasked(tmp_path, c
     assert (out / 'diagnosis.md').read_text() == '# my notes on the queries\n'
     assert main(['diagnose', '--runs', str(runs), '--out', str(out), '--force']) == 0
     assert main(['diagnose', '--runs', str(runs), '--out', str(out)]) == 0   # its own files: re-written
+    other = tmp_path / 'other'
+    keep_diagnosis(make_run(other, 'hungarian', 0, 0.5, experiment='fy'), 0.5)
+    capsys.readouterr()
+    assert main(['diagnose', '--runs', str(other), '--out', str(out)]) == 2   # fx's diagnosis is kept
+    assert "diagnosis.md: the diagnosis of experiment 'fx', not of 'fy'" in capsys.readouterr().err
 
 
 def test_arms_diagnosed_over_different_seeds_say_so(tmp_path):

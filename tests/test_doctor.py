@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from harness.cli import main
+from harness.core.paths import REPO
 from harness.verbs import doctor
 
 
@@ -42,3 +43,15 @@ def test_a_wrong_spec_is_a_one_line_error_before_any_check(tmp_path, capsys, spe
     out, err = capsys.readouterr()
     assert err.startswith(f'error: --spec {tmp_path / spec}: {message}') and 'or --skip-upstream' in err
     assert 'torch' not in out   # refused before the import checks ran
+
+
+def test_a_plain_copy_inside_another_checkout_has_no_upstream_commit(tmp_path):
+    """The commit line showed this repository's HEAD for a folder inside it (run and derive say 'not git')."""
+    import yaml
+    fixture = REPO / 'tests' / 'fixtures' / 'upstream_shape'
+    spec = yaml.safe_load((REPO / 'baselines' / 's3dis-area5.yaml').read_text())
+    spec['upstream']['config'] = 'configs/model_s3dis.py'
+    (tmp_path / 'spec.yaml').write_text(yaml.safe_dump(spec))
+    checks = {c.name: c for c in doctor.check_upstream(tmp_path / 'spec.yaml', fixture)}
+    assert checks['upstream commit'].status == 'FAIL' and checks['upstream commit'].detail.endswith('@ not git')
+    assert checks['upstream unmodified'].status == 'FAIL'

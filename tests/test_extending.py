@@ -18,6 +18,7 @@ from harness import backends
 from harness.cli import main
 from harness.core.paths import REPO
 from harness.study import arms, records
+from harness.study.backend import Prepared
 from influencerformer import registry
 from oracle_backend import OracleBackend
 
@@ -122,8 +123,11 @@ def test_add_a_backend_is_one_module_plus_one_line(tmp_path, monkeypatch, capsys
     dropped = records.load_runs(tmp_path / 'runs2')
     assert all(json.loads((Path(r['_dir']) / 'metrics.json').read_text())['ap50'] == 0.0 for r in dropped)
     # status checks a study with the flags it ran with; another backend's flag is refused as run refuses it
+    seen = []
+    monkeypatch.setattr(OracleBackend, 'prepare', lambda self, spec, options: seen.append(options.backend.drop)
+                        or Prepared(context=options.backend))
     assert main(['status', '--spec', str(path), '--runs', str(tmp_path / 'runs2'), '--oracle-drop', '1000']) == 0
-    capsys.readouterr()
+    assert seen == [1000] and ' refused ' not in capsys.readouterr().out
     assert main(['status', '--spec', str(path), '--runs', str(tmp_path / 'runs2'), '--epochs', '3']) == 2
     assert '--epochs: an option of the upstream backend' in capsys.readouterr().err
 

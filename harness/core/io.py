@@ -88,11 +88,11 @@ def result_line(verb: str, status: str, **fields: Any) -> str:
     return 'RESULT ' + json.dumps({'verb': verb, 'status': status, **fields}, sort_keys=False)
 
 
-def writable_folder(folder: Path) -> None:
+def writable_folder(folder: Path, fix: str = 'choose another --out') -> None:
     """``folder`` exists (or can be made) and takes a file: checked before compute that would write there.
 
     Raises:
-        HarnessError: ``<folder>: cannot write there (<cause>); choose another --out``.
+        HarnessError: ``<folder>: cannot write there (<cause>); <fix>``.
     """
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -102,7 +102,7 @@ def writable_folder(folder: Path) -> None:
         # mkdir(exist_ok=True) on a regular file says "File exists": the real cause is a file in the path
         known = OS_FIXES.get(errno.ENOTDIR if isinstance(err, FileExistsError) else err.errno)
         cause = known.split(';')[0] if known else err.strerror
-        raise HarnessError(f'{folder}: cannot write there ({cause}); choose another --out') from err
+        raise HarnessError(f'{folder}: cannot write there ({cause}); {fix}') from err
 
 
 def check_out_file(out: Path, force: bool) -> None:

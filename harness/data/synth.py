@@ -38,9 +38,10 @@ def generate(out: Path, rooms_per_area: int | Sequence[int] = 2, seed: int = 0, 
     """
     out = Path(out)
     check_sampling(seed, points_per_room, points_per_m2)
+    # before generating: a file at or above ``out`` was named by the path of our scratch folder
     if out.exists() and not out.is_dir():
-        raise HarnessError(f'--out {out}: a file, not a folder; choose a new folder')
-    writable_folder(out.parent)   # before generating: a file in the path named our scratch folder, not --out
+        raise HarnessError(f'{out}: a file, not a folder; choose a new folder for the rooms')
+    writable_folder(out.parent, 'choose another folder for the rooms')
     if out.exists() and any(out.iterdir()):
         raise HarnessError(f'{out} exists and is not empty; choose a new --out (nothing is overwritten)')
     if defects and not raw:

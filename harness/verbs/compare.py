@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Select the counted runs of one experiment, then write every table and plot in one step."""
-    if args.published is not None and not args.published.is_file():
+    if args.published is not None and not args.published.exists():
         raise HarnessError(f'--published {args.published}: no such file; give the published table\'s path, or leave '
                            f'the flag out for {PUBLISHED.relative_to(BASELINES.parent)}')
     skipped: list[tuple[object, str]] = []

@@ -45,10 +45,10 @@ def run(args: argparse.Namespace) -> int:
     from harness.backends.native.diagnose import diagnose_run
     if args.out.exists() and not args.out.is_dir():
         raise HarnessError(f'--out {args.out}: a file, not a folder; choose a folder for diagnosis.csv / .md')
-    if not args.force:
-        check_ours(args.out)
     records = load_runs(args.runs)
     experiment = pick_experiment(records, args.experiment, args.runs)
+    if not args.force:
+        check_ours(args.out, experiment)
     interim = underway.check(args.runs, experiment, args.interim)
     counted = select([r for r in records if r['experiment'] == experiment]).runs
     runs = main_runs(counted)   # compare's headline runs: an ablation point is another setting, never averaged in
@@ -78,21 +78,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-# How diagnose's own files begin: others of those names (a user's notes) are never written over unasked.
-OWN_START = {'diagnosis.md': re.compile(r'# \S+: what the queries do \('),
+# How diagnose's own files begin: others of those names (a user's notes) are never written over unasked,
+# nor is another experiment's diagnosis (its title names it).
+OWN_START = {'diagnosis.md': re.compile(r'# (\S+): what the queries do \('),
              'diagnosis.csv': re.compile(r'arm,seed,ap50,')}
 
 
-def check_ours(out: Path) -> None:
-    """Raise where ``out`` holds a diagnosis.csv / .md that diagnose did not write (its first line says so)."""
+def check_ours(out: Path, experiment: str) -> None:
+    """Raise where ``out`` holds a diagnosis.csv / .md that diagnose did not write, or wrote for another
+    experiment (their first lines say so); ``--force`` skips this check."""
     for name, start in OWN_START.items():
         path = out / name
-        if path.is_file():
-            with open(path, encoding='utf-8', errors='replace') as f:
-                first = f.readline()
-            if not start.match(first):
-                raise HarnessError(f'{path}: not written by diagnose; move it away, choose another --out, or pass '
-                                   '--force to replace it')
+        if not path.is_file():
+            continue
+        with open(path, encoding='utf-8', errors='replace') as f:
+            match = start.match(f.readline())
+        if not match:
+            raise HarnessError(f'{path}: not written by diagnose; move it away, choose another --out, or pass '
+                               '--force to replace it')
+        if match.groups() and match.group(1) != experiment:
+            raise HarnessError(f'{path}: the diagnosis of experiment {match.group(1)!r}, not of {experiment!r}; '
+                               f'choose another --out (e.g. {out / experiment}) or pass --force to replace it')
 
 
 def recorded(folder: Path) -> dict[str, float] | None:

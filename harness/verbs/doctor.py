@@ -169,7 +169,7 @@ def check_upstream(spec_path: Path, given: Path | None) -> list[Check]:
     """The checkout: present, at the spec's commit, unmodified, importable."""
     from harness import backends
     from harness.backends.upstream.tools import upstream_root
-    from harness.core.env import git_state
+    from harness.core.env import checkout_commit, git_state
     spec, _ = backends.load(spec_path)
     source = spec.part.upstream
     root = upstream_root(source, given)
@@ -177,10 +177,10 @@ def check_upstream(spec_path: Path, given: Path | None) -> list[Check]:
     if not (root / source.config).is_file():
         return [Check('upstream checkout', 'FAIL', f'{root}: no {source.config}',
                       f'git clone {source.repo} and check out {want[:7]}; pass --upstream-root')]
-    state = git_state(root)
-    at = state['sha'] == want
-    clean = state['dirty'] is False
-    checks = [Check('upstream commit', 'ok' if at else 'FAIL', f'{root} @ {(state["sha"] or "not git")[:12]}',
+    sha = checkout_commit(root)   # a plain copy inside another checkout has no commit of its own
+    at = sha == want
+    clean = sha is not None and git_state(root)['dirty'] is False
+    checks = [Check('upstream commit', 'ok' if at else 'FAIL', f'{root} @ {(sha or "not git")[:12]}',
                     '' if at else f'git -C {root} checkout {want[:7]}'),
               Check('upstream unmodified', 'ok' if clean else 'FAIL', 'git status --porcelain empty' if clean
                     else 'local changes', '' if clean else f'git -C {root} stash (never edit upstream)')]
@@ -208,7 +208,7 @@ def upstream_spec(path: Path) -> Path:
         HarnessError: no such file, not YAML, or another backend's spec; names the file and the fix.
     """
     fix = f'pass an upstream spec (e.g. --spec {SPEC.relative_to(BASELINES.parent)}) or --skip-upstream'
-    if not Path(path).is_file():
+    if not Path(path).exists():
         raise HarnessError(f'--spec {path}: no such file; {fix}')
     try:
         raw = yamlfile.read_yaml(path, 'spec', fix)

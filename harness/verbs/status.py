@@ -4,12 +4,10 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping
 
 from harness.core.errors import HarnessError
 from harness.core.io import result_line
 from harness.execution.status import table
-from harness.verbs.options import add_backend_arguments, refuse_other_backends
 
 HELP = ('state of every run: pending / submitted / to run / running (iteration, ETA) / interrupted / finished / '
         'failed / refused')
@@ -21,23 +19,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--spec', type=Path, default=None,
                         help="the experiment's spec: list its whole matrix (runs never started too) and "
                              'mark runs whose config changed as refused')
-    add_backend_arguments(parser)   # with --spec: the flags the runs were started with (--epochs, --cache, ...)
+    # with --spec, the backend's flags the runs were started with (--epochs, --iters, --cache, ...) may follow;
+    # they are parsed once the spec names the backend (declaring every backend's here would import torch)
+    parser.set_defaults(backend_argv=[])
 
 
-def refused_runs(spec_path: Path, runs: Path, cli: Mapping[str, Any]) -> tuple[list, set[str]]:
+def refused_runs(spec_path: Path, runs: Path, backend_argv: list[str]) -> tuple[list, set[str]]:
     """The spec's matrix and the run ids the runner would refuse (derived here, nothing trains).
 
     Args:
-        cli: the parsed command line (``vars(args)``): the backend's own flags, as ``run`` was given them
-            (a run started with ``--epochs 8`` and checked without it would show as refused).
+        backend_argv: the backend's own flags, as ``run`` was given them (a run started with
+            ``--epochs 8`` and checked without it would show as refused).
+
+    Raises:
+        HarnessError: a flag of another backend; SystemExit(2) (argparse): a flag no backend has.
     """
     from harness import backends
     from harness.study.backend import RunOptions
     from harness.study.matrix import run_matrix
     from harness.study.runner import classify
     from harness.study.setup import data_root
+    from harness.verbs.options import add_backend_arguments, refuse_other_backends
     spec, backend = backends.load(spec_path)
     matrix = run_matrix(spec)
+    flags = argparse.ArgumentParser(prog='python -m harness status --spec SPEC', add_help=False)
+    add_backend_arguments(flags)
+    cli = vars(flags.parse_args(backend_argv))
     refuse_other_backends(cli, backend.name, spec_path)
     options = RunOptions(runs=runs, backend=type(backend).options(cli))
     try:
@@ -56,7 +63,10 @@ def run(args: argparse.Namespace) -> int:
     if args.spec is None and not args.runs.is_dir():   # with --spec, a study not started yet is all "to run"
         raise HarnessError(f'{args.runs}: no such runs folder; pass --runs pointing at the run records '
                            '(or --spec to list a study not started yet)')
-    matrix, refused = refused_runs(args.spec, args.runs, vars(args)) if args.spec else (None, set())
+    if args.backend_argv and args.spec is None:
+        raise HarnessError(f'{args.backend_argv[0]}: not a status option; backend flags (--epochs, --cache, ...) '
+                           'are read only with --spec')
+    matrix, refused = refused_runs(args.spec, args.runs, args.backend_argv) if args.spec else (None, set())
     rows = table(args.runs, matrix, refused)
     width = max([len(r['run_id']) for r in rows] + [6])
     print(f'{"run id":<{width}}  {"state":<12} {"job":<10} {"att.":>4}  detail')
