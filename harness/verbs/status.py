@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--runs', type=Path, default=Path('results/runs'), help='folder of run records')
     parser.add_argument('--spec', type=Path, default=None,
                         help="the experiment's spec: list its whole matrix (runs never started too) and "
-                             'mark runs whose config changed as refused')
+                             'mark runs whose config changed as refused; give the backend flags the runs were '
+                             'started with too (e.g. --epochs 8)')
     # with --spec, the backend's flags the runs were started with (--epochs, --iters, --cache, ...) may follow;
     # they are parsed once the spec names the backend (declaring every backend's here would import torch)
     parser.set_defaults(backend_argv=[])
