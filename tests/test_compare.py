@@ -390,7 +390,7 @@ def test_the_runner_refuses_to_train_runs_that_compare_would_not_pool(tmp_path, 
     train passes; a commit with other code, or one git cannot read here, is refused before training."""
     from types import SimpleNamespace
     from harness.core import env
-    from harness.study.runner import same_code
+    from harness.study.planning import same_code
     codes = {'a' * 40: 'code-1', 'b' * 40: 'code-1', 'c' * 40: 'code-2'}
     monkeypatch.setattr(env, 'code_identity', lambda sha, paths: codes.get(sha))
     env.result_code.cache_clear()

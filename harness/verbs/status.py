@@ -38,7 +38,7 @@ def refused_runs(spec_path: Path, runs: Path, backend_argv: list[str]) -> tuple[
     from harness import backends
     from harness.study.backend import RunOptions
     from harness.study.matrix import run_matrix
-    from harness.study.runner import classify
+    from harness.study.planning import classify
     from harness.study.setup import data_root
     from harness.verbs.options import add_backend_arguments, refuse_other_backends
     spec, backend = backends.load(spec_path)
