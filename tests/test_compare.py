@@ -325,7 +325,7 @@ def test_data_is_matched_by_content_hash_when_every_run_has_one(tmp_path):
         for arm in ('hungarian', 'influencer'):
             folder = make_run(root, arm, seed, 0.5)
             records.RunRecord.load(folder).update(data={'root': 'x', 'manifest_sha256': manifest * 64,
-                                                'content_sha256': 'c' * 64})
+                                                        'content_sha256': 'c' * 64})
     assert compare(root, tmp_path / 'out') == 0
     assert '| hungarian | assignment-based | 2 |' in (tmp_path / 'out' / 'comparison.md').read_text()
     old = make_run(root, 'hungarian', 2, 0.5)   # manifest '1' * 64 only: the experiment compares by manifest

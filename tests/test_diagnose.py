@@ -125,4 +125,3 @@ def test_arms_diagnosed_over_different_seeds_say_so(tmp_path):
     text = (out / 'diagnosis.md').read_text()
     assert text.startswith("# fx: what the queries do (mean over each arm's seeds)")
     assert '| hungarian | 4 |' in text and '| influencer | 3 |' in text
-

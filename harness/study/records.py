@@ -301,4 +301,3 @@ def _read_json(path: Path, fix: str) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError) as err:   # ValueError: not JSON, or not UTF-8
         raise HarnessError(f'{path}: not JSON ({err}); {fix}') from err
-

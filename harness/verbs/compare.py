@@ -5,7 +5,6 @@ import argparse
 from pathlib import Path
 
 from harness.core import yamlfile
-
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write, result_line, staged
 from harness.core.paths import BASELINES

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Callable
 
 from harness.core import yamlfile
-
 from harness.core.errors import HarnessError
 from harness.core.io import result_line
 from harness.core.paths import BASELINES

@@ -37,6 +37,7 @@ from harness.study.curves import merge_scalars
 from harness.study.matrix import RunPoint
 from harness.study.spec import Spec
 
+
 @dataclass(frozen=True)
 class UpstreamOptions:
     """The upstream backend's command-line options (see :meth:`UpstreamBackend.add_arguments`)."""

@@ -81,6 +81,7 @@ class Upstream:
             env['OMP_NUM_THREADS'] = str(threads)
         return env
 
+
 def diverged(work: Path) -> HarnessError | None:
     """The divergence our plugin's hook recorded, as one clear error (None if it did not diverge)."""
     path = work / 'DIVERGED.json'
