@@ -1,0 +1,1 @@
+/work/main/results/assignment-free-native/runs/.submissions/assignment-free-native-20261207-181246-2578/slurm/1_submission.sh
