@@ -63,7 +63,8 @@ def _read(path: Path) -> dict:
     error, not a silent replacement of the first block)."""
     table = yamlfile.read_yaml(path, 'criteria file', 'fix the file') or {}
     if not isinstance(table, dict):
-        raise HarnessError(f'{path}: a mapping of arm name -> inst_criterion block, got {type(table).__name__}')
+        raise HarnessError(f'{path}: a mapping of arm name -> inst_criterion block, got {type(table).__name__}; '
+                           'fix the file')
     return table
 
 
