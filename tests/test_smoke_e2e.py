@@ -99,6 +99,46 @@ def test_a_malformed_kept_diagnosis_is_one_line_naming_the_file(smoke, tmp_path)
     assert 'Traceback' not in err
 
 
+def test_diagnose_on_other_data_is_refused_before_any_checkpoint_is_loaded(smoke, tmp_path):
+    """Each record's AP would sit beside figures measured on other rooms, with exit 0."""
+    _, _, runs = smoke
+    other = tmp_path / 'other'
+    assert harness('synth', '--out', other, '--rooms-per-area', '1', '--points-per-room', '1500',
+                   '--seed', '7')[0] == 0
+    code, out, err = harness('diagnose', '--runs', runs, '--data', other, '--out', tmp_path / 'out')
+    assert code == 2 and f'not the data in {other}: trained on other data' in err and 'Traceback' not in err
+    assert not (tmp_path / 'out' / 'diagnosis.csv').exists()
+
+
+def test_diagnose_on_data_without_the_test_area_is_one_line(smoke, tmp_path):
+    import shutil
+    tmp, _, runs = smoke
+    data = tmp_path / 'data'
+    shutil.copytree(tmp / 'data', data)
+    manifest = json.loads((data / 'MANIFEST.json').read_text())
+    manifest['rooms'] = {n: e for n, e in manifest['rooms'].items() if e['area'] != 5}
+    (data / 'MANIFEST.json').write_text(json.dumps(manifest))
+    for path in data.glob('*/Area_5_*.bin'):
+        path.unlink()
+    code, out, err = harness('diagnose', '--runs', runs, '--data', data, '--out', tmp_path / 'out')
+    assert code == 2 and f'{data}: no rooms of Area_5' in err and 'Traceback' not in err
+
+
+def test_a_torn_checkpoint_is_named_with_the_fix(smoke, tmp_path):
+    from harness.backends.native.diagnose import load_model
+    from harness.core.errors import HarnessError
+    from harness.study.records import read_config
+    _, _, runs = smoke
+    folder = runs / 'smoke-native__hungarian__s0'
+    record = json.loads((folder / 'run.json').read_text())
+    torn = tmp_path / 'work' / 'iter_4.pth'
+    torn.parent.mkdir()
+    torn.write_bytes(open(record['checkpoint']['path'], 'rb').read()[:1000])   # a full disk cut it short
+    record.update(work_dir=str(tmp_path / 'work'), checkpoint={'path': str(torn)})
+    with pytest.raises(HarnessError, match=f'{torn}: not a readable checkpoint .*restore it from a copy'):
+        load_model(record, read_config(folder))
+
+
 def test_a_finished_run_is_not_redone(smoke):
     tmp, path, runs = smoke
     code, out, err = harness('run', '--spec', path, '--runs', runs, '--work-dirs', tmp / 'work')

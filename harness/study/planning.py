@@ -82,26 +82,32 @@ def plan(spec: Spec, backend: Backend, prepared: Prepared, points: list[RunPoint
 
 
 def same_data(plans: list[Planned], root: Path) -> None:
-    """Runs to resume or keep must have used this very data; else refuse them all.
-
-    A record with ``content_sha256`` (its rooms' hashes) is compared by it, so the same rooms
-    generated again count as the same data; an older record, by its MANIFEST.json's sha256.
-    """
+    """Runs to resume or keep must have used this very data; else refuse them all."""
     current = data_identity(root)
     wrong = []
     for p in plans:
-        if p.record is None:
-            continue
-        recorded = p.record.get('data') or {}
-        key = 'content_sha256' if recorded.get('content_sha256') else 'manifest_sha256'
-        if recorded.get(key) and recorded[key] != current[key]:
+        why = None if p.record is None else data_differs(p.record.get('data') or {}, current)
+        if why:
             wrong.append(p)
-            print(f'refused: {p.folder}: trained on other data ({key} {recorded[key][:12]}, now '
-                  f'{current[key][:12] if current[key] else None}); point --data at that data, or give the '
-                  'experiment a new name', file=sys.stderr)
+            print(f'refused: {p.folder}: {why}; point --data at that data, or give the experiment a new name',
+                  file=sys.stderr)
     if wrong:
         raise HarnessError(f'{len(wrong)} of {len(plans)} runs refused: their data differs (listed above); '
                            'nothing was trained')
+
+
+def data_differs(recorded: dict, current: dict) -> str | None:
+    """Why a run's recorded data (its record's ``data``) is not ``current`` (:func:`data_identity`), or None.
+
+    A record with ``content_sha256`` (its rooms' hashes) is compared by it, so the same rooms
+    generated again count as the same data; an older record, by its MANIFEST.json's sha256;
+    a record with neither cannot be compared (None).
+    """
+    key = 'content_sha256' if recorded.get('content_sha256') else 'manifest_sha256'
+    if not recorded.get(key) or recorded[key] == current[key]:
+        return None
+    return (f'trained on other data ({key} {recorded[key][:12]}, now '
+            f'{current[key][:12] if current[key] else None})')
 
 
 def same_code(plans: list[Planned], options: RunOptions, experiment: str, backend: str) -> None:

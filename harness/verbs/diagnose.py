@@ -6,16 +6,19 @@ import argparse
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pandas as pd
 from tqdm import tqdm
 
 from harness.core.errors import HarnessError
 from harness.core.io import atomic_write, result_line
+from harness.data.reader import list_rooms
 from harness.execution import underway
 from harness.reporting.compare import main_runs
 from harness.reporting.markdown import interim_banner
 from harness.reporting.select import pick_experiment, select
+from harness.study.planning import data_differs, data_identity
 from harness.study.records import load_metrics, load_record, load_runs, read_config
 
 HELP = ('mask fit, class, ranking and duplicates of every query of the counted native runs '
@@ -54,20 +57,13 @@ def run(args: argparse.Namespace) -> int:
     runs = main_runs(counted)   # compare's headline runs: an ablation point is another setting, never averaged in
     if runs.empty:
         raise HarnessError(f'{args.runs}: no counted run of {experiment} without ablation values to diagnose')
+    todo = [source(r, args.data) for r in runs.itertuples()]
+    check_data_roots([t for t in todo if t.kept is None])   # before any checkpoint is loaded
     rows = []
-    for r in tqdm(list(runs.itertuples()), desc='diagnose', unit='run'):
-        record, config = load_record(Path(r.dir) / 'run.json'), read_config(r.dir)
-        if record.get('backend') != 'native':
-            raise HarnessError(f'{r.dir}: a {record.get("backend")} run; diagnose reads native models only')
-        kept = None if args.data else recorded(Path(r.dir))
-        if kept is not None:
-            rows.append({'arm': r.arm, 'seed': r.seed, 'ap50': r.ap50, **kept, 'source': 'record'})
-            continue
-        root = args.data or Path(config['data']['root'])
-        if not root.is_dir():
-            raise HarnessError(f'{root}: no such data folder (the run\'s data.root); pass --data')
-        rows.append({'arm': r.arm, 'seed': r.seed, 'ap50': r.ap50, **diagnose_run(record, config, root),
-                     'source': 'checkpoint'})
+    for t in tqdm(todo, desc='diagnose', unit='run'):
+        measured = t.kept if t.kept is not None else diagnose_run(t.record, t.config, t.root)
+        rows.append({'arm': t.row.arm, 'seed': t.row.seed, 'ap50': t.row.ap50, **measured,
+                     'source': 'record' if t.kept is not None else 'checkpoint'})
     table = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out / 'diagnosis.csv', table.to_csv(index=False), overwrite=True)
@@ -76,6 +72,53 @@ def run(args: argparse.Namespace) -> int:
     print(md)
     print(result_line('diagnose', 'ok', runs=len(table), out=str(args.out / 'diagnosis.md'), interim=len(interim)))
     return 0
+
+
+class Source(NamedTuple):
+    """Where one counted run's diagnosis comes from: ``kept`` (its metrics.json's), or its checkpoint on ``root``."""
+    row: Any            # compare's row of the run (arm, seed, ap50, dir)
+    record: dict        # its run.json
+    config: dict        # its resolved config
+    kept: dict | None   # the diagnosis its record keeps; None: diagnose the checkpoint
+    root: Path          # the prepared data the checkpoint is diagnosed on
+
+
+def source(row: Any, data: Path | None) -> Source:
+    """A counted run's :class:`Source`: ``--data`` (when given) forces the checkpoint on that data.
+
+    Raises:
+        HarnessError: not a native run.
+    """
+    record, config = load_record(Path(row.dir) / 'run.json'), read_config(row.dir)
+    if record.get('backend') != 'native':
+        raise HarnessError(f'{row.dir}: a {record.get("backend")} run; diagnose reads native models only')
+    return Source(row, record, config, None if data else recorded(Path(row.dir)),
+                  data or Path(config['data']['root']))
+
+
+def check_data_roots(todo: list[Source]) -> None:
+    """Each checkpoint is diagnosed on the data its run was tested on: the folder exists, its test area is
+    valid GT (as ``evaluate`` checks it) and its identity is the record's.
+
+    Raises:
+        HarnessError: the first problem, naming the folder or run and the fix.
+    """
+    from harness.evaluation.folder import check_data
+    checked = {}
+    for t in todo:
+        area = t.config['data']['test_area']
+        if not t.root.is_dir():
+            raise HarnessError(f"{t.root}: no such data folder (the run's data.root); pass --data <prepared data root>")
+        if (t.root, area) not in checked:
+            check_data(t.root, area)
+            if not list_rooms(t.root, area):
+                raise HarnessError(f'{t.root}: no rooms of Area_{area} (the runs\' test area) under points/; '
+                                   'pass --data <the data the runs were trained on>')
+            checked[t.root, area] = data_identity(t.root)
+        why = data_differs(t.record.get('data') or {}, checked[t.root, area])
+        if why:
+            raise HarnessError(f'{t.row.dir}: not the data in {t.root}: {why}; pass --data <the data it was '
+                               'trained on> (on other rooms its AP would be paired with figures of other data)')
 
 
 # How diagnose's own files begin: others of those names (a user's notes) are never written over unasked,

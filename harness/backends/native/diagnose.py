@@ -100,8 +100,13 @@ def load_model(record: dict, config: dict):
     # mmengine's checkpoints pickle their message hub (numpy, HistoryBuffer), so a
     # weights-only load refuses them: loaded in full, as resume does, and only from
     # the run's own work dir (the same trust as the runs folder itself)
-    state = torch.load(path, map_location='cpu', weights_only=False)['state_dict']
-    model.load_state_dict(state)
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=False)['state_dict']
+        model.load_state_dict(state)
+    except Exception as err:  # noqa: BLE001 - a torn or foreign file fails in many ways; all mean "unreadable"
+        raise HarnessError(f"{path}: not a readable checkpoint of {record['run_id']}'s model "
+                           f'({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else "no detail"}); '
+                           'restore it from a copy, or train the run again under a new experiment name') from err
     return model.eval()
 
 
