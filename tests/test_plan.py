@@ -133,3 +133,17 @@ def test_plan_refuses_a_config_ablation_value_run_would_refuse(tmp_path, capsys,
     assert main(['plan', '--spec', str(path), '--runs', str(tmp_path / 'runs')]) == 2
     out = capsys.readouterr()
     assert text in out.err and 'runs (' not in out.out
+
+
+def test_plan_says_its_states_are_the_records_and_names_a_missing_runs_folder(tmp_path, capsys):
+    """plan derives nothing: a finished record of an older spec shows as finished, which status --spec
+    (deriving) calls refused; a mistyped --runs showed every run as to run without a word."""
+    path = spec(tmp_path)
+    assert main(['plan', '--spec', str(path), '--runs', str(tmp_path / 'runz')]) == 0
+    out = capsys.readouterr().out
+    assert f'note: --runs {tmp_path / "runz"} does not exist (yet)' in out and 'states are the records' not in out
+    make_run(tmp_path / 'runs', 'hungarian', 0, 0.6, experiment='pilot')
+    assert main(['plan', '--spec', str(path), '--runs', str(tmp_path / 'runs')]) == 0
+    out = capsys.readouterr().out
+    assert f"states are the records' own: `python -m harness status --spec {path}` checks each" in out
+    assert 'does not exist' not in out

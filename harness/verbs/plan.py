@@ -97,6 +97,9 @@ def matrix_table(spec: Spec, points: list[RunPoint], runs: Path) -> tuple[dict[s
     """Print the run matrix and its totals; returns (runs per state, runs to do, their estimated
     hours one after another, how many of them could not be estimated)."""
     timings = measured(runs, spec.experiment)
+    if not Path(runs).is_dir():
+        print(f'note: --runs {runs} does not exist (yet): every run shows as to run; check the path if this study '
+              'has runs')
     print(f'{"#":>4}  {"run id":<58} {"arm":<26} {"seed":>4}  {"ablation":<34} {"state":<14} {"est. h":>7}')
     todo_hours, unmeasured, todo, states = 0.0, 0, 0, {}
     for i, p in enumerate(points, 1):
@@ -119,6 +122,9 @@ def matrix_table(spec: Spec, points: list[RunPoint], runs: Path) -> tuple[dict[s
             total += f' one after another, ~{todo_hours / at_once:.1f} h with Slurm ({at_once} at a time)'
     print(f'\n{len(points)} runs ({", ".join(f"{v} {k}" for k, v in sorted(states.items()))}); '
           f'{todo} to do, estimated {total}')
+    if set(states) - {'to run'}:   # plan derives nothing: a record made under an older spec shows its own state
+        print(f'states are the records\' own: `python -m harness status --spec {spec.path}` checks each against '
+              'the spec as it is now (a run whose config changed: refused)')
     return states, todo, todo_hours, unmeasured
 
 
