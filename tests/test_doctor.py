@@ -46,12 +46,15 @@ def test_a_wrong_spec_is_a_one_line_error_before_any_check(tmp_path, capsys, spe
 
 
 def test_a_plain_copy_inside_another_checkout_has_no_upstream_commit(tmp_path):
-    """The commit line showed this repository's HEAD for a folder inside it (run and derive say 'not git')."""
+    """The commit line showed this repository's HEAD for a folder inside it (run and derive say 'not git'),
+    and its fixes were git commands that act on the enclosing repository."""
     import yaml
     fixture = REPO / 'tests' / 'fixtures' / 'upstream_shape'
     spec = yaml.safe_load((REPO / 'baselines' / 's3dis-area5.yaml').read_text())
     spec['upstream']['config'] = 'configs/model_s3dis.py'
     (tmp_path / 'spec.yaml').write_text(yaml.safe_dump(spec))
-    checks = {c.name: c for c in doctor.check_upstream(tmp_path / 'spec.yaml', fixture)}
-    assert checks['upstream commit'].status == 'FAIL' and checks['upstream commit'].detail.endswith('@ not git')
-    assert checks['upstream unmodified'].status == 'FAIL'
+    checks = doctor.check_upstream(tmp_path / 'spec.yaml', fixture)
+    assert [(c.name, c.status) for c in checks] == [('upstream checkout', 'FAIL')]
+    assert checks[0].detail == f'{fixture}: not a git checkout of its own (a plain copy)'
+    # the fix clones upstream: `git -C <copy> stash` would have stashed the enclosing repository's work
+    assert 'git clone' in checks[0].fix and 'stash' not in checks[0].fix and f'-C {fixture}' not in checks[0].fix

@@ -177,9 +177,12 @@ def check_upstream(spec_path: Path, given: Path | None) -> list[Check]:
         return [Check('upstream checkout', 'FAIL', f'{root}: no {source.config}',
                       f'git clone {source.repo} and check out {want[:7]}; pass --upstream-root')]
     sha = checkout_commit(root)   # a plain copy inside another checkout has no commit of its own
+    if sha is None:   # git -C on it would act on the enclosing repository (a stash would take its work)
+        return [Check('upstream checkout', 'FAIL', f'{root}: not a git checkout of its own (a plain copy)',
+                      f'git clone {source.repo} DIR && git -C DIR checkout {want[:7]}; pass --upstream-root DIR')]
     at = sha == want
-    clean = sha is not None and git_state(root)['dirty'] is False
-    checks = [Check('upstream commit', 'ok' if at else 'FAIL', f'{root} @ {(sha or "not git")[:12]}',
+    clean = git_state(root)['dirty'] is False
+    checks = [Check('upstream commit', 'ok' if at else 'FAIL', f'{root} @ {sha[:12]}',
                     '' if at else f'git -C {root} checkout {want[:7]}'),
               Check('upstream unmodified', 'ok' if clean else 'FAIL', 'git status --porcelain empty' if clean
                     else 'local changes', '' if clean else f'git -C {root} stash (never edit upstream)')]
