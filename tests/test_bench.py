@@ -85,6 +85,10 @@ def test_bench_native_times_this_code_against_a_commit(tmp_path, capsys):
     (['bench', 'eval', '--seed', '-1'], 'argument --seed: must be an integer >= 0 (got -1); numpy seeds'),
     (['bench', 'data', '--points-per-room', '-5'], 'argument --points-per-room: must be an integer >= 1'),
     (['subset', '--src', 'x', '--out', 'y', '--seed', '-1'], 'argument --seed: must be an integer >= 0'),
+    (['bench', 'data', '--workers', '0'], 'argument --workers: must be an integer >= 1 (got 0)'),
+    (['bench', 'native', '--repeats', '0'], 'argument --repeats: must be an integer >= 1 (got 0)'),
+    (['bench', 'native', '--iters', '0'], 'argument --iters: must be an integer >= 1 (got 0)'),
+    (['bench', 'native', '--warmup', '-2'], 'argument --warmup: must be an integer >= 0 (got -2)'),
 ])
 def test_counts_and_seeds_are_bounded_before_any_work(tmp_path, capsys, args, message):
     """These gave a traceback (median of no data, a negative dimension) or a CSV of nonsense (-2 rooms)."""
@@ -93,3 +97,76 @@ def test_counts_and_seeds_are_bounded_before_any_work(tmp_path, capsys, args, me
     err = capsys.readouterr().err
     assert stop.value.code == 2 and message in err and 'Traceback' not in err, err
     assert not (tmp_path / 'o').exists()
+
+
+def never(*args, **kwargs):
+    raise AssertionError('timed before the output path was checked')
+
+
+@pytest.mark.parametrize('verb, timed', [('criterion', 'harness.bench.criterion.ProcessPoolExecutor'),
+                                         ('eval', 'harness.bench.eval.evaluate_instances'),
+                                         ('data', 'harness.data.synth.generate')])
+def test_an_out_that_cannot_take_the_csv_is_refused_before_the_timing(tmp_path, capsys, monkeypatch, verb, timed):
+    """--out naming a file was reported only after minutes of timing (bench data: 6M raw points)."""
+    monkeypatch.setattr(timed, never)
+    (tmp_path / 'afile').write_text('mine\n')
+    assert main(['bench', verb, '--out', str(tmp_path / 'afile')]) == 2
+    assert 'cannot write there' in capsys.readouterr().err
+    assert (tmp_path / 'afile').read_text() == 'mine\n'
+
+
+@pytest.mark.parametrize('args, timed, message', [
+    (['bench', 'eval', '--upstream-root', '/nonexistent'], 'harness.bench.eval.evaluate_instances',
+     '/nonexistent: no oneformer3d/instance_seg_eval.py'),
+    (['bench', 'data', '--mmdet3d-root', '/nonexistent'], 'harness.data.synth.generate',
+     '/nonexistent: not a mmdetection3d checkout'),
+    (['bench', 'criterion', '--points', '5', '--gts', '20'], 'harness.bench.criterion.ProcessPoolExecutor',
+     '--gts 20 > --points 5: each GT needs a point of its own'),
+])
+def test_a_bad_reference_or_shape_is_refused_before_the_timing(tmp_path, capsys, monkeypatch, args, timed, message):
+    """A missing checkout was found after our side had been timed; --gts > --points was a worker traceback."""
+    monkeypatch.setattr(timed, never)
+    assert main(args + ['--out', str(tmp_path / 'o')]) == 2
+    err = capsys.readouterr().err
+    assert message in err and 'Traceback' not in err
+
+
+def test_bench_data_counts_the_points_it_timed(tmp_path, capsys):
+    """The CSV counted rooms x --points-per-room; synth gives each instance at least 30 points (7.5x more here)."""
+    import numpy as np
+    from harness.data.synth import generate
+    generate(tmp_path / 'same', 1, seed=0, points_per_room=100)
+    made = sum(len(np.fromfile(f, np.float32)) // 6 for f in (tmp_path / 'same' / 'points').glob('*.bin'))
+    assert made > 600
+    assert main(['bench', 'data', '--rooms-per-area', '1', '--points-per-room', '100', '--workers', '1',
+                 '--out', str(tmp_path / 'o')]) == 0
+    row = next(csv.DictReader((tmp_path / 'o' / 'data.csv').open()))
+    assert int(row['points']) == made and int(row['workers']) == 1
+
+
+def native_spec(tmp_path):
+    import yaml
+    from harness.core.paths import REPO
+    raw = yaml.safe_load((REPO / 'baselines' / 'smoke-native.yaml').read_text())
+    raw['data']['root'] = str(tmp_path / 'data')
+    (tmp_path / 'spec.yaml').write_text(yaml.safe_dump(raw))
+    return tmp_path / 'spec.yaml'
+
+
+def test_a_refused_arm_leaves_no_worktree_of_the_baseline(tmp_path, capsys):
+    import subprocess
+    from harness.core.paths import REPO
+    before = subprocess.run(['git', '-C', str(REPO), 'worktree', 'list'], capture_output=True, text=True).stdout
+    assert main(['bench', 'native', '--spec', str(native_spec(tmp_path)), '--baseline', 'HEAD', '--arm', 'pm3',
+                 '--out', str(tmp_path / 'n.csv')]) == 2
+    assert '--arm pm3: not an arm of' in capsys.readouterr().err
+    assert subprocess.run(['git', '-C', str(REPO), 'worktree', 'list'], capture_output=True, text=True).stdout == before
+
+
+def test_a_profile_longer_than_the_spec_s_rooms_is_refused_before_it_runs(tmp_path, capsys):
+    """It ended in the profiler's IndexError: 2 rooms per step, 2 warm-up steps."""
+    assert main(['bench', 'native', '--spec', str(native_spec(tmp_path)), '--profile', str(tmp_path / 'p.txt'),
+                 '--iters', '3']) == 2
+    err = capsys.readouterr().err
+    assert '--iters 3: the profile needs 10 training rooms' in err and 'has 5: give --iters 0' not in err
+    assert 'profile a spec with more rooms' in err and not (tmp_path / 'p.txt').exists()

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from harness.study.arms import build_criterion, load_criteria
 from harness.core.args import at_least
 from harness.core.errors import HarnessError
-from harness.core.io import atomic_write, result_line
+from harness.core.io import atomic_write, check_out_file, result_line
 from harness.bench.inputs import pred_leaves, random_gts, random_pred
 
 HELP = "time forward+backward of the arms' criteria (vs Hungarian) at S3DIS shapes"
@@ -70,8 +70,10 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError('--device cuda but torch.cuda.is_available() is False: install a CUDA '
                            'build of torch (README, "Installing on a GPU machine") or use --device cpu')
     out = args.out / f'criterion-{args.device}.csv'
-    if out.exists() and not args.force:
-        raise HarnessError(f'{out} exists; pass --force to replace it or choose another --out')
+    check_out_file(out, args.force)   # before the timing, not after it
+    if max(args.gts) > min(args.points):   # partition_masks gives each GT at least one point
+        raise HarnessError(f'--gts {max(args.gts)} > --points {min(args.points)}: each GT needs a point of its own; '
+                           'give --gts no larger than the smallest --points')
     criteria = ['hungarian'] + [c for c in args.criteria if c != 'hungarian']
     unknown = sorted(set(criteria) - set(load_criteria()))
     if unknown:

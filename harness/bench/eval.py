@@ -5,6 +5,7 @@ import argparse
 import contextlib
 import io
 import time
+import types
 from pathlib import Path
 from typing import Iterator
 
@@ -15,7 +16,7 @@ from harness.data import CLASS_NAMES
 from harness.core.args import at_least
 from harness.core.errors import HarnessError
 from harness.evaluation.ap import evaluate_instances
-from harness.core.io import atomic_write, result_line
+from harness.core.io import atomic_write, check_out_file, result_line
 
 HELP = 'time the instance-AP evaluator (and optionally upstream\'s) on a generated workload'
 GOAL = 20.0  # issue goal: >= 20x faster than upstream's evaluator
@@ -70,15 +71,15 @@ def synthetic_scene(rng: np.random.Generator, n_preds: int, n_points: int,
 def run(args: argparse.Namespace) -> int:
     """Time ours (generation excluded); optionally upstream on identical scenes."""
     out = args.out / f'eval-{args.composition}.csv'
-    if out.exists() and not args.force:
-        raise HarnessError(f'{out} exists; pass --force to replace it or choose another --out')
+    check_out_file(out, args.force)   # before the timing, not after it
+    upstream = _upstream_evaluator(args.upstream_root) if args.upstream_root is not None else None
     timer = {'gen': 0.0}
     start = time.perf_counter()
     ours = evaluate_instances(_timed_scenes(args, timer), CLASS_NAMES)
     ours_s = time.perf_counter() - start - timer['gen']
     rows = [_row('harness', args, ours_s, ours)]
-    if args.upstream_root is not None:
-        up_s, up = _time_upstream(args)
+    if upstream is not None:
+        up_s, up = _time_upstream(args, upstream)
         rows.append(_row('upstream', args, up_s, up))
         diff = max(abs(ours[k] - up[k]) for k in ('ap', 'ap50', 'ap25'))
         print(f'|ours - upstream| over ap/ap50/ap25: {diff:.2e}')
@@ -111,12 +112,16 @@ def _timed_scenes(args: argparse.Namespace, timer: dict) -> Iterator[dict]:
         yield scene
 
 
-def _time_upstream(args: argparse.Namespace) -> tuple[float, dict]:
+def _upstream_evaluator(root: Path) -> types.ModuleType:
+    """Upstream's instance_seg_eval module from the checkout at ``root`` (checked before any timing)."""
+    from harness.backends.upstream.reference import upstream_module
+    return upstream_module(root, 'instance_seg_eval')
+
+
+def _time_upstream(args: argparse.Namespace, ise: types.ModuleType) -> tuple[float, dict]:
     """Upstream's instance_seg_eval on the same scenes (materialised: it takes lists)."""
     import torch
 
-    from harness.backends.upstream.reference import upstream_module
-    ise = upstream_module(args.upstream_root, 'instance_seg_eval')
     scenes = list(_scenes(args))
     inputs = ([s['gt_semantic'] for s in scenes], [s['gt_instance'].copy() for s in scenes],
               [torch.from_numpy(s['pred_masks']) for s in scenes],

@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 from harness.core import cpu
 from harness.core.errors import HarnessError
-from harness.core.io import atomic_write, result_line
+from harness.core.args import at_least
+from harness.core.io import atomic_write, check_out_file, result_line
 from harness.core.paths import REPO
 
 HELP = 'seconds per native training iteration at a spec\'s shapes: this code vs a baseline commit (ratio)'
@@ -112,9 +113,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prepared data root instead of the spec's (must exist; for one spec)")
     parser.add_argument('--baseline', default=None,
                         help='git commit to compare with (default: none, this code only)')
-    parser.add_argument('--repeats', type=int, default=3, help='processes per tree (alternating)')
-    parser.add_argument('--warmup', type=int, default=3, help='untimed iterations per process')
-    parser.add_argument('--iters', type=int, default=12, help='timed iterations per process')
+    parser.add_argument('--repeats', type=at_least(1), default=3, help='processes per tree (alternating)')
+    parser.add_argument('--warmup', type=at_least(0), default=3, help='untimed iterations per process')
+    parser.add_argument('--iters', type=at_least(1), default=12, help='timed iterations per process (profile: steps)')
     parser.add_argument('--out', type=Path, default=Path('results/bench/native-step.csv'), help='the CSV')
     parser.add_argument('--force', action='store_true', help='replace an existing CSV')
     parser.add_argument('--profile', type=Path, default=None,
@@ -126,17 +127,16 @@ def run(args: argparse.Namespace) -> int:
     """Derive each spec's config, time both trees alternately, print the table and the ratios."""
     if args.profile is not None:
         return profile(args)
-    if args.out.exists() and not args.force:
-        raise HarnessError(f'{args.out} exists; pass --force to replace it or choose another --out')
+    check_out_file(args.out, args.force)
     if args.data is not None and len(args.spec) > 1:
         raise HarnessError('--data applies to one spec; time the specs one at a time')
     with tempfile.TemporaryDirectory(prefix='bench-native-') as tmp:
-        trees = {'this code': (REPO, _commit(REPO))}
+        configs = {spec: _config(spec, args.arm, Path(tmp), args.data) for spec in args.spec}   # may refuse:
+        trees = {'this code': (REPO, _commit(REPO))}                                             # before any worktree
         if args.baseline:
             trees = {f'baseline {args.baseline}': _worktree(args.baseline, Path(tmp) / 'baseline'), **trees}
         rows = []
         jobs = [(spec, name, rep) for spec in args.spec for rep in range(args.repeats) for name in trees]
-        configs = {spec: _config(spec, args.arm, Path(tmp), args.data) for spec in args.spec}
         try:
             for spec, name, rep in tqdm(jobs, desc='bench native', unit='process'):
                 root, commit = trees[name]
@@ -155,10 +155,12 @@ def run(args: argparse.Namespace) -> int:
 
 def profile(args: argparse.Namespace) -> int:
     """The operator table of a few training steps of this code (one thread, pinned kernels)."""
-    if args.profile.exists() and not args.force:
-        raise HarnessError(f'{args.profile} exists; pass --force to replace it or choose another --profile')
+    if args.profile.is_dir() or (args.profile.exists() and not args.force):
+        raise HarnessError(f'--profile {args.profile}: exists already; pass --force to replace a file, or choose '
+                           'another --profile')
     with tempfile.TemporaryDirectory(prefix='bench-native-') as tmp:
         config = _config(args.spec[0], args.arm, Path(tmp), args.data)
+        check_profile_rooms(config, args.iters, args.spec[0])
         env = {**os.environ, **cpu.PIN, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
         proc = subprocess.run([sys.executable, '-c', PROFILER, str(config), str(args.iters)], cwd=REPO, env=env,
                               capture_output=True, text=True)
@@ -171,6 +173,23 @@ def profile(args: argparse.Namespace) -> int:
     print(header + table)
     print(result_line('bench native', 'profiled', out=str(args.profile)))
     return 0
+
+
+def check_profile_rooms(config: Path, steps: int, spec: Path) -> None:
+    """The profile takes 2 training rooms per step (batch 2) and 2 warm-up steps: refuse before it starts
+    when the config's training areas have fewer.
+
+    Raises:
+        HarnessError: naming the spec and how many steps its rooms allow.
+    """
+    from harness.data.reader import list_rooms
+    data = json.loads(config.read_text())['data']
+    rooms = sum(len(list_rooms(Path(data['root']), area)) for area in data['train_areas'])
+    if rooms < 2 * (steps + 2):
+        fits = rooms // 2 - 2
+        raise HarnessError(f'--iters {steps}: the profile needs {2 * (steps + 2)} training rooms (2 per step and 2 '
+                           f'warm-up steps); {spec} has {rooms}: '
+                           + (f'give --iters {fits} or fewer' if fits >= 1 else 'profile a spec with more rooms'))
 
 
 def _config(spec: Path, arm: str, tmp: Path, data: Path | None = None) -> Path:
@@ -214,8 +233,13 @@ def _worktree(commit: str, where: Path) -> tuple[Path, str]:
 
 
 def _commit(root: Path) -> str | None:
+    """HEAD of the tree at ``root`` (12 hex digits), '+dirty' where tracked files differ from it: the times
+    are of the files, not of the commit."""
     proc = subprocess.run(['git', '-C', str(root), 'rev-parse', '--short=12', 'HEAD'], capture_output=True, text=True)
-    return proc.stdout.strip() or None
+    sha = proc.stdout.strip() or None
+    dirty = subprocess.run(['git', '-C', str(root), 'status', '--porcelain', '--untracked-files=no'],
+                           capture_output=True, text=True).stdout.strip()
+    return f'{sha}+dirty' if sha and dirty else sha
 
 
 def _cpu_name() -> str | None:
