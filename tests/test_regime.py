@@ -115,3 +115,15 @@ def test_labels_outside_the_classes_are_refused_naming_the_room(small, label):
     code, _, err = harness('regime', small, '--out', out)
     assert code == 2 and len(err.splitlines()) == 1
     assert f'{path}: labels' in err and f'outside 0..{len(CLASS_NAMES) - 1}' in err and not out.exists()
+
+
+def test_a_room_outside_the_manifest_is_refused_as_run_and_evaluate_refuse_it(small):
+    """regime counted a copied room that verify-data, run and evaluate refuse (exit 0, 'rooms': one more)."""
+    import shutil
+    from data_helpers import harness
+    name = list_rooms(small, 5)[0]
+    for sub in ('points', 'semantic_mask', 'instance_mask'):
+        shutil.copy(small / sub / f'{name}.bin', small / sub / 'Area_5_extra_1.bin')
+    code, out, err = harness('regime', small, '--areas', 5)
+    assert code == 2 and f'{small / "points" / "Area_5_extra_1.bin"}: on disk but not in' in err
+    assert 'Traceback' not in err

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.core.errors import HarnessError
-from harness.data.content import room_problems
+from harness.data.content import room_problems, rooms_vs_manifest
+from harness.data.layout import load_manifest
 from harness.data.reader import CLASS_NAMES, list_rooms, read_room
 
 PLANAR = ('ceiling', 'floor', 'wall')
@@ -72,7 +73,8 @@ def checked_rooms(root: Path, areas: list[int]) -> list[str]:
     """The rooms of ``areas`` (each area once, in the order given), all with valid content.
 
     Raises:
-        HarnessError: an area has no room under ``points/``, or a room fails verify-data's content
+        HarnessError: an area has no room under ``points/``, a room on disk is not in MANIFEST.json
+            (where there is one; run and evaluate refuse it too), or a room fails verify-data's content
             checks (:func:`harness.data.content.room_problems`): a label outside 0..12 would
             otherwise be counted as another class or crash.
     """
@@ -82,6 +84,10 @@ def checked_rooms(root: Path, areas: list[int]) -> list[str]:
         if not rooms:
             raise HarnessError(f'{root}: no rooms of Area_{area} under points/; check --areas')
         names += rooms
+    manifest = load_manifest(root)   # rooms on disk only are no part of the data run and evaluate use
+    stray = rooms_vs_manifest(root, manifest, list(dict.fromkeys(areas))) if manifest is not None else []
+    if stray:
+        raise HarnessError(stray[0] + (f' (+{len(stray) - 1} more)' if len(stray) > 1 else ''))
     for name in names:
         problems = room_problems(root, name)
         if problems:
