@@ -161,6 +161,19 @@ def test_missing_checkout_and_existing_files_are_clear_errors(tmp_path, capsys):
     assert derive(tmp_path, '--force') == 0
 
 
+def test_force_replaces_the_whole_set_and_keeps_the_users_files(tmp_path, capsys):
+    """A two-arm derivation over a three-arm one left the third arm's file beside a diff.txt without it."""
+    assert derive(tmp_path) == 0
+    arms = yaml.safe_load((REPO / 'baselines' / 's3dis-area5.yaml').read_text())['arms']
+    dropped = [a for a in arms if a != 'hungarian'][-1]
+    (tmp_path / 'cfg' / 'notes.py').write_text('# mine\n')
+    fewer = fixture_spec(tmp_path, arms=[a for a in arms if a != dropped])
+    assert derive(tmp_path, '--force', spec=fewer) == 0
+    assert f"removed {tmp_path / 'cfg' / f'{dropped}.py'}" in capsys.readouterr().out
+    names = sorted(p.name for p in (tmp_path / 'cfg').iterdir())
+    assert names == sorted([f'{a}.py' for a in arms if a != dropped] + ['notes.py', 'diff.txt'])
+
+
 @pytest.mark.parametrize('flags, message', [
     (['--epochs', '0'], "--epochs 0 must be an integer > 0; fix the value, or leave --epochs out for the spec's"),
     (['--iters', '-5'], '--iters -5 must be an integer > 0'),
@@ -168,6 +181,7 @@ def test_missing_checkout_and_existing_files_are_clear_errors(tmp_path, capsys):
     (['--gpus', '0'], '--gpus 0 must be an integer > 0; give --gpus 1 or more'),
     (['--seed', '-1'], '--seed -1: must be a non-negative integer up to 2**32 - 1'),
     (['--seed', str(2**32)], f'--seed {2**32}: must be a non-negative integer up to 2**32 - 1'),
+    (['--gpus', '1000'], '--gpus 1000: how run launches the configs, not what they hold'),
 ])
 def test_bad_flags_are_one_line_errors_before_any_file(tmp_path, capsys, flags, message):
     """Before: --epochs 0 gave upstream's 512, --iters -5 max_iters -5, --seed -1 seed -1, --epochs beside --iters

@@ -12,7 +12,7 @@ from pathlib import Path
 from harness import backends
 from harness.backends.upstream.backend import UpstreamBackend
 from harness.backends.upstream.tools import checked_commit, upstream_root
-from harness.backends.upstream.config import write_arm_configs
+from harness.backends.upstream.config import HEADER, write_arm_configs
 from harness.backends.upstream.pretrained import pretrained_path
 from harness.core.errors import HarnessError
 from harness.core.io import result_line
@@ -38,12 +38,18 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError(f'{args.spec}: backend {spec.backend!r}; derive writes upstream configs '
                            '(native runs save their config.json in the run record)')
     opts = UpstreamBackend.options(vars(args))
+    if opts.gpus != 1:
+        raise HarnessError(f'--gpus {opts.gpus}: how run launches the configs, not what they hold; derive writes the '
+                           'same files for any GPU count: drop --gpus')
     seed = spec.seeds[0] if args.seed is None else _seed(args.seed)
     root = upstream_root(spec.part.upstream, opts.upstream_root)
     commit = checked_commit(root, spec.part.upstream, opts.allow_other_commit) if root.is_dir() else None
     out = write_arm_configs(spec, root, args.out, seed, data_root=(args.data or spec.data.root).resolve(),
                             load_from=pretrained_path(spec.part.pretrained, opts.cache), epochs=opts.epochs,
                             iters=opts.iters, overwrite=args.force, commit=commit)
+    for stale in earlier_arms(args.out, set(out['configs'].values())):   # --force replaced the set: all of it
+        stale.unlink()
+        print(f'removed {stale}: an arm of the derivation --force replaced, not of this spec')
     for arm, diff in out['diffs'].items():
         print(f'{arm} vs hungarian: {len(diff)} flattened keys differ, all under model.criterion.inst_criterion')
     print(result_line('derive', 'ok', configs={a: str(p) for a, p in out['configs'].items()},
@@ -61,3 +67,14 @@ def _seed(seed: int) -> int:
         raise HarnessError(f'--seed {seed!r}: must be a non-negative integer up to 2**32 - 1 (the spec\'s rule for '
                            'seeds: numpy and mmengine seed with 32 bits); give e.g. --seed 0')
     return seed
+
+
+def earlier_arms(out: Path, written: set[Path]) -> list[Path]:
+    """Arm configs in ``out`` that an earlier derive wrote (their header says so) and this one did not."""
+    first = HEADER.split('{')[0]
+    found = []
+    for path in sorted(out.glob('*.py')):
+        with open(path, encoding='utf-8', errors='replace') as f:
+            if path not in written and f.readline().startswith(first):
+                found.append(path)
+    return found
