@@ -71,7 +71,7 @@ def test_out_under_a_file_is_refused_before_training(tmp_path, monkeypatch):
     assert (tmp_path / 'a-file').read_text() == 'mine'
 
 
-@pytest.mark.parametrize('runs_csv', ['', 'criterion,seed\n'])
+@pytest.mark.parametrize('runs_csv', ['', 'criterion,seed\n', 'criterion,seed\nhungarian,0\n'])
 def test_render_of_an_empty_runs_csv_names_it(tmp_path, runs_csv):
     (tmp_path / 'runs.csv').write_text(runs_csv)
     (tmp_path / 'curves.csv').write_text('step,criterion\n1,pm3\n')
@@ -143,3 +143,41 @@ def test_influencer_net_recovers_the_gts_its_queries_are_anchored_in(seed):
     anchored = torch.zeros(8, dtype=torch.bool)
     anchored[optimise.anchored[optimise.anchored >= 0]] = True
     assert float(((best >= 0.9) & right)[anchored].float().mean()) >= 0.8, best
+
+
+def test_the_grid_takes_each_setting_once_and_an_old_name_as_its_arm():
+    """--queries 4 4 ran every cell twice; influencer-ot beside entropic-ot trained one arm twice."""
+    import argparse
+    from harness.toy.study import grid, settings
+    args = settings(argparse.Namespace(quick=False, queries=[4, 4], instances=[5, 5], seeds=1, steps=None,
+                                       criteria=['influencer-ot', 'entropic-ot']))
+    assert args.criteria == ['entropic-ot'] and grid(args) == [('entropic-ot', 4, 5, False, 0),
+                                                               ('entropic-ot', 4, 5, True, 0)]
+
+
+def committed_tables(tmp_path):
+    from harness.core.paths import REPO
+    for name in ('runs.csv', 'curves.csv'):
+        (tmp_path / name).write_bytes((REPO / 'results' / 'toy' / name).read_bytes())
+
+
+def test_render_keeps_a_summary_it_did_not_write(tmp_path):
+    committed_tables(tmp_path)
+    (tmp_path / 'summary.md').write_text('my notes\n')
+    code, _, err = harness('study', 'toy', '--render', '--out', tmp_path)
+    assert code == 2 and f'{tmp_path / "summary.md"}: not written by the toy study' in err, err
+    assert (tmp_path / 'summary.md').read_text() == 'my notes\n' and not (tmp_path / 'plots').exists()
+    assert harness('study', 'toy', '--render', '--out', tmp_path, '--force')[0] == 0
+    assert harness('study', 'toy', '--render', '--out', tmp_path)[0] == 0   # its own summary: re-rendered
+
+
+def test_steps_to_recovery_says_how_many_runs_recovered():
+    """Its mean skipped runs that never recovered, silently (3 steps for an arm one of whose 2 runs failed)."""
+    from harness.toy.study import SUMMARY_COLUMNS, summarise
+    rows = [{**{c: 0.5 for c in SUMMARY_COLUMNS}, 'criterion': 'pm3', 'queries': 8, 'instances': 5, 'seed': seed,
+             'steps': 200, 'steps_to_recovery': steps} for seed, steps in ((0, 3.0), (1, float('nan')))]
+    text = summarise(pd.DataFrame(rows))
+    header = next(line for line in text.splitlines() if line.startswith('| criterion'))
+    row = next(line for line in text.splitlines() if line.startswith('| pm3'))
+    cells = dict(zip(header.strip('|').split(' | '), row.strip('|').split(' | ')))
+    assert cells['steps_to_recovery'].strip() == '3' and cells['runs_recovered'].strip() == '0.5'

@@ -40,6 +40,13 @@ LR = 0.05                  # the issue's setting
 GRID = {'queries': [8, 50, 400], 'instances': [5, 20, 60], 'seeds': 5, 'steps': 600}
 QUICK = {'queries': [8], 'instances': [5], 'seeds': 1, 'steps': 200}
 OUTPUTS = ('runs.csv', 'curves.csv', 'summary.md')
+TITLE = '# Toy study: free parameters, one scene'   # summary.md's first line: render replaces only its own
+SUMMARY_COLUMNS = ['recovered_90', 'recovered_90_right_class', 'recovered_50', 'best_iou_mean', 'best_iou_min',
+                   'duplicate_claims', 'query_coverage', 'steps_to_recovery', 'ms_per_step']
+# what summarise and the plots read of each table
+NEEDED = {'runs.csv': ['criterion', 'queries', 'instances', 'background', 'seed', 'steps', 'best_ious',
+                       *SUMMARY_COLUMNS],
+          'curves.csv': ['criterion', 'queries', 'instances', 'step', 'recovered_90']}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,8 +140,8 @@ def metrics(masks: torch.Tensor, cls: torch.Tensor, gt: InstanceGT, curve: list[
 
 
 def settings(args: argparse.Namespace) -> argparse.Namespace:
-    """``args`` with the grid's flags filled in (GRID's values, or QUICK's with --quick) and --criteria
-    without repeats.
+    """``args`` with the grid's flags filled in (GRID's values, or QUICK's with --quick); --criteria (by
+    their current names: an old name is its arm), --queries and --instances without repeats.
 
     Raises:
         HarnessError: --quick with a flag it fixes (it would be ignored).
@@ -144,8 +151,10 @@ def settings(args: argparse.Namespace) -> argparse.Namespace:
         raise HarnessError(f"--quick fixes the grid ({QUICK['steps']} steps, 8 queries, 5 instances, 1 seed); "
                            f"leave out {' '.join(given)}, or leave out --quick")
     fill = QUICK if args.quick else GRID
-    return argparse.Namespace(**{**vars(args), **{k: fill[k] for k in GRID if getattr(args, k) is None},
-                                 'criteria': list(dict.fromkeys(args.criteria))})
+    filled = {k: fill[k] if getattr(args, k) is None else getattr(args, k) for k in GRID}
+    return argparse.Namespace(**{**vars(args), **filled, 'queries': list(dict.fromkeys(filled['queries'])),
+                                 'instances': list(dict.fromkeys(filled['instances'])),
+                                 'criteria': list(dict.fromkeys(canonical(c) for c in args.criteria))})
 
 
 def grid(args: argparse.Namespace) -> list[tuple]:
@@ -157,7 +166,7 @@ def grid(args: argparse.Namespace) -> list[tuple]:
 def run(args: argparse.Namespace) -> int:
     """Every run of the grid in parallel; tidy CSVs and plots (or, with --render, the tables and plots only)."""
     if args.render:
-        return render(args.out)
+        return render(args.out, args.force)
     args = settings(args)
     unknown = set(args.criteria) - set(load_criteria())
     if unknown:
@@ -189,10 +198,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def render(out: Path) -> int:
-    """summary.md and plots again from ``out``'s CSVs, a pure function of them (as compare is of run records)."""
+def render(out: Path, force: bool = False) -> int:
+    """summary.md and plots again from ``out``'s CSVs, a pure function of them (as compare is of run records);
+    a summary.md the study did not write is replaced only with ``force``."""
     if not (out / 'runs.csv').exists() or not (out / 'curves.csv').exists():
         raise HarnessError(f'{out}: no runs.csv and curves.csv to render; run the toy study into it first')
+    summary_path = out / 'summary.md'
+    if summary_path.is_file() and not force:
+        with open(summary_path, encoding='utf-8', errors='replace') as f:
+            if f.readline().rstrip('\n') != TITLE:
+                raise HarnessError(f'{summary_path}: not written by the toy study; move it away, or pass --force '
+                                   'to replace it')
     runs, curve = (read_table(out / name) for name in ('runs.csv', 'curves.csv'))
     runs['criterion'] = runs['criterion'].map(canonical)     # the CSVs keep the names the runs had
     curve['criterion'] = curve['criterion'].map(canonical)
@@ -210,19 +226,21 @@ def read_table(path: Path) -> pd.DataFrame:
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
         raise HarnessError(f'{path}: not a toy study table ({str(err).splitlines()[0]}); '
                            'run the toy study into this folder again (--force)') from err
-    if table.empty or 'criterion' not in table:
-        raise HarnessError(f'{path}: no runs (no rows or no criterion column); '
-                           'run the toy study into this folder again (--force)')
+    missing = [c for c in NEEDED[path.name] if c not in table]
+    if table.empty or missing:
+        raise HarnessError(f'{path}: ' + ('no rows' if table.empty else f'no column {missing[0]}') + '; not a toy '
+                           'study table: run the toy study into this folder again (--force)')
     return table
 
 
 def summarise(runs: pd.DataFrame) -> str:
     """Markdown: per criterion, mean over the grid; then the base toy (8 queries, 5 instances)."""
-    cols = ['recovered_90', 'recovered_90_right_class', 'recovered_50', 'best_iou_mean', 'best_iou_min',
-            'duplicate_claims', 'query_coverage', 'steps_to_recovery', 'ms_per_step']
-    lines = ['# Toy study: free parameters, one scene', '',
+    cols = [*SUMMARY_COLUMNS[:8], 'runs_recovered', *SUMMARY_COLUMNS[8:]]
+    runs = runs.assign(runs_recovered=runs['steps_to_recovery'].notna().astype(float))
+    lines = [TITLE, '',
              f'{runs["seed"].nunique()} seeds per cell, {int(runs["steps"].iloc[0])} Adam steps (lr {LR}); '
-             'recovered_90 = fraction of GTs whose best query has IoU >= 0.9.', '']
+             'recovered_90 = fraction of GTs whose best query has IoU >= 0.9; steps_to_recovery = mean over the '
+             'runs that recovered every reachable GT, runs_recovered = the fraction of runs that did.', '']
     for title, part in (('All grid cells', runs),
                         ('Base toy: 8 queries, 5 instances', runs[(runs.queries == 8) & (runs.instances == 5)])):
         if part.empty:
