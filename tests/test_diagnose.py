@@ -125,3 +125,15 @@ def test_arms_diagnosed_over_different_seeds_say_so(tmp_path):
     text = (out / 'diagnosis.md').read_text()
     assert text.startswith("# fx: what the queries do (mean over each arm's seeds)")
     assert '| hungarian | 4 |' in text and '| influencer | 3 |' in text
+
+
+def test_rates_over_no_fitted_gt_show_a_dash_as_the_anchor_columns_do(tmp_path):
+    """An arm that fits no GT has no best query to rate: its rates printed 'nan'."""
+    from harness.verbs.diagnose import markdown
+    row = {'arm': 'influencer', 'seed': 0, 'ap50': 0.0, 'oracle_recall50': 0.0, 'mean_best_iou': 0.1,
+           'right_class': float('nan'), 'ranked_first': float('nan'), 'duplicates': float('nan'),
+           'no_object_queries': 0.5, 'active_queries': 1.0, 'gts_anchored': float('nan'),
+           'fit_if_anchored': float('nan')}
+    line = next(x for x in markdown('fx', pd.DataFrame([row])).splitlines() if x.startswith('| influencer'))
+    cells = [c.strip() for c in line.strip('|').split('|')]
+    assert 'nan' not in line and cells[5:8] == cells[10:] + ['–'] == ['–'] * 3 and cells[8:10] == ['0.50', '1.00']

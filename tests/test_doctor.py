@@ -58,3 +58,15 @@ def test_a_plain_copy_inside_another_checkout_has_no_upstream_commit(tmp_path):
     assert checks[0].detail == f'{fixture}: not a git checkout of its own (a plain copy)'
     # the fix clones upstream: `git -C <copy> stash` would have stashed the enclosing repository's work
     assert 'git clone' in checks[0].fix and 'stash' not in checks[0].fix and f'-C {fixture}' not in checks[0].fix
+
+
+def test_a_missing_dependency_gets_a_fix_line_naming_what_to_install(tmp_path, monkeypatch):
+    """mmdet3d.models without numba printed FAIL and no line under 'fix:'."""
+    (tmp_path / 'needs_numba.py').write_text('import numba_not_here.core\n')
+    (tmp_path / 'needs_sklearn.py').write_text('import sklearn_alias\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    check = doctor.check_import('needs_numba')
+    assert check.status == 'FAIL' and check.fix.startswith('pip install numba_not_here ')
+    monkeypatch.setitem(doctor.PIP_NAMES, 'sklearn_alias', 'scikit-learn')
+    assert doctor.check_import('needs_sklearn').fix.startswith('pip install scikit-learn ')
+    assert doctor.check_import('needs_numba', fix='use the images').fix == 'use the images'

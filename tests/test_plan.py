@@ -63,6 +63,9 @@ def test_last_third_gain_from_the_validation_at_two_thirds_to_the_end():
     line = describe_plateau('hungarian', {0: 0.4, 1: 1.2})
     assert '+0.8' in line and 'a plateau' in line and '0: +0.4, 1: +1.2' in line
     assert 'still rising' in describe_plateau('hungarian', {0: 1.0})
+    flat = describe_plateau('hungarian', {0: 0.0, 1: 0.0}, final_ap50=0.0)   # was called a plateau
+    assert 'no plateau to read: it ends at 0.0 AP50' in flat and 'a plateau by' not in flat
+    assert 'a plateau by' in describe_plateau('hungarian', {0: 0.0}, final_ap50=40.0)
 
 
 def test_plan_sizes_from_the_spec_sd_without_runs(tmp_path, capsys):

@@ -16,6 +16,8 @@ from harness.reporting.select import curves_of
 
 # The screen's plateau rule, in AP50 points (the issue that built the screen set it; see the module docstring).
 PLATEAU_GAIN = 1.0
+# Below this final AP50 (points) the baseline learned nothing to speak of: a flat curve there is no plateau.
+LEARNED_AP50 = 1.0
 CURVE_AP50 = 'all_ap_50%'   # curves.csv's validation AP50 column, a fraction in [0, 1]
 
 
@@ -47,12 +49,16 @@ def baseline_gains(runs: pd.DataFrame, baseline: str) -> dict[int, float]:
     return {s: g for s, g in gains.items() if not math.isnan(g)}
 
 
-def describe_plateau(baseline: str, gains: dict[int, float]) -> str:
-    """One line for ``plan``: the mean gain, per seed, and whether the rule holds."""
+def describe_plateau(baseline: str, gains: dict[int, float], final_ap50: float | None = None) -> str:
+    """One line for ``plan``: the mean gain, per seed, and whether the rule holds; ``final_ap50``: the
+    baseline's mean final AP50 in points (below LEARNED_AP50 a flat curve is no plateau)."""
     if not gains:
         return f'schedule: no finished {baseline} run with validation curves yet (the plateau check needs them)'
     mean = float(np.mean(list(gains.values())))
     verdict = 'a plateau by the screen\'s rule' if mean < PLATEAU_GAIN else 'still rising by the screen\'s rule'
+    if final_ap50 is not None and final_ap50 < LEARNED_AP50:
+        verdict = (f'no plateau to read: it ends at {final_ap50:.1f} AP50 (nothing learned; check the '
+                   'schedule, lr and data before sizing on it)')
     per_seed = ', '.join(f'{s}: {g:+.1f}' for s, g in gains.items())
     return (f'schedule: {baseline}\'s validation AP50 gained {mean:+.1f} over the last third of training '
             f'(mean of {len(gains)} seeds; {per_seed}): {verdict} (< {PLATEAU_GAIN:g})')

@@ -166,8 +166,9 @@ def recorded(folder: Path) -> dict[str, float] | None:
     return {k: float('nan') if v is None else v for k, v in kept.items() if k in ('gts', *COLUMNS)}
 
 
-def _opt(value: float) -> str:
-    return '–' if pd.isna(value) else f'{value:.2f}'
+def _opt(value: float, fmt: str = '.2f') -> str:
+    """A rate, or '–' where it is undefined (no GT fitted: no best query to rate; no anchored query)."""
+    return '–' if pd.isna(value) else f'{value:{fmt}}'
 
 
 def markdown(experiment: str, table: pd.DataFrame, unfinished: Sequence[str] = (), ablation_runs: int = 0) -> str:
@@ -185,7 +186,8 @@ def markdown(experiment: str, table: pd.DataFrame, unfinished: Sequence[str] = (
               '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for arm, m in means.iterrows():
         lines.append(f'| {arm} | {seeds[arm]} | {100 * m.ap50:.1f} | {m.oracle_recall50:.2f} | '
-                     f'{m.mean_best_iou:.2f} | {m.right_class:.2f} | {m.ranked_first:.2f} | {m.duplicates:.1f} | '
+                     f'{m.mean_best_iou:.2f} | {_opt(m.right_class)} | {_opt(m.ranked_first)} | '
+                     f'{_opt(m.duplicates, ".1f")} | '
                      f'{m.no_object_queries:.2f} | {m.active_queries:.2f} | {_opt(m.gts_anchored)} | '
                      f'{_opt(m.fit_if_anchored)} |')
     lines += ['', 'Over the test rooms\' GT instances of >= 100 points (those AP counts), from each run\'s evaluated checkpoint, masks binarised '

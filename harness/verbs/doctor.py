@@ -57,11 +57,19 @@ def version(dist: str) -> str | None:
         return None
 
 
+# module -> its PyPI name, where they differ (a missing dependency's fix line names what to install)
+PIP_NAMES = {'sklearn': 'scikit-learn', 'yaml': 'pyyaml', 'cv2': 'opencv-python', 'PIL': 'pillow'}
+
+
 def check_import(module: str, dist: str | None = None, fix: str = '') -> Check:
-    """Import ``module``; report the distribution's version."""
+    """Import ``module``; report the distribution's version. A dependency it lacks gets a fix line
+    naming what to install where ``fix`` gives none."""
     try:
         importlib.import_module(module)
     except Exception as err:  # noqa: BLE001 - any import failure is the finding
+        if not fix and isinstance(err, ModuleNotFoundError) and err.name:
+            top = err.name.split('.')[0]
+            fix = f'pip install {PIP_NAMES.get(top, top)} (the images pin it: docker/README.md)'
         return Check(f'import {module}', 'FAIL', f'{type(err).__name__}: {str(err)[:80]}', fix)
     return Check(f'import {module}', 'ok', version(dist or module) or '(no metadata)')
 

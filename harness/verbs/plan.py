@@ -150,5 +150,6 @@ def sizing_section(spec: Spec, runs: Path, interim: bool) -> tuple[int | None, d
         seeds_needed = needed(rows)
     gains = baseline_gains(counted, BASELINE) if counted is not None and not counted.empty else {}
     if counted is not None and not counted.empty:
-        print(describe_plateau(BASELINE, gains))
+        final = 100 * float(counted.loc[counted['arm'] == BASELINE, 'ap50'].mean()) if gains else None
+        print(describe_plateau(BASELINE, gains, final))
     return seeds_needed, gains, len(running)
