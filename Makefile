@@ -70,8 +70,8 @@ smoke: venv  ## the whole pipeline on synthetic rooms, CPU, seconds: results/smo
 	$(PY) -m harness run --spec baselines/smoke-native.yaml --runs work_dirs/smoke/runs --work-dirs work_dirs/smoke
 	$(PY) -m harness compare --runs work_dirs/smoke/runs --experiment smoke-native --out results/smoke
 
-plan: venv  ## the run matrix of SPEC with each run's state and estimated hours (RUNS=results/runs)
-	$(PY) -m harness plan --spec $(SPEC) --runs $(or $(RUNS),results/runs)
+plan: venv  ## the run matrix of SPEC with each run's state and estimated hours (RUNS=results/runs, SEEDS=)
+	$(PY) -m harness plan $(strip --spec $(SPEC) --runs $(or $(RUNS),results/runs) $(if $(SEEDS),--seeds $(SEEDS)))
 
 status: venv  ## every run of SPEC: pending / running (iteration, ETA) / finished / failed (RUNS=results/runs)
 	$(PY) -m harness status --spec $(SPEC) --runs $(or $(RUNS),results/runs) $(if $(EPOCHS),--epochs $(EPOCHS))

@@ -75,6 +75,8 @@ def test_make_targets_are_one_line_over_the_harness():
     assert make_n('train-influencer', 'CONTAINER=apptainer:/img.sif')[-1].endswith(
         '--container apptainer:/img.sif --arms influencer')
     assert make_n('compare', 'RUNS=r', 'OUT=o')[-1] == '.venv/bin/python -m harness compare --runs r --out o'
+    assert make_n('plan', 'SPEC=s.yaml', 'SEEDS=0 1')[-1] == (   # SEEDS was dropped
+        '.venv/bin/python -m harness plan --spec s.yaml --runs results/runs --seeds 0 1')
     data = make_n('data', 'S3DIS_RAW=/raw/s3dis')
     assert data[-2:] == ['docker compose run --rm -v "/raw/s3dis":/raw:ro gpu python -m harness prepare-data '
                          '--raw /raw --out data/s3dis',

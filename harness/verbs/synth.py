@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='rooms in each of the 6 areas, or six counts (areas 1..6)')
     parser.add_argument('--seed', type=int, default=0, help='same seed, same rooms')
     parser.add_argument('--points-per-room', type=int, default=None,
-                        help='points per room (default: random 5k-50k, like small S3DIS rooms)')
+                        help='points per room, about: each instance gets at least 30, so small rooms hold more '
+                             '(default: random 5k-50k, like small S3DIS rooms)')
     parser.add_argument('--points-per-m2', type=float, default=None,
                         help='scanner density instead of --points-per-room: points grow with each surface')
     parser.add_argument('--defects', action='store_true',
