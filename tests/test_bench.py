@@ -1,11 +1,13 @@
 """python -m harness bench criterion | eval: run end to end on tiny shapes."""
 import csv
+import json
 
 import pytest
 import torch
 from influencerformer import registry
 
 from harness.cli import main
+from harness.core.errors import HarnessError
 
 
 def bench(tmp_path, *extra):
@@ -153,6 +155,13 @@ def native_spec(tmp_path):
     return tmp_path / 'spec.yaml'
 
 
+def test_a_mistyped_baseline_is_refused_before_any_data_is_made(tmp_path, capsys):
+    assert main(['bench', 'native', '--spec', str(native_spec(tmp_path)), '--baseline', 'no-such-commit',
+                 '--out', str(tmp_path / 'n.csv')]) == 2
+    assert '--baseline no-such-commit: not a commit of' in capsys.readouterr().err
+    assert not (tmp_path / 'data').exists()
+
+
 def test_a_refused_arm_leaves_no_worktree_of_the_baseline(tmp_path, capsys):
     import subprocess
     from harness.core.paths import REPO
@@ -168,5 +177,11 @@ def test_a_profile_longer_than_the_spec_s_rooms_is_refused_before_it_runs(tmp_pa
     assert main(['bench', 'native', '--spec', str(native_spec(tmp_path)), '--profile', str(tmp_path / 'p.txt'),
                  '--iters', '3']) == 2
     err = capsys.readouterr().err
-    assert '--iters 3: the profile needs 10 training rooms' in err and 'has 5: give --iters 0' not in err
-    assert 'profile a spec with more rooms' in err and not (tmp_path / 'p.txt').exists()
+    assert f"--iters 3: the profile needs 10 training rooms (2 per step and 2 warm-up steps); {tmp_path / 'data'} " \
+        'has 5 in' in err and 'profile a spec with more rooms' in err and not (tmp_path / 'p.txt').exists()
+    from harness.bench.native import check_profile_rooms
+    config = tmp_path / 'c.json'
+    config.write_text(json.dumps({'data': {'root': str(tmp_path / 'data'), 'train_areas': [1, 2, 3, 4, 5, 6]}}))
+    with pytest.raises(HarnessError, match='has 6 in .*: give --iters 1 or fewer'):
+        check_profile_rooms(config, 2, tmp_path / 'spec.yaml')
+    check_profile_rooms(config, 1, tmp_path / 'spec.yaml')   # 6 rooms: one step and the warm-up

@@ -70,3 +70,8 @@ def test_a_missing_dependency_gets_a_fix_line_naming_what_to_install(tmp_path, m
     monkeypatch.setitem(doctor.PIP_NAMES, 'sklearn_alias', 'scikit-learn')
     assert doctor.check_import('needs_sklearn').fix.startswith('pip install scikit-learn ')
     assert doctor.check_import('needs_numba', fix='use the images').fix == 'use the images'
+    (tmp_path / 'needs_json_part.py').write_text('import json.not_a_part\n')   # installed, lacking a part
+    assert doctor.check_import('needs_json_part').fix.startswith('json.not_a_part: not in the build installed here')
+    (tmp_path / 'needs_mmcv.py').write_text('import mmcv_absent_here\n')
+    monkeypatch.setattr(doctor, 'BUILT', ('mmcv_absent_here',))   # a CUDA build: never a plain pip install
+    assert 'pip install' not in doctor.check_import('needs_mmcv').fix

@@ -64,7 +64,7 @@ def test_last_third_gain_from_the_validation_at_two_thirds_to_the_end():
     assert '+0.8' in line and 'a plateau' in line and '0: +0.4, 1: +1.2' in line
     assert 'still rising' in describe_plateau('hungarian', {0: 1.0})
     flat = describe_plateau('hungarian', {0: 0.0, 1: 0.0}, final_ap50=0.0)   # was called a plateau
-    assert 'no plateau to read: it ends at 0.0 AP50' in flat and 'a plateau by' not in flat
+    assert 'no plateau to read: it ends at 0.0 AP50' in flat and 'a plateau by' not in flat and '(< 1)' not in flat
     assert 'a plateau by' in describe_plateau('hungarian', {0: 0.0}, final_ap50=40.0)
 
 
@@ -148,5 +148,5 @@ def test_plan_says_its_states_are_the_records_and_names_a_missing_runs_folder(tm
     make_run(tmp_path / 'runs', 'hungarian', 0, 0.6, experiment='pilot')
     assert main(['plan', '--spec', str(path), '--runs', str(tmp_path / 'runs')]) == 0
     out = capsys.readouterr().out
-    assert f"states are the records' own: `python -m harness status --spec {path}` checks each" in out
+    assert f"states are the records' own: `python -m harness status --spec {path} --runs {tmp_path / 'runs'}`" in out
     assert 'does not exist' not in out

@@ -127,3 +127,12 @@ def test_a_room_outside_the_manifest_is_refused_as_run_and_evaluate_refuse_it(sm
     code, out, err = harness('regime', small, '--areas', 5)
     assert code == 2 and f'{small / "points" / "Area_5_extra_1.bin"}: on disk but not in' in err
     assert 'Traceback' not in err
+
+
+def test_a_room_of_the_manifest_missing_on_disk_is_refused(small):
+    from data_helpers import harness
+    name = list_rooms(small, 5)[-1]
+    for sub in ('points', 'semantic_mask', 'instance_mask'):
+        (small / sub / f'{name}.bin').unlink()
+    code, out, err = harness('regime', small, '--areas', 5)
+    assert code == 2 and 'listed in MANIFEST.json but missing' in err

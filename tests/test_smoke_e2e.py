@@ -139,6 +139,30 @@ def test_a_torn_checkpoint_is_named_with_the_fix(smoke, tmp_path):
         load_model(record, read_config(folder))
 
 
+def test_diagnose_on_data_without_a_manifest_says_so(smoke, tmp_path):
+    """It said 'trained on other data (..., now None)', though the rooms may be the same."""
+    import shutil
+    tmp, _, runs = smoke
+    shutil.copytree(tmp / 'data', tmp_path / 'data')
+    (tmp_path / 'data' / 'MANIFEST.json').unlink()
+    code, out, err = harness('diagnose', '--runs', runs, '--data', tmp_path / 'data', '--out', tmp_path / 'out')
+    assert code == 2 and f'{tmp_path / "data"} has no MANIFEST.json, so it cannot be matched' in err
+
+
+def test_weights_that_do_not_fit_the_model_name_the_run_s_commit(smoke):
+    """A checkpoint of other model code is not torn: the fix is the commit that trained it."""
+    from harness.backends.native.diagnose import load_model
+    from harness.core.errors import HarnessError
+    from harness.study.records import read_config
+    _, _, runs = smoke
+    folder = runs / 'smoke-native__hungarian__s0'
+    record, config = json.loads((folder / 'run.json').read_text()), read_config(folder)
+    config['model']['decoder']['n_inst'] += 1   # another model than the one trained
+    sha = record['env']['harness_git']['sha'][:12]
+    with pytest.raises(HarnessError, match=f"weights do not fit this code's model .*git worktree add <dir> {sha}"):
+        load_model(record, config)
+
+
 def test_a_finished_run_is_not_redone(smoke):
     tmp, path, runs = smoke
     code, out, err = harness('run', '--spec', path, '--runs', runs, '--work-dirs', tmp / 'work')

@@ -181,3 +181,5 @@ def test_steps_to_recovery_says_how_many_runs_recovered():
     row = next(line for line in text.splitlines() if line.startswith('| pm3'))
     cells = dict(zip(header.strip('|').split(' | '), row.strip('|').split(' | ')))
     assert cells['steps_to_recovery'].strip() == '3' and cells['runs_recovered'].strip() == '0.5'
+    never = summarise(pd.DataFrame([{**rows[1], 'criterion': 'influencer'}]))   # no run recovered: a dash, not nan
+    assert 'nan' not in never and '| – | 0 |' in never

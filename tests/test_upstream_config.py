@@ -167,11 +167,13 @@ def test_force_replaces_the_whole_set_and_keeps_the_users_files(tmp_path, capsys
     arms = yaml.safe_load((REPO / 'baselines' / 's3dis-area5.yaml').read_text())['arms']
     dropped = [a for a in arms if a != 'hungarian'][-1]
     (tmp_path / 'cfg' / 'notes.py').write_text('# mine\n')
+    copy = (tmp_path / 'cfg' / f'{dropped}.py').read_text()   # a user's edited copy keeps derive's header
+    (tmp_path / 'cfg' / f'{dropped}_lr2.py').write_text(copy)
     fewer = fixture_spec(tmp_path, arms=[a for a in arms if a != dropped])
     assert derive(tmp_path, '--force', spec=fewer) == 0
     assert f"removed {tmp_path / 'cfg' / f'{dropped}.py'}" in capsys.readouterr().out
     names = sorted(p.name for p in (tmp_path / 'cfg').iterdir())
-    assert names == sorted([f'{a}.py' for a in arms if a != dropped] + ['notes.py', 'diff.txt'])
+    assert names == sorted([f'{a}.py' for a in arms if a != dropped] + ['notes.py', f'{dropped}_lr2.py', 'diff.txt'])
 
 
 @pytest.mark.parametrize('flags, message', [

@@ -69,8 +69,6 @@ def run(args: argparse.Namespace) -> int:
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise HarnessError('--device cuda but torch.cuda.is_available() is False: install a CUDA '
                            'build of torch (README, "Installing on a GPU machine") or use --device cpu')
-    out = args.out / f'criterion-{args.device}.csv'
-    check_out_file(out, args.force)   # before the timing, not after it
     if max(args.gts) > min(args.points):   # partition_masks gives each GT at least one point
         raise HarnessError(f'--gts {max(args.gts)} > --points {min(args.points)}: each GT needs a point of its own; '
                            'give --gts no larger than the smallest --points')
@@ -78,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(criteria) - set(load_criteria()))
     if unknown:
         raise HarnessError(f'--criteria {unknown} not in baselines/criteria.yaml')
+    out = args.out / f'criterion-{args.device}.csv'
+    check_out_file(out, args.force)   # before the timing, not after it (it makes --out: after the flags' checks)
     cases = [Case(crit, s, k, args.device, warmup=args.warmup, repeats=args.repeats)
              for s in args.points for k in args.gts for crit in criteria]
     rows = []

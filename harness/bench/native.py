@@ -130,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
     check_out_file(args.out, args.force)
     if args.data is not None and len(args.spec) > 1:
         raise HarnessError('--data applies to one spec; time the specs one at a time')
+    if args.baseline:
+        _check_commit(args.baseline)   # before data is generated for the configs
     with tempfile.TemporaryDirectory(prefix='bench-native-') as tmp:
         configs = {spec: _config(spec, args.arm, Path(tmp), args.data) for spec in args.spec}   # may refuse:
         trees = {'this code': (REPO, _commit(REPO))}                                             # before any worktree
@@ -144,8 +146,7 @@ def run(args: argparse.Namespace) -> int:
                              **_measure(root, configs[spec], args.warmup, args.iters, Path(tmp) / f'w{len(rows)}')})
         finally:
             if args.baseline:
-                subprocess.run(['git', '-C', str(REPO), 'worktree', 'remove', '--force', trees[next(iter(trees))][0]],
-                               capture_output=True)
+                _git(REPO, 'worktree', 'remove', '--force', str(trees[next(iter(trees))][0]))
     atomic_write(args.out, _csv(rows), overwrite=args.force)
     ratios = _ratios(rows, args.baseline)
     print(_table(rows, ratios))
@@ -180,7 +181,7 @@ def check_profile_rooms(config: Path, steps: int, spec: Path) -> None:
     when the config's training areas have fewer.
 
     Raises:
-        HarnessError: naming the spec and how many steps its rooms allow.
+        HarnessError: naming the data, the spec and how many steps its rooms allow.
     """
     from harness.data.reader import list_rooms
     data = json.loads(config.read_text())['data']
@@ -188,7 +189,7 @@ def check_profile_rooms(config: Path, steps: int, spec: Path) -> None:
     if rooms < 2 * (steps + 2):
         fits = rooms // 2 - 2
         raise HarnessError(f'--iters {steps}: the profile needs {2 * (steps + 2)} training rooms (2 per step and 2 '
-                           f'warm-up steps); {spec} has {rooms}: '
+                           f"warm-up steps); {data['root']} has {rooms} in {spec}'s training areas: "
                            + (f'give --iters {fits} or fewer' if fits >= 1 else 'profile a spec with more rooms'))
 
 
@@ -222,23 +223,39 @@ def _measure(root: Path, config: Path, warmup: int, iters: int, work: Path) -> d
     return {**out, 'threads': 1, 'cpu': _cpu_name() or platform.processor()}
 
 
+def _check_commit(commit: str) -> None:
+    """Raise unless ``commit`` names a commit of this repository."""
+    proc = _git(REPO, 'rev-parse', '--verify', '--quiet', f'{commit}^{{commit}}')
+    if proc.returncode != 0:
+        raise HarnessError(f'--baseline {commit}: not a commit of {REPO}; give a commit, tag or branch of it')
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """``git -C root args`` (text output); git not installed reads as a failed command."""
+    try:
+        return subprocess.run(['git', '-C', str(root), *args], capture_output=True, text=True)
+    except FileNotFoundError:
+        return subprocess.CompletedProcess(['git'], 127, '', 'git: not installed')
+
+
 def _worktree(commit: str, where: Path) -> tuple[Path, str]:
     """A temporary git worktree of ``commit`` (removed at the end)."""
-    proc = subprocess.run(['git', '-C', str(REPO), 'worktree', 'add', '--detach', str(where), commit],
-                          capture_output=True, text=True)
+    proc = _git(REPO, 'worktree', 'add', '--detach', str(where), commit)
     if proc.returncode != 0:
         raise HarnessError(f'--baseline {commit}: cannot check it out ({proc.stderr.strip()}); give a commit '
                            'of this repository')
     return where, _commit(where)
 
 
+# what the timed step runs: changes elsewhere (results, docs) do not change a time
+TIMED_CODE = ('harness', 'influencerformer')
+
+
 def _commit(root: Path) -> str | None:
-    """HEAD of the tree at ``root`` (12 hex digits), '+dirty' where tracked files differ from it: the times
-    are of the files, not of the commit."""
-    proc = subprocess.run(['git', '-C', str(root), 'rev-parse', '--short=12', 'HEAD'], capture_output=True, text=True)
-    sha = proc.stdout.strip() or None
-    dirty = subprocess.run(['git', '-C', str(root), 'status', '--porcelain', '--untracked-files=no'],
-                           capture_output=True, text=True).stdout.strip()
+    """HEAD of the tree at ``root`` (12 hex digits), '+dirty' where its code (TIMED_CODE) differs from it:
+    the times are of the files, not of the commit."""
+    sha = _git(root, 'rev-parse', '--short=12', 'HEAD').stdout.strip() or None
+    dirty = _git(root, 'status', '--porcelain', '--untracked-files=no', '--', *TIMED_CODE).stdout.strip()
     return f'{sha}+dirty' if sha and dirty else sha
 
 

@@ -73,8 +73,9 @@ def checked_rooms(root: Path, areas: list[int]) -> list[str]:
     """The rooms of ``areas`` (each area once, in the order given), all with valid content.
 
     Raises:
-        HarnessError: an area has no room under ``points/``, a room on disk is not in MANIFEST.json
-            (where there is one; run and evaluate refuse it too), or a room fails verify-data's content
+        HarnessError: an area has no room under ``points/``, a room on disk is not in MANIFEST.json or
+            one listed there is missing (where there is one; run and evaluate refuse both), or a room fails
+            verify-data's content
             checks (:func:`harness.data.content.room_problems`): a label outside 0..12 would
             otherwise be counted as another class or crash.
     """
@@ -84,8 +85,8 @@ def checked_rooms(root: Path, areas: list[int]) -> list[str]:
         if not rooms:
             raise HarnessError(f'{root}: no rooms of Area_{area} under points/; check --areas')
         names += rooms
-    manifest = load_manifest(root)   # rooms on disk only are no part of the data run and evaluate use
-    stray = rooms_vs_manifest(root, manifest, list(dict.fromkeys(areas))) if manifest is not None else []
+    manifest = load_manifest(root)   # the data run and evaluate use is the manifest's rooms, all of them
+    stray = [] if manifest is None else rooms_vs_manifest(root, manifest, list(dict.fromkeys(areas)), missing=True)
     if stray:
         raise HarnessError(stray[0] + (f' (+{len(stray) - 1} more)' if len(stray) > 1 else ''))
     for name in names:

@@ -55,10 +55,11 @@ def describe_plateau(baseline: str, gains: dict[int, float], final_ap50: float |
     if not gains:
         return f'schedule: no finished {baseline} run with validation curves yet (the plateau check needs them)'
     mean = float(np.mean(list(gains.values())))
-    verdict = 'a plateau by the screen\'s rule' if mean < PLATEAU_GAIN else 'still rising by the screen\'s rule'
+    verdict = ('a plateau by the screen\'s rule' if mean < PLATEAU_GAIN else 'still rising by the screen\'s rule'
+               ) + f' (< {PLATEAU_GAIN:g})'
     if final_ap50 is not None and final_ap50 < LEARNED_AP50:
         verdict = (f'no plateau to read: it ends at {final_ap50:.1f} AP50 (nothing learned; check the '
                    'schedule, lr and data before sizing on it)')
     per_seed = ', '.join(f'{s}: {g:+.1f}' for s, g in gains.items())
     return (f'schedule: {baseline}\'s validation AP50 gained {mean:+.1f} over the last third of training '
-            f'(mean of {len(gains)} seeds; {per_seed}): {verdict} (< {PLATEAU_GAIN:g})')
+            f'(mean of {len(gains)} seeds; {per_seed}): {verdict}')

@@ -106,8 +106,10 @@ def data_differs(recorded: dict, current: dict) -> str | None:
     key = 'content_sha256' if recorded.get('content_sha256') else 'manifest_sha256'
     if not recorded.get(key) or recorded[key] == current[key]:
         return None
-    return (f'trained on other data ({key} {recorded[key][:12]}, now '
-            f'{current[key][:12] if current[key] else None})')
+    if not current[key]:
+        return (f'{current["root"]} has no MANIFEST.json, so it cannot be matched with the data the run recorded '
+                f'({key} {recorded[key][:12]}); prepare it with prepare-data, synth or subset')
+    return f'trained on other data ({key} {recorded[key][:12]}, now {current[key][:12]})'
 
 
 def same_code(plans: list[Planned], options: RunOptions, experiment: str, backend: str) -> None:

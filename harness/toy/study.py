@@ -206,7 +206,7 @@ def render(out: Path, force: bool = False) -> int:
     summary_path = out / 'summary.md'
     if summary_path.is_file() and not force:
         with open(summary_path, encoding='utf-8', errors='replace') as f:
-            if f.readline().rstrip('\n') != TITLE:
+            if f.readline().rstrip() != TITLE:
                 raise HarnessError(f'{summary_path}: not written by the toy study; move it away, or pass --force '
                                    'to replace it')
     runs, curve = (read_table(out / name) for name in ('runs.csv', 'curves.csv'))
@@ -235,7 +235,8 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def summarise(runs: pd.DataFrame) -> str:
     """Markdown: per criterion, mean over the grid; then the base toy (8 queries, 5 instances)."""
-    cols = [*SUMMARY_COLUMNS[:8], 'runs_recovered', *SUMMARY_COLUMNS[8:]]
+    at = SUMMARY_COLUMNS.index('steps_to_recovery') + 1
+    cols = [*SUMMARY_COLUMNS[:at], 'runs_recovered', *SUMMARY_COLUMNS[at:]]
     runs = runs.assign(runs_recovered=runs['steps_to_recovery'].notna().astype(float))
     lines = [TITLE, '',
              f'{runs["seed"].nunique()} seeds per cell, {int(runs["steps"].iloc[0])} Adam steps (lr {LR}); '
@@ -247,6 +248,8 @@ def summarise(runs: pd.DataFrame) -> str:
             continue
         table = part.groupby('criterion')[cols].mean()
         lines += [f'## {title}', '', '| criterion | ' + ' | '.join(cols) + ' |', '|---' * (len(cols) + 1) + '|']
-        lines += [f'| {name} | ' + ' | '.join(f'{v:.3g}' for v in row) + ' |' for name, row in table.iterrows()]
+        # no run recovered: no steps to average (a dash, as diagnose shows undefined rates)
+        lines += [f'| {name} | ' + ' | '.join('–' if pd.isna(v) else f'{v:.3g}' for v in row) + ' |'
+                  for name, row in table.iterrows()]
         lines.append('')
     return '\n'.join(lines) + '\n'

@@ -7,6 +7,7 @@ run's seed); this verb writes them without running anything, so a reviewer
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from harness import backends
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     out = write_arm_configs(spec, root, args.out, seed, data_root=(args.data or spec.data.root).resolve(),
                             load_from=pretrained_path(spec.part.pretrained, opts.cache), epochs=opts.epochs,
                             iters=opts.iters, overwrite=args.force, commit=commit)
-    for stale in earlier_arms(args.out, set(out['configs'].values())):   # --force replaced the set: all of it
+    for stale in earlier_arms(args.out, set(out['configs'])) if args.force else []:   # --force replaces the set
         stale.unlink()
         print(f'removed {stale}: an arm of the derivation --force replaced, not of this spec')
     for arm, diff in out['diffs'].items():
@@ -69,12 +70,17 @@ def _seed(seed: int) -> int:
     return seed
 
 
-def earlier_arms(out: Path, written: set[Path]) -> list[Path]:
-    """Arm configs in ``out`` that an earlier derive wrote (their header says so) and this one did not."""
-    first = HEADER.split('{')[0]
+def earlier_arms(out: Path, arms: set[str]) -> list[Path]:
+    """``<arm>.py`` files in ``out`` that an earlier derive wrote for an arm not in ``arms``: both header lines
+    are derive's and name that very arm (a user's renamed or edited copy names another, and stays)."""
+    start, arm_line = HEADER.split('{')[0], re.compile(r'# Upstream: .* Arm: (\S+), seed \d+\.$')
     found = []
     for path in sorted(out.glob('*.py')):
+        if path.stem in arms:
+            continue
         with open(path, encoding='utf-8', errors='replace') as f:
-            if path not in written and f.readline().startswith(first):
-                found.append(path)
+            first, second = f.readline(), f.readline().rstrip('\n')
+        match = arm_line.match(second)
+        if first.startswith(start) and match and match.group(1) == path.stem:
+            found.append(path)
     return found

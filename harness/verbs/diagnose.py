@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if runs.empty:
         raise HarnessError(f'{args.runs}: no counted run of {experiment} without ablation values to diagnose')
     todo = [source(r, args.data) for r in runs.itertuples()]
-    check_data_roots([t for t in todo if t.kept is None])   # before any checkpoint is loaded
+    check_data_roots([t for t in todo if t.kept is None], args.data)   # before any checkpoint is loaded
     rows = []
     for t in tqdm(todo, desc='diagnose', unit='run'):
         measured = t.kept if t.kept is not None else diagnose_run(t.record, t.config, t.root)
@@ -96,19 +96,25 @@ def source(row: Any, data: Path | None) -> Source:
                   data or Path(config['data']['root']))
 
 
-def check_data_roots(todo: list[Source]) -> None:
-    """Each checkpoint is diagnosed on the data its run was tested on: the folder exists, its test area is
-    valid GT (as ``evaluate`` checks it) and its identity is the record's.
+def check_data_roots(todo: list[Source], given: Path | None) -> None:
+    """Each checkpoint is there and is diagnosed on the data its run was tested on: the folder exists, its
+    test area is valid GT (as ``evaluate`` checks it) and its identity is the record's.
+
+    Args:
+        given: ``--data`` (None: each run's recorded data.root), named in the messages.
 
     Raises:
-        HarnessError: the first problem, naming the folder or run and the fix.
+        HarnessError: the first problem, naming the checkpoint, folder or run and the fix.
     """
+    from harness.backends.native.diagnose import checkpoint_of
     from harness.evaluation.folder import check_data
     checked = {}
     for t in todo:
+        checkpoint_of(t.record)
         area = t.config['data']['test_area']
         if not t.root.is_dir():
-            raise HarnessError(f"{t.root}: no such data folder (the run's data.root); pass --data <prepared data root>")
+            raise HarnessError(f'--data {t.root}: no such folder' if given else
+                               f"{t.root}: no such data folder (the run's data.root); pass --data <prepared root>")
         if (t.root, area) not in checked:
             check_data(t.root, area)
             if not list_rooms(t.root, area):

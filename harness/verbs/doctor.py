@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 import tempfile
@@ -59,6 +60,17 @@ def version(dist: str) -> str | None:
 
 # module -> its PyPI name, where they differ (a missing dependency's fix line names what to install)
 PIP_NAMES = {'sklearn': 'scikit-learn', 'yaml': 'pyyaml', 'cv2': 'opencv-python', 'PIL': 'pillow'}
+# built for a CUDA / torch pair or pinned to a commit: a plain pip install gets the wrong one
+BUILT = ('torch', 'mmcv', 'mmdet', 'mmdet3d', 'spconv', 'torch_scatter', 'MinkowskiEngine')
+
+
+def missing_module_fix(name: str) -> str:
+    """The fix line for ``ModuleNotFoundError: No module named <name>``."""
+    top = name.split('.')[0]
+    if top in BUILT or '.' in name and importlib.util.find_spec(top) is not None:
+        # an installed package lacking a part (mmcv-lite has no mmcv._ext), or one that needs its matched build
+        return f'{name}: not in the build installed here; install the pinned build (docker/README.md) or use the images'
+    return f'pip install {PIP_NAMES.get(top, top)} (the images pin it: docker/README.md)'
 
 
 def check_import(module: str, dist: str | None = None, fix: str = '') -> Check:
@@ -68,8 +80,7 @@ def check_import(module: str, dist: str | None = None, fix: str = '') -> Check:
         importlib.import_module(module)
     except Exception as err:  # noqa: BLE001 - any import failure is the finding
         if not fix and isinstance(err, ModuleNotFoundError) and err.name:
-            top = err.name.split('.')[0]
-            fix = f'pip install {PIP_NAMES.get(top, top)} (the images pin it: docker/README.md)'
+            fix = missing_module_fix(err.name)
         return Check(f'import {module}', 'FAIL', f'{type(err).__name__}: {str(err)[:80]}', fix)
     return Check(f'import {module}', 'ok', version(dist or module) or '(no metadata)')
 

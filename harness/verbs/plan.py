@@ -123,8 +123,8 @@ def matrix_table(spec: Spec, points: list[RunPoint], runs: Path) -> tuple[dict[s
     print(f'\n{len(points)} runs ({", ".join(f"{v} {k}" for k, v in sorted(states.items()))}); '
           f'{todo} to do, estimated {total}')
     if set(states) - {'to run'}:   # plan derives nothing: a record made under an older spec shows its own state
-        print(f'states are the records\' own: `python -m harness status --spec {spec.path}` checks each against '
-              'the spec as it is now (a run whose config changed: refused)')
+        print(f'states are the records\' own: `python -m harness status --spec {spec.path} --runs {runs}` checks '
+              'each against the spec as it is now (a run whose config changed: refused)')
     return states, todo, todo_hours, unmeasured
 
 

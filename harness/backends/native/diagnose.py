@@ -85,9 +85,12 @@ def summarise(stats: list[dict[str, np.ndarray]]) -> dict[str, float]:
             else float('nan')}
 
 
-def load_model(record: dict, config: dict):
-    """The run's native model with the weights of its evaluated checkpoint, in eval mode."""
-    from harness.backends.native.model import NativeOneFormer3D
+def checkpoint_of(record: dict) -> Path:
+    """The run's evaluated checkpoint, once it is there and inside the run's own work dir.
+
+    Raises:
+        HarnessError: missing, or outside the work dir (never loaded: loading unpickles it).
+    """
     path = Path((record.get('checkpoint') or {}).get('path') or '')
     work_dir = Path(record.get('work_dir') or '/nonexistent')
     if not path.is_file():
@@ -95,6 +98,18 @@ def load_model(record: dict, config: dict):
     if not path.resolve().is_relative_to(work_dir.resolve()):
         raise HarnessError(f"{record['run_id']}: checkpoint {path} is outside the run's work dir {work_dir}; "
                            'diagnose reads only checkpoints the harness wrote for that run')
+    return path
+
+
+def load_model(record: dict, config: dict):
+    """The run's native model with the weights of its evaluated checkpoint, in eval mode.
+
+    Raises:
+        HarnessError: the checkpoint is missing, outside the work dir, unreadable (torn), or its weights
+            do not fit this code's model (the run was trained by other model code).
+    """
+    from harness.backends.native.model import NativeOneFormer3D
+    path = checkpoint_of(record)
     model_cfg = {k: v for k, v in config['model'].items() if k != 'type'}
     model = NativeOneFormer3D(**model_cfg)
     # mmengine's checkpoints pickle their message hub (numpy, HistoryBuffer), so a
@@ -102,12 +117,21 @@ def load_model(record: dict, config: dict):
     # the run's own work dir (the same trust as the runs folder itself)
     try:
         state = torch.load(path, map_location='cpu', weights_only=False)['state_dict']
+    except Exception as err:  # noqa: BLE001 - a torn file fails in many ways; all mean "unreadable"
+        raise HarnessError(f"{path}: not a readable checkpoint ({_first_line(err)}); restore it from a copy, or "
+                           'train the run again under a new experiment name') from err
+    try:
         model.load_state_dict(state)
-    except Exception as err:  # noqa: BLE001 - a torn or foreign file fails in many ways; all mean "unreadable"
-        raise HarnessError(f"{path}: not a readable checkpoint of {record['run_id']}'s model "
-                           f'({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else "no detail"}); '
-                           'restore it from a copy, or train the run again under a new experiment name') from err
+    except RuntimeError as err:   # missing / unexpected keys or shapes: the model code changed since
+        sha = ((record.get('env') or {}).get('harness_git') or {}).get('sha') or '<the run\'s commit>'
+        raise HarnessError(f"{path}: its weights do not fit this code's model ({_first_line(err)}); diagnose "
+                           f'from a checkout of the commit that trained it (git worktree add <dir> {sha[:12]})') from err
     return model.eval()
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return f'{type(err).__name__}: {text.splitlines()[0][:120]}' if text else type(err).__name__
 
 
 def diagnose_run(record: dict, config: dict, data_root: Path) -> dict[str, float]:
