@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if runs.empty:
         raise HarnessError(f'{args.runs}: no counted run of {experiment} without ablation values to diagnose')
     todo = [source(r, args.data) for r in runs.itertuples()]
-    check_data_roots([t for t in todo if t.kept is None], args.data)   # before any checkpoint is loaded
+    check_sources([t for t in todo if t.kept is None], args.data)   # before any checkpoint is loaded
     rows = []
     for t in tqdm(todo, desc='diagnose', unit='run'):
         measured = t.kept if t.kept is not None else diagnose_run(t.record, t.config, t.root)
@@ -96,7 +96,7 @@ def source(row: Any, data: Path | None) -> Source:
                   data or Path(config['data']['root']))
 
 
-def check_data_roots(todo: list[Source], given: Path | None) -> None:
+def check_sources(todo: list[Source], given: Path | None) -> None:
     """Each checkpoint is there and is diagnosed on the data its run was tested on: the folder exists, its
     test area is valid GT (as ``evaluate`` checks it) and its identity is the record's.
 
