@@ -570,3 +570,53 @@ def test_a_question_with_nothing_to_compare_says_why(tmp_path, arms, reason):
     assert compare(tmp_path / 'runs', tmp_path / 'out') == 0
     md = (tmp_path / 'out' / 'comparison.md').read_text()
     assert f'No decision: {reason}.' in md and 'over different seeds' not in md and 'tested' not in md
+
+
+def _runs_with(runs, rows: list[tuple[str, int, float, dict]]):
+    """Runs of the question's study: (arm, seed, ap50, other metrics.json keys)."""
+    for arm, seed, ap50, extra in rows:
+        folder = make_run(runs, arm, seed, 0.5, question=QUESTION)
+        metrics = json.loads((folder / 'metrics.json').read_text())
+        (folder / 'metrics.json').write_text(json.dumps({**metrics, 'ap50': ap50, **extra}))
+
+
+def test_an_arm_recorded_under_its_old_and_new_name_is_listed_never_counted_twice(tmp_path):
+    """entropic-ot runs beside influencer-ot runs of the same seeds were 8 'seeds' of one arm: each seed paired
+    with itself twice, and the per-seed column labelled 4 of the 8 differences wrongly."""
+    runs = tmp_path / 'runs'
+    _runs_with(runs, [(arm, s, level + 0.02 * s, {}) for s in range(4)
+                      for arm, level in (('hungarian', 0.40), ('entropic-ot', 0.41), ('influencer-ot', 0.30))])
+    assert compare(runs, tmp_path / 'out') == 0
+    md = (tmp_path / 'out' / 'comparison.md').read_text()
+    assert 'entropic-ot - hungarian' not in md.split('## Decision')[1].split('## Paired')[0].replace('Not tested', '')
+    excluded = md.split('## Not included')[1]
+    assert excluded.count('(an arm recorded under two names); neither counts') == 8
+    assert 's3dis-area5__influencer-ot__s0 attempt 1: the same run (entropic-ot, seed 0) as ' \
+        's3dis-area5__entropic-ot__s0' in excluded
+
+
+def test_a_metric_some_records_lack_is_tested_on_the_seeds_that_have_it(tmp_path):
+    """The instance-weighted AP50 on 2 of 4 seeds gave a sign-flip p of 0 (every comparison with NaN false)."""
+    runs = tmp_path / 'runs'
+    _runs_with(runs, [(arm, s, base + 0.02 * s, {'ap50_instance_weighted': base + 0.021 * s} if s < 2 else {})
+                      for s in range(4) for arm, base in (('hungarian', 0.40), ('influencer', 0.39))])
+    assert compare(runs, tmp_path / 'out') == 0
+    table = pd.read_csv(tmp_path / 'out' / 'comparison.csv')
+    row = table[(table['kind'] == 'delta') & (table['metric'] == 'ap50w')].iloc[0]
+    assert row['n'] == 2 and str(row['seeds']) == '0 1' and np.isnan(row['p_signflip'])
+
+
+def test_per_seed_differences_are_rounded_once(tmp_path):
+    """+2.346 points showed as +2.4: the difference was rounded to 4 decimals of a fraction, then to 1 of a point."""
+    runs = tmp_path / 'runs'
+    _runs_with(runs, [('hungarian', 0, 0.40, {}), ('influencer', 0, 0.42346, {}), ('hungarian', 1, 0.45, {}),
+                      ('influencer', 1, 0.46, {}), ('hungarian', 2, 0.50, {}), ('influencer', 2, 0.52, {})])
+    assert compare(runs, tmp_path / 'out') == 0
+    assert 's0 +2.3, s1 +1.0, s2 +2.0' in (tmp_path / 'out' / 'comparison.md').read_text()
+
+
+def test_the_family_wise_threshold_is_never_rounded_up():
+    """'below 0.017' for 0.05/3 = 0.01667: a p of 0.0168 read as holding family-wise."""
+    from harness.reporting.markdown import multiplicity
+    assert 'below 0.05/3 = 0.01666 also holds' in multiplicity(3, 0.05)
+    assert 'below 0.05/4 = 0.0125 also holds' in multiplicity(4, 0.05)

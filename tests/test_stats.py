@@ -84,3 +84,26 @@ def test_the_seed_count_grows_with_the_spread():
     small, large = seeds_for_power(2.0, 3.0), seeds_for_power(6.0, 3.0)
     assert small < large
     assert half_width(4.55, 5) == pytest.approx(5.65, abs=0.01)   # the issue's 5-seed study: CI +-5.7
+
+
+def test_a_difference_exactly_at_the_margin_is_never_decided_by_float_noise():
+    """-3 points on every seed from 2-decimal APs: 0.42 - 0.39 and 0.40 - 0.37 differ by 1e-17, which made one
+    arm non-inferior (p 0) and the other inferior (p 1) with identical rows."""
+    from harness.reporting.stats import noninferiority
+    above = np.array([0.39, 0.45, 0.32]) - np.array([0.42, 0.48, 0.35])    # -0.02999999999999997 ...
+    below = np.array([0.37, 0.47, 0.57]) - np.array([0.40, 0.50, 0.60])    # -0.030000000000000027 ...
+    assert above.mean() > -0.03 > below.mean()   # float noise on either side of the margin
+    for diffs in (above, below):
+        out = noninferiority(diffs, 0.03)
+        assert out['ni_verdict'] == 'inconclusive' and out['ni_p'] == 1.0, diffs
+    assert noninferiority(above + 0.001, 0.03)['ni_verdict'] == 'non-inferior'
+    assert noninferiority(below - 0.001, 0.03)['ni_verdict'] == 'inferior'
+
+
+def test_float_noise_is_no_spread_and_a_missing_sign_flip_p_says_why():
+    diffs = np.array([0.42, 0.48, 0.35]) - np.array([0.39, 0.45, 0.32])
+    out = paired(diffs)
+    assert np.isnan(out['p_t']) and out['note'] == 'identical differences on every seed: no spread to test'
+    many = paired(np.linspace(-0.02, 0.03, 17))
+    assert np.isnan(many['p_signflip']) and 'sign-flip p enumerated up to 16 seeds, not for 17' in many['note']
+    assert sign_flip_p(np.array([0.01, np.nan, 0.02])) is None   # never a p of 0 from NaN comparisons

@@ -73,8 +73,11 @@ def delta_rows(runs: pd.DataFrame, question: dict | None = None) -> list[dict]:
             diffs = (other.loc[seeds, m].astype(float) - base.loc[seeds, m].astype(float)).to_numpy()
             if len(diffs) and np.isnan(diffs).all():
                 continue   # a metric these records predate (instance-weighted AP50): no row rather than NaN
-            row = {'row': f'{arm} - {BASELINE}', 'kind': 'delta', 'metric': m, 'seeds': ' '.join(map(str, seeds)),
-                   **paired(diffs), 'values': ' '.join(f'{d:+.4f}' for d in diffs)}
+            have = ~np.isnan(diffs)   # some records predate it: the seeds where both runs have it
+            diffs, used = diffs[have], [s for s, ok in zip(seeds, have) if ok]
+            # six decimals: the markdown shows points with one, and must not round twice
+            row = {'row': f'{arm} - {BASELINE}', 'kind': 'delta', 'metric': m, 'seeds': ' '.join(map(str, used)),
+                   **paired(diffs), 'values': ' '.join(f'{d:+.6f}' for d in diffs)}
             if question and m == question['metric']:
                 row.update(noninferiority(diffs, question['margin'] / 100, question['alpha']))
             rows.append(row)

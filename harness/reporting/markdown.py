@@ -86,13 +86,18 @@ def decision(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
     if missing:
         return [f'No decision: {missing}.']
     for r in rows:
-        lines.append(f"| {r['row']} | {int(r['n'])} | {pct(r['mean'], True)} | {pct(r['ni_lower'], True)} | "
-                     f"{pct(r['ni_upper'], True)} | {_p(r['ni_p'])} | **{r['ni_verdict']}** |")
+        # bounds with two decimals: a bound of -2.96 beside a margin of 3 must not read as -3.0
+        lines.append(f"| {r['row']} | {int(r['n'])} | {pct(r['mean'], True)} | {_bound(r['ni_lower'])} | "
+                     f"{_bound(r['ni_upper'])} | {_p(r['ni_p'])} | **{r['ni_verdict']}** |")
     untested = [r for r in rows if r['ni_verdict'] not in VERDICTS]
     if untested:
         lines += ['', f'Not tested (fewer than {MIN_SEEDS} seeds shared with {question["baseline"]}): '
                   + ', '.join(f"{r['row'].split(' - ')[0]} ({int(r['n'])})" for r in untested) + '.']
     return lines + ['', multiplicity(len(rows) - len(untested), question['alpha'])]
+
+
+def _bound(x: float) -> str:
+    return '–' if x is None or math.isnan(x) else f'{100 * x:+.2f}'
 
 
 def _nothing_to_decide(runs: pd.DataFrame, baseline: str, rows: list[dict]) -> str:
@@ -118,8 +123,8 @@ def multiplicity(tests: int, alpha: float) -> str:
     return (f'{tests} arms tested against the same baseline, each at alpha {alpha:g} with no multiplicity '
             f'correction (as fixed in the spec): if every arm were exactly the margin worse, the chance of at '
             f'least one false non-inferior verdict is at most {min(1.0, tests * alpha):.2g} (Bonferroni, '
-            f'{tests} × {alpha:g}); a non-inferior verdict whose p is below {alpha / tests:.2g} also holds at '
-            f'family-wise alpha {alpha:g}.')
+            f'{tests} × {alpha:g}); a non-inferior verdict whose p is below {alpha:g}/{tests} = '
+            f'{math.floor(alpha / tests * 1e5) / 1e5:g} also holds at family-wise alpha {alpha:g}.')
 
 
 def delta_table(summary: pd.DataFrame) -> list[str]:
@@ -132,6 +137,8 @@ def delta_table(summary: pd.DataFrame) -> list[str]:
     for r in rows:
         ci = (f"[{pct(r['ci_low'], True)}, {pct(r['ci_high'], True)}]" if not math.isnan(r['ci_low'])
               else r['note'] or '–')
+        if r['note'] and not math.isnan(r['ci_low']):   # why a p is missing (no spread, too many seeds)
+            ci += f" ({r['note']})"
         per_seed = ', '.join(f's{s} {pct(float(d), True)}' for s, d in zip(r['seeds'].split(), r['values'].split()))
         lines.append(f"| {r['row']} | {LABEL[r['metric']]} | {int(r['n'])} | {pct(r['mean'], True)} | {ci} | "
                      f"{_p(r['p_t'])} | {_p(r['p_signflip'])} | {per_seed} |")

@@ -17,10 +17,13 @@ Rules (docs/run-records.md):
    The setting most runs share is the reference; runs with another are listed
    under "Not included" with the keys that differ. A tie is an error.
 3. Runs from a dirty harness tree are kept but marked in every table.
+4. One arm, seed and ablation point recorded under two run ids (an arm under its
+   old and new name) is listed, never counted: it would pair twice.
 """
 from __future__ import annotations
 
 import fnmatch
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,12 +151,30 @@ def select(records: list[dict]) -> Selection:
                                     f"finished attempt, {chosen[0]['attempt']}, counts)")
         if chosen:
             counted.append(chosen)
-    counted = _one_setting(counted, sel.excluded)
+    counted = _one_record_per_run(_one_setting(counted, sel.excluded), sel.excluded)
     rows = [_row(r, m) for r, m in counted]
     # the baseline first, then assignment-based arms, then assignment-free ones, each by name; seeds ascending
     rows.sort(key=lambda r: (r['arm'] != BASELINE, r['family'] != 'assignment-based', r['arm'], r['seed'], r['run_id']))
     sel.runs = pd.DataFrame(rows)
     return sel
+
+
+def _one_record_per_run(counted: list[tuple[dict, dict]], excluded: list[str]) -> list[tuple[dict, dict]]:
+    """Leave out, and list, runs of one arm, seed and ablation point recorded under two run ids (an arm
+    under its old and its new name): counted twice, a seed would pair with itself as two seeds."""
+    def key(r: dict) -> str:
+        return json.dumps([canonical(r['arm']), r['seed'], r.get('ablation') or {}], sort_keys=True, default=str)
+    groups = Counter(key(r) for r, _ in counted)
+    out = []
+    for r, m in counted:
+        if groups[key(r)] == 1:
+            out.append((r, m))
+            continue
+        others = [o['run_id'] for o, _ in counted if key(o) == key(r) and o is not r]
+        excluded.append(f"{r['run_id']} attempt {r['attempt']}: the same run ({canonical(r['arm'])}, seed "
+                        f"{r['seed']}) as {', '.join(others)} (an arm recorded under two names); neither counts: "
+                        'move one into another --runs folder')
+    return out
 
 
 def _one_setting(counted: list[tuple[dict, dict]], excluded: list[str]) -> list[tuple[dict, dict]]:

@@ -18,6 +18,10 @@ from scipy import stats
 
 LEVEL = 0.95
 MIN_SEEDS = 3   # below this no interval is printed: "n too small"
+MAX_SIGN_FLIP_SEEDS = 16   # the exact test enumerates 2^n sign patterns
+# AP differences closer than this are equal: 0.42 - 0.39 and 0.48 - 0.45 differ by float noise (1e-17),
+# which must not decide "no spread" or which side of the margin a mean lies
+TIE = 1e-9
 VERDICTS = ('non-inferior', 'inferior', 'inconclusive')   # noninferiority's; else 'n too small'
 
 
@@ -34,11 +38,11 @@ def t_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float] 
 def sign_flip_p(diffs: np.ndarray) -> float | None:
     """Exact two-sided p of the paired sign-flip (permutation) test of mean difference 0; None below MIN_SEEDS.
 
-    Every one of the 2^n sign patterns is enumerated (n <= 16).
+    Every one of the 2^n sign patterns is enumerated (n <= MAX_SIGN_FLIP_SEEDS; None above).
     """
     diffs = np.asarray(diffs, dtype=float)
     n = len(diffs)
-    if n < MIN_SEEDS or n > 16:
+    if n < MIN_SEEDS or n > MAX_SIGN_FLIP_SEEDS or np.isnan(diffs).any():
         return None
     observed = abs(diffs.mean())
     signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
@@ -62,11 +66,15 @@ def paired(diffs: np.ndarray) -> dict:
         out['note'] = f'n too small ({n} paired seed{"s" if n != 1 else ""}; an interval needs {MIN_SEEDS})'
         return out
     out['ci_low'], out['ci_high'] = t_interval(diffs)
-    out['p_signflip'] = sign_flip_p(diffs)
-    if diffs.std(ddof=1) == 0:
-        out['note'] = 'identical differences on every seed: no spread to test'
+    out['p_signflip'] = math.nan if (p := sign_flip_p(diffs)) is None else p
+    notes = []
+    if np.ptp(diffs) <= TIE:
+        notes.append('identical differences on every seed: no spread to test')
     else:
         out['p_t'] = float(stats.ttest_1samp(diffs, 0.0).pvalue)
+    if n > MAX_SIGN_FLIP_SEEDS:
+        notes.append(f'sign-flip p enumerated up to {MAX_SIGN_FLIP_SEEDS} seeds, not for {n}')
+    out['note'] = '; '.join(notes)
     return out
 
 
@@ -93,15 +101,16 @@ def noninferiority(diffs: np.ndarray, margin: float, alpha: float = 0.05) -> dic
            'ni_verdict': 'n too small'}
     if n < MIN_SEEDS:
         return out
-    mean, se = float(diffs.mean()), float(diffs.std(ddof=1)) / math.sqrt(n)
+    mean = float(diffs.mean())
+    se = float(diffs.std(ddof=1)) / math.sqrt(n) if np.ptp(diffs) > TIE else 0.0   # float noise is no spread
     q = stats.t.ppf(1 - alpha, n - 1)
     out['ni_lower'], out['ni_upper'] = mean - q * se, mean + q * se
-    if se == 0:
-        out['ni_p'] = 0.0 if mean > -margin else 1.0
+    if se == 0:   # exactly at the margin (within TIE) H0 holds: never rejected
+        out['ni_p'] = 0.0 if mean > -margin + TIE else 1.0
     else:
         out['ni_p'] = float(stats.t.sf((mean + margin) / se, n - 1))
-    out['ni_verdict'] = ('non-inferior' if out['ni_lower'] > -margin else
-                         'inferior' if out['ni_upper'] < -margin else 'inconclusive')
+    out['ni_verdict'] = ('non-inferior' if out['ni_lower'] > -margin + TIE else
+                         'inferior' if out['ni_upper'] < -margin - TIE else 'inconclusive')
     return out
 
 
