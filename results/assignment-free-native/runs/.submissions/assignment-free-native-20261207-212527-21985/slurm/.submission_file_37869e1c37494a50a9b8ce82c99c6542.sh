@@ -1,0 +1,1 @@
+/work/main/results/assignment-free-native/runs/.submissions/assignment-free-native-20261207-212527-21985/slurm/1_submission.sh
