@@ -185,3 +185,26 @@ def test_a_profile_longer_than_the_spec_s_rooms_is_refused_before_it_runs(tmp_pa
     with pytest.raises(HarnessError, match='has 6 in .*: give --iters 1 or fewer'):
         check_profile_rooms(config, 2, tmp_path / 'spec.yaml')
     check_profile_rooms(config, 1, tmp_path / 'spec.yaml')   # 6 rooms: one step and the warm-up
+
+
+def test_the_commit_column_marks_uncommitted_code_but_not_results_or_docs(tmp_path):
+    """Times of uncommitted code were labelled with the bare commit they were not made from."""
+    import subprocess
+    from harness.bench.native import _commit
+
+    def git(*args):
+        subprocess.run(['git', '-C', str(tmp_path), '-c', 'user.email=a@b', '-c', 'user.name=n', *args],
+                       check=True, capture_output=True)
+    for name in ('harness/x.py', 'docs/a.md', 'results/r.csv'):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text('1\n')
+    git('init', '-q')
+    git('add', '.')
+    git('commit', '-qm', 'c')
+    sha = _commit(tmp_path)
+    assert sha is not None and len(sha) == 12
+    (tmp_path / 'docs' / 'a.md').write_text('2\n')
+    (tmp_path / 'results' / 'r.csv').write_text('2\n')
+    assert _commit(tmp_path) == sha
+    (tmp_path / 'harness' / 'x.py').write_text('2\n')
+    assert _commit(tmp_path) == f'{sha}+dirty'

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from harness.core import cpu
+from harness.core import cpu, env
 from harness.core.errors import HarnessError
 from harness.core.args import at_least
 from harness.core.io import atomic_write, check_out_file, result_line
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
                              **_measure(root, configs[spec], args.warmup, args.iters, Path(tmp) / f'w{len(rows)}')})
         finally:
             if args.baseline:
-                _git(REPO, 'worktree', 'remove', '--force', str(trees[next(iter(trees))][0]))
+                env.git(REPO, 'worktree', 'remove', '--force', str(trees[next(iter(trees))][0]))
     atomic_write(args.out, _csv(rows), overwrite=args.force)
     ratios = _ratios(rows, args.baseline)
     print(_table(rows, ratios))
@@ -224,39 +224,26 @@ def _measure(root: Path, config: Path, warmup: int, iters: int, work: Path) -> d
 
 
 def _check_commit(commit: str) -> None:
-    """Raise unless ``commit`` names a commit of this repository."""
-    proc = _git(REPO, 'rev-parse', '--verify', '--quiet', f'{commit}^{{commit}}')
-    if proc.returncode != 0:
+    """Raise unless ``commit`` names a commit of this repository (git missing: it names none)."""
+    if env.git(REPO, 'rev-parse', '--verify', '--quiet', f'{commit}^{{commit}}') is None:
         raise HarnessError(f'--baseline {commit}: not a commit of {REPO}; give a commit, tag or branch of it')
-
-
-def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
-    """``git -C root args`` (text output); git not installed reads as a failed command."""
-    try:
-        return subprocess.run(['git', '-C', str(root), *args], capture_output=True, text=True)
-    except FileNotFoundError:
-        return subprocess.CompletedProcess(['git'], 127, '', 'git: not installed')
 
 
 def _worktree(commit: str, where: Path) -> tuple[Path, str]:
     """A temporary git worktree of ``commit`` (removed at the end)."""
-    proc = _git(REPO, 'worktree', 'add', '--detach', str(where), commit)
+    proc = subprocess.run(['git', '-C', str(REPO), 'worktree', 'add', '--detach', str(where), commit],
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise HarnessError(f'--baseline {commit}: cannot check it out ({proc.stderr.strip()}); give a commit '
                            'of this repository')
     return where, _commit(where)
 
 
-# what the timed step runs: changes elsewhere (results, docs) do not change a time
-TIMED_CODE = ('harness', 'influencerformer')
-
-
 def _commit(root: Path) -> str | None:
-    """HEAD of the tree at ``root`` (12 hex digits), '+dirty' where its code (TIMED_CODE) differs from it:
-    the times are of the files, not of the commit."""
-    sha = _git(root, 'rev-parse', '--short=12', 'HEAD').stdout.strip() or None
-    dirty = _git(root, 'status', '--porcelain', '--untracked-files=no', '--', *TIMED_CODE).stdout.strip()
-    return f'{sha}+dirty' if sha and dirty else sha
+    """HEAD of the tree at ``root`` (12 hex digits), '+dirty' where it has uncommitted changes as run records
+    count them (results/ and docs/ change no time): the times are of the files, not of the commit."""
+    state = env.git_state(root, outputs=(*env.OUTPUT_DIRS, 'docs'))
+    return state['sha'] and state['sha'][:12] + ('+dirty' if state['dirty'] else '')
 
 
 def _cpu_name() -> str | None:

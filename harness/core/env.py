@@ -39,7 +39,7 @@ OUTPUT_DIRS = ('results',)
 OUTPUT_NAMES = ('results', 'work_dirs')
 
 
-def _git(path: Path, *args: str) -> str | None:
+def git(path: Path, *args: str) -> str | None:
     """stdout of ``git -C path args``; None where git, the checkout or the object is missing."""
     try:
         return subprocess.run(['git', '-C', str(path), *args], capture_output=True, text=True,
@@ -58,12 +58,12 @@ def git_state(path: Path, outputs: tuple[str, ...] = (), extra: tuple[Path, ...]
         extra: this invocation's output folders (runs, work dirs, data), anywhere: inside the
             checkout their files do not count as dirty either.
     """
-    sha = (_git(path, 'rev-parse', 'HEAD') or '').strip() or None
-    top = (_git(path, 'rev-parse', '--show-toplevel') or '').strip() if sha else ''
+    sha = (git(path, 'rev-parse', 'HEAD') or '').strip() or None
+    top = (git(path, 'rev-parse', '--show-toplevel') or '').strip() if sha else ''
     skip = [*outputs, *_inside(Path(top), extra)] if top else list(outputs)
     pathspec = [':/', *(f':(top,exclude){d}' for d in skip)]
     # every untracked file, not its folder: an output folder among new code must not hide the code
-    status = _git(path, 'status', '--porcelain', '--untracked-files=all', '--', *pathspec) if sha else None
+    status = git(path, 'status', '--porcelain', '--untracked-files=all', '--', *pathspec) if sha else None
     if status is None:
         return {'sha': sha, 'dirty': None}
     changes = [line for line in status.splitlines() if line.strip() and not _own_output(line)]
@@ -73,10 +73,10 @@ def git_state(path: Path, outputs: tuple[str, ...] = (), extra: tuple[Path, ...]
 def checkout_commit(root: Path) -> str | None:
     """HEAD of the git checkout whose top folder is ``root``; None where ``root`` is not one (a plain
     copy, even inside another checkout, whose HEAD is not this folder's commit)."""
-    top = (_git(root, 'rev-parse', '--show-toplevel') or '').strip()
+    top = (git(root, 'rev-parse', '--show-toplevel') or '').strip()
     if not top or Path(top).resolve() != Path(root).resolve():
         return None
-    return (_git(root, 'rev-parse', 'HEAD') or '').strip() or None
+    return (git(root, 'rev-parse', 'HEAD') or '').strip() or None
 
 
 # The code a run's numbers depend on, beyond what its config hash and upstream commit already fix:
@@ -105,7 +105,7 @@ def code_identity(sha: str | None, paths: tuple[str, ...],
     """
     if not sha or not re.fullmatch(r'[0-9a-f]{7,40}', sha):   # a record is data: never an option to git
         return None
-    out = (_git(checkout, 'rev-parse', *(f'{sha}:{p}' for p in paths)) or '').split()
+    out = (git(checkout, 'rev-parse', *(f'{sha}:{p}' for p in paths)) or '').split()
     return ' '.join(f'{p}={oid}' for p, oid in zip(paths, out)) if len(out) == len(paths) else None
 
 
@@ -123,7 +123,7 @@ def result_code(sha: str | None, backend: str | None) -> str | None:
 
 def harness_sha() -> str | None:
     """The commit of the checkout this harness runs from (None without git or a checkout)."""
-    return (_git(Path(__file__).resolve().parent, 'rev-parse', 'HEAD') or '').strip() or None
+    return (git(Path(__file__).resolve().parent, 'rev-parse', 'HEAD') or '').strip() or None
 
 
 def _inside(top: Path, folders: tuple[Path, ...]) -> list[str]:

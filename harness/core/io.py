@@ -117,3 +117,10 @@ def check_out_file(out: Path, force: bool) -> None:
     if out.exists() and not force:
         raise HarnessError(f'{out} exists; pass --force to replace it or choose another --out')
     writable_folder(out.parent)
+
+
+def head(path: Path, lines: int = 1) -> list[str]:
+    """The first ``lines`` lines of a text file without their line ends ('' past its end); bytes that are not
+    UTF-8 are replaced: enough to tell whether the harness wrote the file (its header), whatever the file holds."""
+    with open(path, encoding='utf-8', errors='replace') as f:
+        return [f.readline().rstrip('\r\n') for _ in range(lines)]

@@ -26,7 +26,7 @@ from influencerformer import InstanceGT, registry
 from harness.study.arms import build_criterion, canonical, load_criteria
 from harness.core.args import at_least
 from harness.core.errors import HarnessError
-from harness.core.io import atomic_write, result_line, writable_folder
+from harness.core.io import atomic_write, head, result_line, writable_folder
 from harness.toy import plots as toy_plots
 
 HELP = 'toy study: recovery of GT instances per criterion over a grid of queries x instances'
@@ -204,11 +204,9 @@ def render(out: Path, force: bool = False) -> int:
     if not (out / 'runs.csv').exists() or not (out / 'curves.csv').exists():
         raise HarnessError(f'{out}: no runs.csv and curves.csv to render; run the toy study into it first')
     summary_path = out / 'summary.md'
-    if summary_path.is_file() and not force:
-        with open(summary_path, encoding='utf-8', errors='replace') as f:
-            if f.readline().rstrip() != TITLE:
-                raise HarnessError(f'{summary_path}: not written by the toy study; move it away, or pass --force '
-                                   'to replace it')
+    if summary_path.is_file() and not force and head(summary_path)[0].rstrip() != TITLE:
+        raise HarnessError(f'{summary_path}: not written by the toy study; move it away, or pass --force to '
+                           'replace it')
     runs, curve = (read_table(out / name) for name in ('runs.csv', 'curves.csv'))
     runs['criterion'] = runs['criterion'].map(canonical)     # the CSVs keep the names the runs had
     curve['criterion'] = curve['criterion'].map(canonical)

@@ -16,7 +16,7 @@ from harness.backends.upstream.tools import checked_commit, upstream_root
 from harness.backends.upstream.config import HEADER, write_arm_configs
 from harness.backends.upstream.pretrained import pretrained_path
 from harness.core.errors import HarnessError
-from harness.core.io import result_line
+from harness.core.io import head, result_line
 from harness.study.spec import MAX_SEED
 
 HELP = "write each arm's upstream child config (DIR/<arm>.py) and DIR/diff.txt"
@@ -78,8 +78,7 @@ def earlier_arms(out: Path, arms: set[str]) -> list[Path]:
     for path in sorted(out.glob('*.py')):
         if path.stem in arms:
             continue
-        with open(path, encoding='utf-8', errors='replace') as f:
-            first, second = f.readline(), f.readline().rstrip('\n')
+        first, second = head(path, 2)
         match = arm_line.match(second)
         if first.startswith(start) and match and match.group(1) == path.stem:
             found.append(path)

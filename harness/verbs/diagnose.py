@@ -12,7 +12,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from harness.core.errors import HarnessError
-from harness.core.io import atomic_write, result_line
+from harness.core.io import atomic_write, head, result_line
 from harness.data.reader import list_rooms
 from harness.execution import underway
 from harness.reporting.compare import main_runs
@@ -140,8 +140,7 @@ def check_ours(out: Path, experiment: str) -> None:
         path = out / name
         if not path.is_file():
             continue
-        with open(path, encoding='utf-8', errors='replace') as f:
-            match = start.match(f.readline())
+        match = start.match(head(path)[0])
         if not match:
             raise HarnessError(f'{path}: not written by diagnose; move it away, choose another --out, or pass '
                                '--force to replace it')
